@@ -1,0 +1,31 @@
+/**
+ * HarmonyRL's public contract for plugin authors: declare a plugin with
+ * `definePlugin`, describe its params with `p`, and run graphs with
+ * `runPipeline`.
+ *
+ * @module
+ */
+
+export { definePlugin, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export type {
+  ArtifactCodec,
+  ComponentPlugin,
+  Logger,
+  Plugin,
+  PortSpec,
+  ProgressUpdate,
+  Rng,
+  StageContext,
+  StageKind,
+  StagePlugin,
+} from "./pipeline/plugin.ts";
+export { p } from "./pipeline/schema.ts";
+export type {
+  ComponentKind,
+  ComponentRef,
+  Infer,
+  ParamSpec,
+  ParamsSchema,
+  WeightedComponent,
+} from "./pipeline/schema.ts";
+export type { Note, Piece } from "./plugins/_music/types.ts";

@@ -1,0 +1,238 @@
+/**
+ * The plugin contract. Every stage of a graph (load, tokenize, pretrain,
+ * rollout, reward, update, diffuse, export, ...) and every part a stage uses
+ * (model architectures, tokenizers, reward terms, tensor backends) is one
+ * declarative object made with {@linkcode definePlugin}. Everything except
+ * `run`/`create` can be read without running anything.
+ *
+ * @module
+ */
+
+import type { ComponentKind, Infer, ParamsSchema } from "./schema.ts";
+
+/** Kinds of plugin that run as stages of a graph. */
+export type StageKind =
+  | "load"
+  | "tokenize"
+  | "pretrain"
+  | "rollout"
+  | "reward"
+  | "update"
+  | "diffuse"
+  | "eval"
+  | "export"
+  | "report";
+
+/**
+ * Saves and loads one artifact type to and from a directory. The runner calls
+ * `save` on a fresh temporary directory and renames it into place, so a codec
+ * never needs to write atomically itself.
+ */
+export interface ArtifactCodec<T = unknown> {
+  save(value: T, dir: string): Promise<void>;
+  load(dir: string): Promise<T>;
+}
+
+/** A named, typed input or output of a stage plugin. */
+export interface PortSpec<T = unknown> {
+  /**
+   * The artifact type, e.g. `"midi-corpus"`, `"token-corpus"`, `"model"`.
+   * An input accepts an output only when the two types are equal.
+   */
+  type: string;
+  description: string;
+  /** Inputs only: the stage may run without it. */
+  optional?: boolean;
+  /** Outputs only: how the runner stores it (default: JSON). */
+  codec?: ArtifactCodec<T>;
+}
+
+/** Levelled logger already tagged with the stage and plugin. */
+export interface Logger {
+  debug(message: string, data?: Record<string, unknown>): void;
+  info(message: string, data?: Record<string, unknown>): void;
+  warn(message: string, data?: Record<string, unknown>): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+/** A seeded pseudo-random generator (deterministic per stage and seed). */
+export interface Rng {
+  /** Uniform in [0, 1). */
+  next(): number;
+  /** Uniform integer in [0, n). */
+  int(n: number): number;
+  /** Standard normal. */
+  normal(): number;
+  /** A 32-bit seed for libraries that take one (tfjs initialisers, workers). */
+  seed(): number;
+  /** Internal state, to store in checkpoints. */
+  getState(): number[];
+  /** Restores a state from {@linkcode Rng.getState}. */
+  setState(state: number[]): void;
+}
+
+/** Progress of a long stage, shown as a bar on a terminal and as periodic lines otherwise. */
+export interface ProgressUpdate {
+  done: number;
+  total: number;
+  /** What is counted: `"files"`, `"steps"`, `"episodes"`. */
+  unit?: string;
+  /** Short live figures, e.g. `{ loss: 2.31, "tok/s": 3100 }`. */
+  info?: Record<string, number | string>;
+}
+
+/** What the runner gives a plugin when it runs. Context is an argument, not `this`. */
+export interface StageContext {
+  /** Stage name in the graph (inside a loop: `loop/body`). */
+  stage: string;
+  /** Plugin name, e.g. `"reward/harmony"`. */
+  plugin: string;
+  log: Logger;
+  rng: Rng;
+  /** The graph's seed mixed with the stage name. */
+  seed: number;
+  /** Aborted on Ctrl-C; long loops check it between steps. */
+  signal: AbortSignal;
+  /** This run's directory (`runs/<graph>/<run id>`). */
+  runDir: string;
+  /**
+   * A directory that survives a killed run and belongs to this stage's cache
+   * key: long stages keep resumable checkpoints here.
+   */
+  workDir: string;
+  /** Name of the tensor backend that is running (`"wasm-openblas"`, `"cpu"`, ...). */
+  backend: string;
+  /** Loop iteration (0-based) when the stage runs inside a loop body. */
+  iteration?: number;
+  progress(update: ProgressUpdate): void;
+  /** Records namespaced metrics (`loss/policy`, `reward/harmony`) at a step. */
+  metrics(step: number, values: Record<string, number>): void;
+}
+
+/** Declarative fields shared by stage and component plugins. */
+interface PluginBase<S extends ParamsSchema> {
+  /** `"kind/name"` for built-ins, e.g. `"reward/harmony"`; any unique name for user plugins. */
+  name: string;
+  version: string;
+  description: string;
+  params: S;
+}
+
+/** A plugin that runs as a stage of a graph. */
+export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends PluginBase<S> {
+  kind: StageKind;
+  inputs: Record<string, PortSpec>;
+  outputs: Record<string, PortSpec>;
+  /**
+   * Runs the stage.
+   *
+   * @param ctx The stage's context.
+   * @param inputs Input artifacts by port name (optional ones may be undefined).
+   * @param params Params with defaults filled in and components created.
+   * @returns Output artifacts by port name; every declared output must be present.
+   */
+  run(
+    ctx: StageContext,
+    inputs: Record<string, unknown>,
+    params: Infer<S>,
+  ): Promise<Record<string, unknown>>;
+}
+
+/** A plugin used inside a stage's params: a model, a tokenizer, a reward term, a backend. */
+export interface ComponentPlugin<S extends ParamsSchema = ParamsSchema, T = unknown>
+  extends PluginBase<S> {
+  kind: ComponentKind;
+  /**
+   * Builds the component from its params.
+   *
+   * @param params Params with defaults filled in and nested components created.
+   * @returns The component object the enclosing stage uses.
+   */
+  create(params: Infer<S>): T;
+}
+
+/** Any plugin. */
+// deno-lint-ignore no-explicit-any
+export type Plugin = StagePlugin<any> | ComponentPlugin<any, any>;
+
+/** True when the plugin runs as a stage (it has `run`), false for components. */
+export function isStagePlugin(plugin: Plugin): plugin is StagePlugin {
+  return typeof (plugin as StagePlugin).run === "function";
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
+
+/**
+ * Declares a plugin. Checks the declaration's shape at once, so a broken
+ * plugin fails when it is loaded, not an hour into a run.
+ *
+ * @param plugin The declaration: name, kind, version, description, params,
+ *   and either `inputs`, `outputs`, `run` (a stage) or `create` (a component).
+ * @returns The same object, typed.
+ * @throws {Error} When a required field is missing or malformed.
+ * @example
+ * ```ts
+ * import { definePlugin, p } from "./mod.ts";
+ *
+ * export default definePlugin({
+ *   name: "reward/pitch-range",
+ *   kind: "reward",
+ *   version: "1.0.0",
+ *   description: "Rewards pieces whose pitch range stays within an octave",
+ *   params: { maxSemitones: p.number({ default: 12, min: 0, description: "Widest range that scores 1" }) },
+ *   create: (params) => ({
+ *     score(piece: { notes: { pitch: number }[] }) {
+ *       const pitches = piece.notes.map((n) => n.pitch);
+ *       const range = Math.max(...pitches) - Math.min(...pitches);
+ *       return range <= params.maxSemitones ? 1 : params.maxSemitones / range;
+ *     },
+ *   }),
+ * });
+ * ```
+ */
+export function definePlugin<const S extends ParamsSchema>(plugin: StagePlugin<S>): StagePlugin<S>;
+export function definePlugin<const S extends ParamsSchema, T>(
+  plugin: ComponentPlugin<S, T>,
+): ComponentPlugin<S, T>;
+export function definePlugin(plugin: Plugin): Plugin {
+  const where = `Cannot define plugin ${JSON.stringify(plugin?.name ?? "(unnamed)")}`;
+  if (typeof plugin !== "object" || plugin === null) throw new Error(`${where}: not an object`);
+  if (typeof plugin.name !== "string" || !NAME_RE.test(plugin.name)) {
+    throw new Error(`${where}: name must be lowercase words separated by "/", e.g. "reward/harmony"`);
+  }
+  for (const field of ["kind", "version", "description"] as const) {
+    if (typeof plugin[field] !== "string" || plugin[field] === "") {
+      throw new Error(`${where}: "${field}" must be a non-empty string`);
+    }
+  }
+  if (typeof plugin.params !== "object" || plugin.params === null) {
+    throw new Error(`${where}: "params" must be an object (use {} for none)`);
+  }
+  for (const [key, spec] of Object.entries(plugin.params as ParamsSchema)) {
+    if (typeof spec?.description !== "string" || spec.description === "") {
+      throw new Error(`${where}: param "${key}" needs a description`);
+    }
+  }
+  const isStage = typeof (plugin as StagePlugin).run === "function";
+  const isComponent = typeof (plugin as ComponentPlugin).create === "function";
+  if (isStage === isComponent) {
+    throw new Error(`${where}: give exactly one of run() (a stage) or create() (a component)`);
+  }
+  if (isStage) {
+    const stage = plugin as StagePlugin;
+    if (typeof stage.inputs !== "object" || typeof stage.outputs !== "object") {
+      throw new Error(`${where}: a stage plugin needs "inputs" and "outputs" objects`);
+    }
+  }
+  return plugin;
+}
+
+/** JSON codec: the default for outputs without one. */
+export const jsonCodec: ArtifactCodec = {
+  async save(value, dir) {
+    await Deno.writeTextFile(`${dir}/value.json`, JSON.stringify(value));
+  },
+  async load(dir) {
+    return JSON.parse(await Deno.readTextFile(`${dir}/value.json`));
+  },
+};

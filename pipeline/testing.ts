@@ -1,0 +1,64 @@
+/**
+ * Helpers for testing plugins outside a graph: a context that logs to memory
+ * and params with defaults filled in.
+ *
+ * @module
+ */
+
+import type { Plugin, StageContext } from "./plugin.ts";
+import { createRng } from "./rng.ts";
+import type { ParamsSchema } from "./schema.ts";
+
+/** A stage context for tests, plus what the plugin logged and measured. */
+export interface TestContext extends StageContext {
+  logs: { level: string; message: string }[];
+  recorded: { step: number; values: Record<string, number> }[];
+}
+
+/**
+ * Makes a context for calling `plugin.run()` directly in a test.
+ *
+ * @param options Seed (default 1), run and work directories (default: a new temp dir).
+ * @returns A context whose logs and metrics are kept in arrays.
+ */
+export function testContext(
+  options: { seed?: number; dir?: string; plugin?: string; signal?: AbortSignal } = {},
+): TestContext {
+  const dir = options.dir ?? Deno.makeTempDirSync({ prefix: "harmonyrl-test-" });
+  const logs: TestContext["logs"] = [];
+  const recorded: TestContext["recorded"] = [];
+  const log = (level: string) => (message: string) => logs.push({ level, message });
+  const seed = options.seed ?? 1;
+  return {
+    stage: "test",
+    plugin: options.plugin ?? "test",
+    log: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
+    rng: createRng(seed),
+    seed,
+    signal: options.signal ?? new AbortController().signal,
+    runDir: dir,
+    workDir: dir,
+    backend: "cpu",
+    progress() {},
+    metrics(step, values) {
+      recorded.push({ step, values });
+    },
+    logs,
+    recorded,
+  };
+}
+
+/**
+ * Returns the plugin's default params overridden by `overrides` (no validation,
+ * no component creation: pass created components in `overrides`).
+ */
+export function defaultParams(
+  plugin: Plugin,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(plugin.params as ParamsSchema)) {
+    if ("default" in spec && spec.default !== undefined) out[key] = structuredClone(spec.default);
+  }
+  return { ...out, ...overrides };
+}
