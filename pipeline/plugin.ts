@@ -198,7 +198,9 @@ export function definePlugin(plugin: Plugin): Plugin {
   const where = `Cannot define plugin ${JSON.stringify(plugin?.name ?? "(unnamed)")}`;
   if (typeof plugin !== "object" || plugin === null) throw new Error(`${where}: not an object`);
   if (typeof plugin.name !== "string" || !NAME_RE.test(plugin.name)) {
-    throw new Error(`${where}: name must be lowercase words separated by "/", e.g. "reward/harmony"`);
+    throw new Error(
+      `${where}: name must be lowercase words separated by "/", e.g. "reward/harmony"`,
+    );
   }
   for (const field of ["kind", "version", "description"] as const) {
     if (typeof plugin[field] !== "string" || plugin[field] === "") {

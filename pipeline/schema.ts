@@ -172,7 +172,9 @@ export function describeSpec(spec: ParamSpec): string {
       return bounds.length === 0 ? what : `${what} ${bounds.join(" and ")}`;
     }
     case "string":
-      return spec.enum ? `one of ${spec.enum.map((v) => JSON.stringify(v)).join(", ")}` : "a string";
+      return spec.enum
+        ? `one of ${spec.enum.map((v) => JSON.stringify(v)).join(", ")}`
+        : "a string";
     case "boolean":
       return "true or false";
     case "array":

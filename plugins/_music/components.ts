@@ -13,6 +13,11 @@ export interface Tokenizer {
   name: string;
   /** Number of token ids, special tokens included. */
   vocabSize: number;
+  /**
+   * The plugin name and full params that built this tokenizer, so that a
+   * worker or a later stage can rebuild it (`{use, with}` as in YAML).
+   */
+  spec?: { use: string; with: Record<string, unknown> };
   /** Special token ids. `bos` starts every encoded sequence, `eos` ends it. */
   special: { pad: number; bos: number; eos: number };
   /** Encodes a piece as `[bos, ...events, eos]`. */

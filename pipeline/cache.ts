@@ -1,0 +1,204 @@
+/**
+ * The stage cache. A stage's outputs are stored under a key that hashes what
+ * determines them (DVC's approach): plugin name and version, canonical params
+ * with defaults filled in, the content hashes of its inputs, and its seed.
+ * Cosmetic fields (descriptions, stage order) are not part of the key.
+ * Entries are written to a temporary directory and renamed into place, so a
+ * killed run never leaves a half-written entry.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { ArtifactCodec } from "./plugin.ts";
+
+/** What a cache key is made of; stored beside the entry to explain re-runs. */
+export interface KeyParts {
+  plugin: string;
+  version: string;
+  params: unknown;
+  inputs: Record<string, string>;
+  seed: number;
+  /** Extra parts, e.g. a loop's body or a user plugin's source hash. */
+  extra?: unknown;
+}
+
+/** A stored entry: its key parts and the content hash of each output. */
+export interface CacheEntry {
+  key: string;
+  parts: KeyParts;
+  outputs: Record<string, string>;
+  createdAt: string;
+  durationSec: number;
+}
+
+/** JSON with object keys sorted, so equal values always serialise equally. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      return Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]));
+    }
+    return v;
+  });
+}
+
+/** Hex SHA-256 of bytes or text. */
+export async function sha256(data: Uint8Array | string): Promise<string> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The cache key of a stage: a short hash of its canonical key parts. */
+export async function cacheKey(parts: KeyParts): Promise<string> {
+  return (await sha256(canonicalJson(parts))).slice(0, 24);
+}
+
+/** Content hash of a directory: every file's relative path and bytes, in sorted order. */
+export async function hashDir(dir: string): Promise<string> {
+  const files: string[] = [];
+  const walk = async (sub: string) => {
+    const entries = [];
+    for await (const entry of Deno.readDir(join(dir, sub))) entries.push(entry);
+    entries.sort((a, b) => a.name < b.name ? -1 : 1);
+    for (const entry of entries) {
+      const rel = sub === "" ? entry.name : `${sub}/${entry.name}`;
+      if (entry.isDirectory) await walk(rel);
+      else files.push(rel);
+    }
+  };
+  await walk("");
+  const parts: string[] = [];
+  for (const rel of files) {
+    parts.push(`${rel}:${await sha256(await Deno.readFile(join(dir, rel)))}`);
+  }
+  return (await sha256(parts.join("\n"))).slice(0, 24);
+}
+
+/** Explains, in one line, why `now` differs from `before`. */
+export function explainChange(before: KeyParts | undefined, now: KeyParts): string {
+  if (!before) return "no cached result";
+  const reasons: string[] = [];
+  if (before.plugin !== now.plugin) reasons.push(`plugin "${before.plugin}" -> "${now.plugin}"`);
+  if (before.version !== now.version) reasons.push(`version ${before.version} -> ${now.version}`);
+  if (before.seed !== now.seed) reasons.push(`seed ${before.seed} -> ${now.seed}`);
+  const changedParams = diffKeys(before.params, now.params);
+  if (changedParams.length > 0) reasons.push(`params changed: ${changedParams.join(", ")}`);
+  const inputs = new Set([...Object.keys(before.inputs), ...Object.keys(now.inputs)]);
+  const changedInputs = [...inputs].filter((k) => before.inputs[k] !== now.inputs[k]);
+  if (changedInputs.length > 0) reasons.push(`input changed: ${changedInputs.join(", ")}`);
+  if (canonicalJson(before.extra) !== canonicalJson(now.extra)) {
+    reasons.push("code or loop body changed");
+  }
+  return reasons.length > 0 ? reasons.join("; ") : "no cached result";
+}
+
+/** Lists the leaf paths where two JSON values differ, as `a.b (1 -> 2)`. */
+function diffKeys(a: unknown, b: unknown, prefix = ""): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].sort().flatMap((k) => diffKeys(a[k], b[k], prefix ? `${prefix}.${k}` : k));
+  }
+  if (canonicalJson(a) === canonicalJson(b)) return [];
+  const show = (v: unknown) => {
+    const text = canonicalJson(v);
+    return text === undefined ? "unset" : text.length > 40 ? `${text.slice(0, 37)}...` : text;
+  };
+  return [`${prefix || "(all)"} ${show(a)} -> ${show(b)}`];
+}
+
+/** The on-disk cache: `<root>/<key>/` entries plus an index of the last key per stage. */
+export class Cache {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  entryDir(key: string): string {
+    return join(this.root, key);
+  }
+
+  /** Directory that survives a killed run for this key: resumable checkpoints go here. */
+  async workDir(key: string): Promise<string> {
+    const dir = join(this.root, "work", key);
+    await Deno.mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /** The entry for `key`, or undefined when absent or incomplete. */
+  async get(key: string): Promise<CacheEntry | undefined> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), "entry.json")));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Loads one output of an entry with its codec. */
+  async load(key: string, port: string, codec: ArtifactCodec): Promise<unknown> {
+    return await codec.load(join(this.entryDir(key), "outputs", port));
+  }
+
+  /**
+   * Stores outputs atomically: writes to a temporary directory, then renames.
+   *
+   * @returns The entry, with the content hash of each output.
+   */
+  async put(
+    key: string,
+    parts: KeyParts,
+    outputs: Map<string, { value: unknown; codec: ArtifactCodec }>,
+    durationSec: number,
+  ): Promise<CacheEntry> {
+    await Deno.mkdir(this.root, { recursive: true });
+    const tmp = await Deno.makeTempDir({ dir: this.root, prefix: `.tmp-${key}-` });
+    try {
+      const hashes: Record<string, string> = {};
+      for (const [port, { value, codec }] of outputs) {
+        const dir = join(tmp, "outputs", port);
+        await Deno.mkdir(dir, { recursive: true });
+        await codec.save(value, dir);
+        hashes[port] = await hashDir(dir);
+      }
+      const entry: CacheEntry = {
+        key,
+        parts,
+        outputs: hashes,
+        createdAt: new Date().toISOString(),
+        durationSec,
+      };
+      await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(entry, null, 2));
+      await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});
+      await Deno.rename(tmp, this.entryDir(key));
+      return entry;
+    } catch (error) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The key parts last used for a stage of a graph, to explain why it re-runs. */
+  async lastParts(graph: string, stage: string): Promise<KeyParts | undefined> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(this.root, "index", graph, `${stage}.json`)));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async setLastParts(graph: string, stage: string, parts: KeyParts): Promise<void> {
+    const dir = join(this.root, "index", graph);
+    await Deno.mkdir(dir, { recursive: true });
+    await writeFileAtomic(join(dir, `${stage}.json`), JSON.stringify(parts));
+  }
+}
+
+/** Writes a file by writing a temporary sibling and renaming it over the target. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+  else await Deno.writeFile(tmp, data);
+  await Deno.rename(tmp, path);
+}

@@ -1,0 +1,224 @@
+/**
+ * The command line: `deno task pipeline [command] [options]`.
+ *
+ * Exit status: 0 success, 2 invalid config or graph (or bad arguments),
+ * 1 a stage failed, 130 interrupted.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { relative } from "node:path";
+import { GraphError, loadGraph, type Registry, toMermaid } from "./graph.ts";
+import { graphJsonSchema } from "./jsonschema.ts";
+import { isStagePlugin } from "./plugin.ts";
+import { formatStages, runPipeline } from "./run.ts";
+import { describeSpec, type ParamsSchema } from "./schema.ts";
+import { formatIssue } from "./yaml.ts";
+
+const USAGE = `Usage: deno task pipeline [COMMAND] [OPTIONS]
+
+Commands:
+  run        Run the graph (default)
+  plan       Validate the graph and print which stages would run or come from cache
+  graph      Print the graph as a Mermaid flowchart
+  plugins    List every built-in plugin with its kind, ports and params
+  schema     Print the JSON Schema of graph files (for editors)
+
+Options:
+  --config FILE     Graph file (default: configs/pipeline.yaml)
+  --set PATH=VALUE  Override a value, e.g. --set stages.pretrain.with.epochs=1 (repeatable)
+  --dry-run         Same as the plan command
+  --force           Ignore the cache: re-run every selected stage
+  --only STAGE      Run only STAGE (its inputs must be cached)
+  --from STAGE      Re-run STAGE and run everything after it
+  --until STAGE     Run STAGE and what it needs, nothing after it
+  --runs-dir DIR    Where run directories and the cache go (default: runs)
+  --json            plugins: print JSON instead of text
+  --quiet, --verbose
+  -h, --help`;
+
+/** Default graph: `configs/pipeline.yaml` in the working directory, else the one shipped here. */
+function defaultConfig(): string {
+  try {
+    Deno.statSync("configs/pipeline.yaml");
+    return "configs/pipeline.yaml";
+  } catch {
+    const shipped = fileURLToPath(new URL("../configs/pipeline.yaml", import.meta.url));
+    return relative(Deno.cwd(), shipped) || shipped;
+  }
+}
+
+/** Prints `plugins` output: every plugin's kind, ports and params, from its declaration. */
+async function listPlugins(registry: Registry, json: boolean): Promise<void> {
+  const rows = [];
+  for (const name of registry.names()) {
+    const plugin = (await registry.load(name))!;
+    const params = Object.entries(plugin.params as ParamsSchema).map(([key, spec]) => ({
+      name: key,
+      type: describeSpec(spec),
+      default: "default" in spec ? spec.default : undefined,
+      description: spec.description,
+    }));
+    rows.push({
+      name: plugin.name,
+      kind: plugin.kind,
+      version: plugin.version,
+      description: plugin.description,
+      role: isStagePlugin(plugin) ? "stage" : "component",
+      inputs: isStagePlugin(plugin)
+        ? Object.fromEntries(
+          Object.entries(plugin.inputs).map(([k, v]) => [k, `${v.type}${v.optional ? "?" : ""}`]),
+        )
+        : undefined,
+      outputs: isStagePlugin(plugin)
+        ? Object.fromEntries(Object.entries(plugin.outputs).map(([k, v]) => [k, v.type]))
+        : undefined,
+      params,
+    });
+  }
+  if (json) {
+    console.log(JSON.stringify(rows, null, 2));
+    return;
+  }
+  for (const row of rows) {
+    console.log(`${row.name}  [${row.kind} ${row.role}, v${row.version}]`);
+    console.log(`  ${row.description}`);
+    if (row.inputs) {
+      const ports = Object.entries(row.inputs).map(([k, v]) => `${k}: ${v}`).join(", ");
+      console.log(`  inputs:  ${ports || "none"}`);
+      console.log(
+        `  outputs: ${Object.entries(row.outputs!).map(([k, v]) => `${k}: ${v}`).join(", ")}`,
+      );
+    }
+    for (const param of row.params) {
+      const def = param.default === undefined
+        ? "required"
+        : `default ${JSON.stringify(param.default)}`;
+      console.log(`  - ${param.name} (${param.type}; ${def}): ${param.description}`);
+    }
+    console.log("");
+  }
+}
+
+/**
+ * Runs the CLI.
+ *
+ * @param args Command-line arguments (without the program name).
+ * @param registry The built-in plugins.
+ * @returns The process exit status.
+ */
+export async function main(args: string[], registry: Registry): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: "string" },
+        set: { type: "string", multiple: true },
+        "dry-run": { type: "boolean" },
+        force: { type: "boolean" },
+        only: { type: "string" },
+        from: { type: "string" },
+        until: { type: "string" },
+        "runs-dir": { type: "string" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const command = positionals[0] ?? "run";
+  if (positionals.length > 1 || !["run", "plan", "graph", "plugins", "schema"].includes(command)) {
+    console.error(`error: unknown command "${positionals.join(" ")}"\n\n${USAGE}`);
+    return 2;
+  }
+  if (command === "plugins") {
+    await listPlugins(registry, values.json ?? false);
+    return 0;
+  }
+  if (command === "schema") {
+    console.log(JSON.stringify(await graphJsonSchema(registry), null, 2));
+    return 0;
+  }
+
+  const config = values.config ?? defaultConfig();
+  let graph;
+  try {
+    graph = await loadGraph(config, { registry, overrides: values.set ?? [] });
+  } catch (error) {
+    if (error instanceof GraphError) {
+      for (const issue of error.issues) console.error(formatIssue(issue));
+      console.error(`\n${error.issues.length} problem(s) in "${config}": nothing was run`);
+      return 2;
+    }
+    throw error;
+  }
+  if (command === "graph") {
+    console.log(toMermaid(graph));
+    return 0;
+  }
+
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      console.error("\nStopping after the current step (Ctrl-C again to stop at once)...");
+      controller.abort();
+    } else {
+      Deno.exit(130);
+    }
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    const dryRun = command === "plan" || (values["dry-run"] ?? false);
+    let result;
+    try {
+      result = await runPipeline(graph, {
+        runsDir: values["runs-dir"] ?? "runs",
+        force: values.force,
+        only: values.only,
+        from: values.from,
+        until: values.until,
+        dryRun,
+        signal: controller.signal,
+        quiet: values.quiet,
+        verbose: values.verbose,
+      });
+    } catch (error) {
+      console.error(`error: ${(error as Error).message}`);
+      return 2;
+    }
+    const heading = dryRun
+      ? `Plan for "${graph.name}" (${graph.file}):`
+      : `Run "${graph.name}": ${result.status}`;
+    console.log(`${heading}\n${formatStages(graph, result)}`);
+    if (result.backend) console.log(`backend: ${result.backend.name} (${result.backend.detail})`);
+    if (result.runDir) console.log(`run directory: ${result.runDir}`);
+    if (result.status === "failed") {
+      console.error(`error: ${result.error?.message}`);
+      return 1;
+    }
+    if (result.status === "interrupted") return 130;
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+if (import.meta.main) {
+  const { registry } = await import("../plugins/registry.ts");
+  Deno.exit(await main(Deno.args, registry));
+}

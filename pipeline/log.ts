@@ -1,0 +1,161 @@
+/**
+ * Run logging: every log line, metric and stage event goes to the run's
+ * `events.jsonl` and (for humans) to stderr; progress is a live bar on a
+ * terminal and plain periodic lines otherwise.
+ *
+ * @module
+ */
+
+import type { Logger, ProgressUpdate } from "./plugin.ts";
+
+/** One line of `events.jsonl`. */
+export type RunEvent =
+  | {
+    time: string;
+    type: "log";
+    level: string;
+    stage?: string;
+    plugin?: string;
+    message: string;
+    data?: unknown;
+  }
+  | { time: string; type: "metric"; stage: string; step: number; values: Record<string, number> }
+  | {
+    time: string;
+    type: "stage";
+    stage: string;
+    status: string;
+    detail?: string;
+    durationSec?: number;
+  };
+
+type Level = "debug" | "info" | "warn" | "error";
+const LEVELS: Level[] = ["debug", "info", "warn", "error"];
+
+/** Writes events to a file and human lines to stderr. */
+export class EventLog {
+  #file?: Deno.FsFile;
+  #encoder = new TextEncoder();
+  #minLevel: number;
+  #isTerminal: boolean;
+  #barShown = false;
+  #lastPlainProgress = new Map<string, number>();
+  /** Seconds between progress lines when stderr is not a terminal. */
+  readonly progressIntervalSec: number;
+  /** Every metric recorded, by stage: the manifest and report read them. */
+  readonly metrics = new Map<string, { step: number; values: Record<string, number> }[]>();
+
+  constructor(options: { quiet?: boolean; verbose?: boolean; progressIntervalSec?: number } = {}) {
+    this.#minLevel = options.quiet ? 2 : options.verbose ? 0 : 1;
+    this.#isTerminal = Deno.stderr.isTerminal();
+    this.progressIntervalSec = options.progressIntervalSec ?? 10;
+  }
+
+  /** Starts writing `events.jsonl` (appending, so a resumed run keeps its history). */
+  async open(path: string): Promise<void> {
+    this.#file = await Deno.open(path, { create: true, append: true });
+  }
+
+  close(): void {
+    this.#clearBar();
+    this.#file?.close();
+    this.#file = undefined;
+  }
+
+  #write(event: RunEvent): void {
+    this.#file?.writeSync(this.#encoder.encode(JSON.stringify(event) + "\n"));
+  }
+
+  #print(line: string): void {
+    this.#clearBar();
+    console.error(line);
+  }
+
+  #clearBar(): void {
+    if (this.#barShown) {
+      Deno.stderr.writeSync(this.#encoder.encode("\r\x1b[2K"));
+      this.#barShown = false;
+    }
+  }
+
+  log(
+    level: Level,
+    message: string,
+    tags: { stage?: string; plugin?: string; data?: unknown } = {},
+  ): void {
+    this.#write({ time: new Date().toISOString(), type: "log", level, message, ...tags });
+    if (LEVELS.indexOf(level) < this.#minLevel) return;
+    const who = tags.stage ? `${tags.stage}${tags.plugin ? ` (${tags.plugin})` : ""}: ` : "";
+    const mark = level === "warn" ? "warning: " : level === "error" ? "error: " : "";
+    this.#print(`${mark}${who}${message}`);
+  }
+
+  /** A logger tagged with a stage and plugin. */
+  logger(stage: string, plugin: string): Logger {
+    const at = (level: Level) => (message: string, data?: Record<string, unknown>) =>
+      this.log(level, message, { stage, plugin, data });
+    return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  }
+
+  metric(stage: string, step: number, values: Record<string, number>): void {
+    this.#write({ time: new Date().toISOString(), type: "metric", stage, step, values });
+    const list = this.metrics.get(stage) ?? [];
+    list.push({ step, values });
+    this.metrics.set(stage, list);
+  }
+
+  stage(stage: string, status: string, detail?: string, durationSec?: number): void {
+    this.#write({
+      time: new Date().toISOString(),
+      type: "stage",
+      stage,
+      status,
+      detail,
+      durationSec,
+    });
+  }
+
+  /** Shows progress: a redrawn bar on a terminal, else a line every `progressIntervalSec`. */
+  progress(stage: string, update: ProgressUpdate): void {
+    if (this.#minLevel > 1) return;
+    const total = Math.max(1, update.total);
+    const share = Math.min(1, Math.max(0, update.done / total));
+    const info = Object.entries(update.info ?? {})
+      .map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`)
+      .join(" ");
+    const counts = `${update.done}/${update.total}${update.unit ? ` ${update.unit}` : ""}`;
+    if (this.#isTerminal) {
+      const width = 24;
+      const filled = Math.round(share * width);
+      const bar = `${"█".repeat(filled)}${"░".repeat(width - filled)}`;
+      const line = `${stage} ${bar} ${(share * 100).toFixed(0).padStart(3)}% ${counts} ${info}`;
+      const columns = (() => {
+        try {
+          return Deno.consoleSize().columns;
+        } catch {
+          return 120;
+        }
+      })();
+      Deno.stderr.writeSync(this.#encoder.encode(`\r\x1b[2K${line.slice(0, columns - 1)}`));
+      this.#barShown = true;
+      return;
+    }
+    const now = performance.now() / 1000;
+    const last = this.#lastPlainProgress.get(stage);
+    const finished = update.done >= update.total;
+    if (last !== undefined && now - last < this.progressIntervalSec && !finished) return;
+    this.#lastPlainProgress.set(stage, now);
+    console.error(`${stage}: ${(share * 100).toFixed(0)}% ${counts} ${info}`.trimEnd());
+  }
+}
+
+/** Compact number for progress lines: 3 significant digits, no exponent for usual sizes. */
+export function formatNumber(value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  if (Number.isInteger(value)) return String(value);
+  const abs = Math.abs(value);
+  if (abs >= 1000) return value.toFixed(0);
+  if (abs >= 1) return value.toPrecision(4).replace(/\.?0+$/, "");
+  if (abs === 0) return "0";
+  return value.toPrecision(3);
+}

@@ -1,0 +1,702 @@
+/**
+ * Executes a validated graph: plans which stages run and which come from the
+ * cache, runs them in order with a context each, stores their outputs
+ * atomically, runs loop blocks with carried artifacts and resumable
+ * checkpoints, and keeps `manifest.json` and `events.jsonl` in the run
+ * directory.
+ *
+ * @module
+ */
+
+import { join, relative } from "node:path";
+import {
+  Cache,
+  cacheKey,
+  canonicalJson,
+  explainChange,
+  type KeyParts,
+  writeFileAtomic,
+} from "./cache.ts";
+import { type Graph, type ResolvedComponent, type StageNode, stageOutputs } from "./graph.ts";
+import { EventLog } from "./log.ts";
+import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
+import { createRng, hashString32 } from "./rng.ts";
+import type { ParamsSchema, WeightedComponent } from "./schema.ts";
+
+/** What a backend component's `create()` returns. */
+export interface BackendHandle {
+  /** Loads and selects the backend; returns the name that actually runs and details. */
+  init(log: (message: string) => void): Promise<{ name: string; detail: string }>;
+}
+
+/** Options for {@linkcode runPipeline}. */
+export interface RunOptions {
+  /** Where run directories go (default `runs`). */
+  runsDir?: string;
+  /** Where the stage cache lives (default `<runsDir>/.cache`). */
+  cacheDir?: string;
+  /** Ignore cached results: every selected stage runs. */
+  force?: boolean;
+  /** Run only this stage; its inputs must be cached. */
+  only?: string;
+  /** Re-run this stage and run everything after it; earlier stages come from the cache. */
+  from?: string;
+  /** Run this stage and what it needs, nothing after it. */
+  until?: string;
+  /** Validate and print the plan without running anything. */
+  dryRun?: boolean;
+  /** Aborts the run cleanly (Ctrl-C). */
+  signal?: AbortSignal;
+  quiet?: boolean;
+  verbose?: boolean;
+  /** Seconds between progress lines when stderr is not a terminal (default 10). */
+  progressIntervalSec?: number;
+}
+
+/** What happened to one stage. */
+export interface StageRecord {
+  plugin: string;
+  version: string;
+  status: "pending" | "cached" | "done" | "failed" | "skipped" | "interrupted" | "would-run";
+  key?: string;
+  reason?: string;
+  durationSec?: number;
+  error?: string;
+  metrics?: Record<string, number>;
+}
+
+/** The result of a run (or, with `dryRun`, of planning one). */
+export interface RunResult {
+  status: "ok" | "failed" | "interrupted" | "planned";
+  runDir?: string;
+  stages: Record<string, StageRecord>;
+  backend?: { name: string; detail: string };
+  /** The failure, wrapped with stage and plugin names, when status is "failed". */
+  error?: Error;
+}
+
+/** A stage failure: names the stage and plugin, keeps the cause. */
+export class StageError extends Error {
+  readonly stage: string;
+  readonly plugin: string;
+  constructor(stage: string, plugin: string, cause: unknown) {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    super(`Stage "${stage}" (${plugin}) failed: ${message}`, { cause });
+    this.name = "StageError";
+    this.stage = stage;
+    this.plugin = plugin;
+  }
+}
+
+class AbortedError extends Error {
+  constructor() {
+    super("Interrupted");
+    this.name = "AbortedError";
+  }
+}
+
+const VERSION = "0.1.0";
+
+/** Canonical form of resolved params for the cache key: components by name and version. */
+function canonicalParams(params: Record<string, unknown>): unknown {
+  const one = (value: unknown): unknown => {
+    if (isResolvedComponent(value)) {
+      return {
+        use: value.plugin.name,
+        version: value.plugin.version,
+        weight: value.weight,
+        with: canonicalParams(value.params),
+        ...(value.sourceHash ? { source: value.sourceHash } : {}),
+      };
+    }
+    if (Array.isArray(value)) return value.map(one);
+    return value;
+  };
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, one(v)]));
+}
+
+function isResolvedComponent(value: unknown): value is ResolvedComponent {
+  return typeof value === "object" && value !== null && "plugin" in value && "use" in value &&
+    "params" in value;
+}
+
+/** Creates the components named in params (recursively), as plugins receive them. */
+function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(plugin.params as ParamsSchema)) {
+    const value = params[key];
+    if (spec.type === "component") {
+      const c = value as ResolvedComponent;
+      out[key] = c.plugin.create(instantiate(c.plugin, c.params));
+    } else if (spec.type === "components") {
+      out[key] = (value as ResolvedComponent[]).map((c): WeightedComponent => ({
+        name: c.plugin.name,
+        weight: c.weight,
+        component: c.plugin.create(instantiate(c.plugin, c.params)),
+      }));
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/** Describes a stage's params, inputs and body for the key (loops hash their whole body). */
+function loopExtra(node: StageNode): unknown {
+  const loop = node.loop!;
+  return {
+    episodes: loop.episodes,
+    carry: loop.carry,
+    body: loop.body.map((s) => ({
+      name: s.name,
+      plugin: s.plugin!.name,
+      version: s.plugin!.version,
+      source: s.sourceHash,
+      params: canonicalParams(s.params),
+      inputs: s.inputs,
+    })),
+  };
+}
+
+/** Outer references a loop needs: carry inits and body inputs that point outside the body. */
+function loopOuterRefs(node: StageNode): Map<string, { stage: string; output: string }> {
+  const refs = new Map<string, { stage: string; output: string }>();
+  const bodyNames = new Set(node.loop!.body.map((s) => s.name));
+  for (const carry of Object.values(node.loop!.carry)) {
+    refs.set(`${carry.init.stage}.${carry.init.output}`, carry.init);
+  }
+  for (const stage of node.loop!.body) {
+    for (const ref of Object.values(stage.inputs)) {
+      if (!bodyNames.has(ref.stage) && ref.stage !== node.name) {
+        refs.set(`${ref.stage}.${ref.output}`, ref);
+      }
+    }
+  }
+  return refs;
+}
+
+/** Every outer reference a top-level stage reads, as "stage.output". */
+function outerRefs(node: StageNode): Map<string, { stage: string; output: string }> {
+  if (node.loop) return loopOuterRefs(node);
+  return new Map(Object.values(node.inputs).map((ref) => [`${ref.stage}.${ref.output}`, ref]));
+}
+
+/** Which stages are selected by --only/--from/--until, and which are forced. */
+function select(graph: Graph, options: RunOptions): { selected: Set<string>; forced: Set<string> } {
+  const names = graph.stages.map((s) => s.name);
+  const byName = new Map(graph.stages.map((s) => [s.name, s]));
+  for (const flag of ["only", "from", "until"] as const) {
+    const value = options[flag];
+    if (value !== undefined && !byName.has(value)) {
+      throw new Error(
+        `Unknown stage "${value}" for --${flag}: stages are ${
+          names.map((n) => `"${n}"`).join(", ")
+        }`,
+      );
+    }
+  }
+  const descendants = (start: string): Set<string> => {
+    const out = new Set([start]);
+    for (const stage of graph.stages) {
+      if (stage.deps.some((d) => out.has(d))) out.add(stage.name);
+    }
+    return out;
+  };
+  const ancestors = (start: string): Set<string> => {
+    const out = new Set<string>();
+    const visit = (name: string) => {
+      if (out.has(name)) return;
+      out.add(name);
+      for (const dep of byName.get(name)!.deps) visit(dep);
+    };
+    visit(start);
+    return out;
+  };
+  let selected = new Set(names);
+  const forced = new Set<string>(options.force ? names : []);
+  if (options.only) {
+    selected = new Set([options.only]);
+    forced.add(options.only);
+  }
+  if (options.from) {
+    selected = new Set([...selected].filter((n) => descendants(options.from!).has(n)));
+    forced.add(options.from);
+  }
+  if (options.until) {
+    selected = new Set([...selected].filter((n) => ancestors(options.until!).has(n)));
+  }
+  return { selected, forced };
+}
+
+/** Run id: UTC time plus a short random suffix, sortable. */
+function newRunId(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+  return `${stamp}-${crypto.randomUUID().slice(0, 4)}`;
+}
+
+/**
+ * Runs a validated graph.
+ *
+ * @param graph A graph from `loadGraph`.
+ * @param options Where runs and the cache go, partial-run flags, dry-run, abort signal.
+ * @returns What happened to each stage; never throws for a stage failure (see `status`).
+ * @throws {Error} For a bad --only/--from/--until stage name.
+ * @example
+ * ```ts ignore
+ * import { loadGraph, runPipeline } from "./mod.ts";
+ * import { registry } from "./plugins/registry.ts";
+ * const graph = await loadGraph("configs/pipeline.yaml", { registry });
+ * const result = await runPipeline(graph, { runsDir: "runs" });
+ * console.log(result.status, result.runDir);
+ * ```
+ */
+export async function runPipeline(graph: Graph, options: RunOptions = {}): Promise<RunResult> {
+  const runsDir = options.runsDir ?? "runs";
+  const cache = new Cache(options.cacheDir ?? join(runsDir, ".cache"));
+  const signal = options.signal ?? new AbortController().signal;
+  const events = new EventLog(options);
+  const { selected, forced } = select(graph, options);
+  const stages: Record<string, StageRecord> = {};
+  for (const node of graph.stages) {
+    stages[node.name] = {
+      plugin: node.plugin?.name ?? "loop",
+      version: node.plugin?.version ?? VERSION,
+      status: selected.has(node.name) ? "pending" : "skipped",
+    };
+  }
+  // Content hash of every known output, "stage.port" -> hash; values loaded lazily.
+  const hashes = new Map<string, string>();
+  const keys = new Map<string, string>();
+  const values = new Map<string, unknown>();
+  const byName = new Map(graph.stages.map((s) => [s.name, s]));
+
+  const stageSeed = (...parts: (string | number)[]) =>
+    hashString32([graph.seed, ...parts].join("/"));
+  const keyParts = (node: StageNode): KeyParts | undefined => {
+    const refs = node.loop ? [...loopOuterRefs(node)] : Object.entries(node.inputs);
+    const inputs: Record<string, string> = {};
+    for (const [name, ref] of refs) {
+      const hash = hashes.get(`${ref.stage}.${ref.output}`);
+      if (hash === undefined) return undefined;
+      inputs[name] = hash;
+    }
+    return {
+      plugin: node.plugin?.name ?? "loop",
+      version: node.plugin?.version ?? VERSION,
+      params: canonicalParams(node.params),
+      inputs,
+      seed: stageSeed(node.name),
+      extra: node.loop ? loopExtra(node) : node.sourceHash,
+    };
+  };
+  /** Looks a stage up in the cache; records hashes when found. */
+  const lookup = async (
+    node: StageNode,
+  ): Promise<{ parts?: KeyParts; key?: string; hit: boolean }> => {
+    const parts = keyParts(node);
+    if (!parts) return { hit: false };
+    const key = await cacheKey(parts);
+    const entry = await cache.get(key);
+    if (!entry) return { parts, key, hit: false };
+    for (const [port, hash] of Object.entries(entry.outputs)) {
+      hashes.set(`${node.name}.${port}`, hash);
+    }
+    keys.set(node.name, key);
+    return { parts, key, hit: true };
+  };
+
+  // Plan: which stages can come from the cache. Unselected stages must be cached when needed.
+  for (const node of graph.stages) {
+    const record = stages[node.name];
+    const found = await lookup(node);
+    if (!selected.has(node.name)) continue;
+    const missing = [...outerRefs(node).values()].filter((ref) =>
+      !selected.has(ref.stage) && !hashes.has(`${ref.stage}.${ref.output}`)
+    );
+    if (missing.length > 0) {
+      record.status = "failed";
+      record.error = `Stage "${node.name}" needs ${
+        missing.map((r) => `"${r.stage}.${r.output}"`).join(", ")
+      },` +
+        ` which has no cached result: run ${missing.map((r) => `"${r.stage}"`).join(", ")} first` +
+        ` (for example with --until ${missing[0].stage})`;
+    }
+    if (record.status === "failed") continue;
+    if (found.hit && !forced.has(node.name)) {
+      record.status = "cached";
+      record.key = found.key;
+    } else {
+      record.status = options.dryRun ? "would-run" : "pending";
+      record.reason = forced.has(node.name)
+        ? "forced"
+        : found.parts
+        ? explainChange(await cache.lastParts(graph.name, node.name), found.parts)
+        : "an input will be recomputed";
+    }
+  }
+  const planFailures = Object.entries(stages).filter(([, r]) => r.status === "failed");
+  if (options.dryRun || planFailures.length > 0) {
+    return {
+      status: planFailures.length > 0 ? "failed" : "planned",
+      stages,
+      error: planFailures.length > 0
+        ? new Error(planFailures.map(([, r]) => r.error).join("\n"))
+        : undefined,
+    };
+  }
+
+  // A run directory, the event log and the manifest.
+  const graphDir = join(runsDir, graph.name);
+  const runId = newRunId();
+  const runDir = join(graphDir, runId);
+  await Deno.mkdir(runDir, { recursive: true });
+  await events.open(join(runDir, "events.jsonl"));
+  const latest = join(graphDir, "latest");
+  const tmpLink = `${latest}.tmp-${runId}`;
+  await Deno.symlink(runId, tmpLink);
+  await Deno.rename(tmpLink, latest);
+  const started = new Date();
+  let backend: { name: string; detail: string } | undefined;
+  const writeManifest = async (status: string) => {
+    const manifest = {
+      harmonyrl: VERSION,
+      graph: graph.name,
+      file: graph.file,
+      runId,
+      status,
+      startedAt: started.toISOString(),
+      updatedAt: new Date().toISOString(),
+      seed: graph.seed,
+      deno: Deno.version,
+      backend,
+      config: graph.config,
+      stages,
+    };
+    await writeFileAtomic(join(runDir, "manifest.json"), JSON.stringify(manifest, null, 2));
+  };
+  await writeManifest("running");
+
+  /** Gets a top-level output value, loading it from the cache on first use. */
+  const valueOf = async (stage: string, port: string): Promise<unknown> => {
+    const name = `${stage}.${port}`;
+    if (values.has(name)) return values.get(name);
+    const node = byName.get(stage)!;
+    const info = stageOutputs(node).get(port)!;
+    const value = await cache.load(keys.get(stage)!, port, info.codec);
+    values.set(name, value);
+    return value;
+  };
+
+  const makeContext = (
+    stageLabel: string,
+    plugin: string,
+    seed: number,
+    workDir: string,
+    iteration?: number,
+  ): StageContext => ({
+    stage: stageLabel,
+    plugin,
+    log: events.logger(stageLabel, plugin),
+    rng: createRng(seed),
+    seed,
+    signal,
+    runDir,
+    workDir,
+    backend: backend?.name ?? "none",
+    iteration,
+    progress: (update) => events.progress(stageLabel, update),
+    metrics: (step, metricValues) => events.metric(stageLabel, step, metricValues),
+  });
+
+  let status: RunResult["status"] = "ok";
+  let failure: Error | undefined;
+  try {
+    for (const node of graph.stages) {
+      const record = stages[node.name];
+      if (record.status !== "pending") continue;
+      if (signal.aborted) throw new AbortedError();
+      // Upstream stages that ran may have produced the same content: check the cache again.
+      const found = await lookup(node);
+      if (found.hit && !forced.has(node.name)) {
+        record.status = "cached";
+        record.key = found.key;
+        record.reason = undefined;
+        events.log("info", `cached (${found.key})`, { stage: node.name, plugin: record.plugin });
+        events.stage(node.name, "cached");
+        continue;
+      }
+      const parts = found.parts!;
+      const key = found.key!;
+      record.reason = forced.has(node.name)
+        ? "forced"
+        : explainChange(await cache.lastParts(graph.name, node.name), parts);
+      record.key = key;
+      if (!backend) {
+        backend = await initBackend(graph.backend, events);
+        await writeManifest("running");
+      }
+      events.log("info", `running: ${record.reason}`, { stage: node.name, plugin: record.plugin });
+      events.stage(node.name, "running", record.reason);
+      const workDir = await cache.workDir(key);
+      const t0 = performance.now();
+      let outputs: Map<string, unknown>;
+      try {
+        outputs = node.loop
+          ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
+          : await runStage(
+            node,
+            valueOf,
+            makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
+          );
+      } catch (error) {
+        if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
+        throw new StageError(node.name, record.plugin, error);
+      }
+      if (signal.aborted) throw new AbortedError();
+      const durationSec = (performance.now() - t0) / 1000;
+      const infos = stageOutputs(node);
+      const toStore = new Map<string, { value: unknown; codec: ArtifactCodec }>();
+      for (const [port, info] of infos) {
+        toStore.set(port, { value: outputs.get(port), codec: info.codec });
+      }
+      let entry;
+      try {
+        entry = await cache.put(key, parts, toStore, durationSec);
+      } catch (error) {
+        throw new StageError(
+          node.name,
+          record.plugin,
+          new Error(`Cannot store outputs: ${(error as Error).message}`),
+        );
+      }
+      await cache.setLastParts(graph.name, node.name, parts);
+      for (const [port, value] of outputs) values.set(`${node.name}.${port}`, value);
+      for (const [port, hash] of Object.entries(entry.outputs)) {
+        hashes.set(`${node.name}.${port}`, hash);
+      }
+      keys.set(node.name, key);
+      await Deno.remove(workDir, { recursive: true }).catch(() => {});
+      record.status = "done";
+      record.durationSec = Math.round(durationSec * 1000) / 1000;
+      record.metrics = lastMetrics(events, node);
+      events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
+        stage: node.name,
+        plugin: record.plugin,
+      });
+      events.stage(node.name, "done", undefined, durationSec);
+      await writeManifest("running");
+    }
+  } catch (error) {
+    const running = Object.entries(stages).find(([, r]) => r.status === "pending" && r.key);
+    if (error instanceof AbortedError) {
+      status = "interrupted";
+      if (running) running[1].status = "interrupted";
+      events.log("warn", "Interrupted: finished stages are cached; run again to resume");
+    } else {
+      status = "failed";
+      failure = error as Error;
+      if (running) {
+        running[1].status = "failed";
+        running[1].error = failure.message;
+      }
+      events.log("error", failure.message, { data: { stack: failure.stack } });
+    }
+  }
+  await writeManifest(status);
+  events.close();
+  return { status, runDir, stages, backend, error: failure };
+}
+
+function lastMetrics(events: EventLog, node: StageNode): Record<string, number> | undefined {
+  const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
+  const out: Record<string, number> = {};
+  for (const label of labels) {
+    for (const { values } of events.metrics.get(label) ?? []) Object.assign(out, values);
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+async function initBackend(
+  component: ResolvedComponent,
+  events: EventLog,
+): Promise<{ name: string; detail: string }> {
+  const handle = component.plugin.create(
+    instantiate(component.plugin, component.params),
+  ) as BackendHandle;
+  const info = await handle.init((message) => events.log("info", message, { stage: "backend" }));
+  events.log("info", `tensor backend: ${info.name} (${info.detail})`, { stage: "backend" });
+  return info;
+}
+
+type ValueOf = (stage: string, port: string) => Promise<unknown>;
+type MakeContext = (
+  stage: string,
+  plugin: string,
+  seed: number,
+  workDir: string,
+  iteration?: number,
+) => StageContext;
+
+/** Runs one plugin stage and checks that it returned every declared output. */
+async function runStage(
+  node: StageNode,
+  valueOf: ValueOf,
+  ctx: StageContext,
+  params?: Record<string, unknown>,
+  inputValues?: Record<string, unknown>,
+): Promise<Map<string, unknown>> {
+  const plugin = node.plugin!;
+  let inputs = inputValues;
+  if (!inputs) {
+    inputs = {};
+    for (const [port, ref] of Object.entries(node.inputs)) {
+      inputs[port] = await valueOf(ref.stage, ref.output);
+    }
+  }
+  const result = await plugin.run(ctx, inputs, params ?? instantiate(plugin, node.params));
+  if (typeof result !== "object" || result === null) {
+    throw new Error(
+      `run() returned ${result === null ? "null" : typeof result}, not an object of outputs`,
+    );
+  }
+  const outputs = new Map<string, unknown>();
+  for (const port of Object.keys(plugin.outputs)) {
+    if (!(port in result) || result[port] === undefined) {
+      throw new Error(`run() returned no value for output "${port}"`);
+    }
+    outputs.set(port, result[port]);
+  }
+  return outputs;
+}
+
+/**
+ * Runs a loop block: the body stages in order, `episodes` times, carrying
+ * values from one episode to the next. Every `checkpointEvery` episodes the
+ * carried values are saved (atomically) in the work directory, so a killed run
+ * resumes from the last checkpoint.
+ */
+async function runLoop(
+  node: StageNode,
+  env: {
+    valueOf: ValueOf;
+    makeContext: MakeContext;
+    workDir: string;
+    stageSeed: (...parts: (string | number)[]) => number;
+    events: EventLog;
+    signal: AbortSignal;
+  },
+): Promise<Map<string, unknown>> {
+  const loop = node.loop!;
+  const codecs = stageOutputs(node);
+  const carried = new Map<string, unknown>();
+  let start = 0;
+  const statePath = join(env.workDir, "loop.json");
+  try {
+    const state = JSON.parse(await Deno.readTextFile(statePath)) as {
+      episode: number;
+      dir: string;
+    };
+    for (const name of Object.keys(loop.carry)) {
+      carried.set(name, await codecs.get(name)!.codec.load(join(env.workDir, state.dir, name)));
+    }
+    start = state.episode;
+    env.events.log("info", `resuming at episode ${start + 1} of ${loop.episodes}`, {
+      stage: node.name,
+    });
+  } catch {
+    carried.clear();
+    for (const [name, carry] of Object.entries(loop.carry)) {
+      carried.set(name, await env.valueOf(carry.init.stage, carry.init.output));
+    }
+  }
+  // Components are created once per loop, not once per episode.
+  const bodyParams = new Map(loop.body.map((s) => [s.name, instantiate(s.plugin!, s.params)]));
+  const bodyNames = new Set(loop.body.map((s) => s.name));
+  for (let episode = start; episode < loop.episodes; episode++) {
+    if (env.signal.aborted) throw new AbortedError();
+    const produced = new Map<string, unknown>();
+    for (const stage of loop.body) {
+      const inputs: Record<string, unknown> = {};
+      for (const [port, ref] of Object.entries(stage.inputs)) {
+        if (ref.stage === node.name) inputs[port] = carried.get(ref.output);
+        else if (bodyNames.has(ref.stage)) {
+          inputs[port] = produced.get(`${ref.stage}.${ref.output}`);
+        } else inputs[port] = await env.valueOf(ref.stage, ref.output);
+      }
+      const label = `${node.name}/${stage.name}`;
+      const ctx = env.makeContext(
+        label,
+        stage.plugin!.name,
+        env.stageSeed(node.name, stage.name, episode),
+        env.workDir,
+        episode,
+      );
+      let outputs: Map<string, unknown>;
+      try {
+        outputs = await runStage(stage, env.valueOf, ctx, bodyParams.get(stage.name), inputs);
+      } catch (error) {
+        if (env.signal.aborted) throw new AbortedError();
+        const cause = error instanceof Error ? error.message : String(error);
+        throw new Error(
+          `episode ${episode + 1}, body stage "${stage.name}" (${stage.plugin!.name}): ${cause}`,
+          {
+            cause: error,
+          },
+        );
+      }
+      for (const [port, value] of outputs) produced.set(`${stage.name}.${port}`, value);
+    }
+    for (const [name, carry] of Object.entries(loop.carry)) {
+      carried.set(name, produced.get(`${carry.next.stage}.${carry.next.output}`));
+    }
+    env.events.progress(node.name, { done: episode + 1, total: loop.episodes, unit: "episodes" });
+    const last = episode + 1 === loop.episodes;
+    if (!last && (episode + 1) % loop.checkpointEvery === 0) {
+      const dir = `episode-${episode + 1}`;
+      await Deno.remove(join(env.workDir, dir), { recursive: true }).catch(() => {});
+      for (const [name, value] of carried) {
+        await Deno.mkdir(join(env.workDir, dir, name), { recursive: true });
+        await codecs.get(name)!.codec.save(value, join(env.workDir, dir, name));
+      }
+      const previous = await Deno.readTextFile(statePath).then((t) => JSON.parse(t).dir).catch(() =>
+        ""
+      );
+      await writeFileAtomic(statePath, JSON.stringify({ episode: episode + 1, dir }));
+      if (previous && previous !== dir) {
+        await Deno.remove(join(env.workDir, previous), { recursive: true }).catch(() => {});
+      }
+    }
+  }
+  return carried;
+}
+
+/** Formats the plan or result as a table for the terminal. */
+export function formatStages(graph: Graph, result: RunResult): string {
+  const rows: string[] = [];
+  const width = Math.max(...graph.stages.map((s) => s.name.length), 5);
+  for (const node of graph.stages) {
+    const r = result.stages[node.name];
+    const what = node.loop
+      ? `loop x${node.loop.episodes} (${node.loop.body.map((b) => b.name).join(" -> ")})`
+      : r.plugin;
+    const detail = r.status === "cached"
+      ? `from cache ${r.key}`
+      : r.reason
+      ? r.reason
+      : r.error ?? "";
+    rows.push(
+      `  ${node.name.padEnd(width)}  ${r.status.padEnd(11)} ${what}${
+        detail ? `  [${detail}]` : ""
+      }`,
+    );
+  }
+  return rows.join("\n");
+}
+
+/** Relative path for messages. */
+export function shortPath(path: string): string {
+  const rel = relative(Deno.cwd(), path);
+  return rel.startsWith("..") ? path : rel;
+}
+
+export { canonicalJson };

@@ -1,0 +1,38 @@
+/**
+ * The TensorFlow.js tensor backend as a component plugin. A graph's
+ * `backend: NAME` is shorthand for `{use: backend/tfjs, with: {name: NAME}}`.
+ *
+ * @module
+ */
+
+import { definePlugin, p } from "../../mod.ts";
+import { BACKEND_NAMES, type BackendName, initBackend } from "../_tf/backend.ts";
+
+export default definePlugin({
+  name: "backend/tfjs",
+  kind: "backend",
+  version: "1.0.0",
+  description:
+    "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
+  params: {
+    name: p.string({
+      default: "auto",
+      enum: BACKEND_NAMES,
+      description: "Backend to start; auto takes the fastest that loads",
+    }),
+    openBlasThreads: p.integer({
+      default: 0,
+      min: 0,
+      description: "OpenBLAS threads for wasm-openblas (0 = OpenBLAS's default)",
+    }),
+  },
+  create: (params) => ({
+    async init(log: (message: string) => void) {
+      const info = await initBackend(params.name as BackendName, {
+        log,
+        openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
+      });
+      return { name: info.name, detail: info.detail };
+    },
+  }),
+});

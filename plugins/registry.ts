@@ -1,0 +1,23 @@
+/**
+ * The built-in plugins: an explicit, sorted map of lazy imports (no
+ * filesystem scan), so listing names costs nothing and a plugin's module
+ * loads only when a graph uses it.
+ *
+ * @module
+ */
+
+import type { Registry } from "../pipeline/graph.ts";
+import type { Plugin } from "../pipeline/plugin.ts";
+
+const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
+  "backend/tfjs": () => import("./backend/tfjs.ts"),
+};
+
+/** Every built-in plugin, loaded on demand. */
+export const registry: Registry = {
+  names: () => Object.keys(loaders).sort(),
+  async load(name) {
+    const loader = loaders[name];
+    return loader ? (await loader()).default : undefined;
+  },
+};
