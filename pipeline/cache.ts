@@ -30,6 +30,8 @@ export interface CacheEntry {
   outputs: Record<string, string>;
   createdAt: string;
   durationSec: number;
+  /** Metrics the stage recorded, by stage label (a loop has one label per body stage). */
+  metrics?: Record<string, { step: number; values: Record<string, number> }[]>;
 }
 
 /** JSON with object keys sorted, so equal values always serialise equally. */
@@ -151,6 +153,7 @@ export class Cache {
     parts: KeyParts,
     outputs: Map<string, { value: unknown; codec: ArtifactCodec }>,
     durationSec: number,
+    metrics?: CacheEntry["metrics"],
   ): Promise<CacheEntry> {
     await Deno.mkdir(this.root, { recursive: true });
     const tmp = await Deno.makeTempDir({ dir: this.root, prefix: `.tmp-${key}-` });
@@ -168,6 +171,7 @@ export class Cache {
         outputs: hashes,
         createdAt: new Date().toISOString(),
         durationSec,
+        metrics,
       };
       await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(entry, null, 2));
       await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});

@@ -124,6 +124,11 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
   inputs: Record<string, PortSpec>;
   outputs: Record<string, PortSpec>;
   /**
+   * `false` for stages that must run every time (a report of this run);
+   * default `true`: outputs are cached by key.
+   */
+  cache?: boolean;
+  /**
    * Runs the stage.
    *
    * @param ctx The stage's context.

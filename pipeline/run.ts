@@ -17,7 +17,13 @@ import {
   type KeyParts,
   writeFileAtomic,
 } from "./cache.ts";
-import { type Graph, type ResolvedComponent, type StageNode, stageOutputs } from "./graph.ts";
+import {
+  type Graph,
+  type ResolvedComponent,
+  type StageNode,
+  stageOutputs,
+  toMermaid,
+} from "./graph.ts";
 import { EventLog } from "./log.ts";
 import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
@@ -322,7 +328,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         ` (for example with --until ${missing[0].stage})`;
     }
     if (record.status === "failed") continue;
-    if (found.hit && !forced.has(node.name)) {
+    if (found.hit && !forced.has(node.name) && node.plugin?.cache !== false) {
       record.status = "cached";
       record.key = found.key;
     } else {
@@ -375,6 +381,20 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     await writeFileAtomic(join(runDir, "manifest.json"), JSON.stringify(manifest, null, 2));
   };
   await writeManifest("running");
+  await writeFileAtomic(join(runDir, "graph.mmd"), toMermaid(graph));
+  // Metrics of every stage that ran or came from the cache, for reports: label -> steps.
+  const runMetrics: Record<string, { step: number; values: Record<string, number> }[]> = {};
+  const recordCachedMetrics = async (node: StageNode, key: string) => {
+    const entry = await cache.get(key);
+    for (const [label, list] of Object.entries(entry?.metrics ?? {})) runMetrics[label] = list;
+    await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
+    stages[node.name].durationSec = entry?.durationSec;
+  };
+  for (const node of graph.stages) {
+    if (stages[node.name].status === "cached") {
+      await recordCachedMetrics(node, stages[node.name].key!);
+    }
+  }
 
   /** Gets a top-level output value, loading it from the cache on first use. */
   const valueOf = async (stage: string, port: string): Promise<unknown> => {
@@ -417,10 +437,11 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       if (signal.aborted) throw new AbortedError();
       // Upstream stages that ran may have produced the same content: check the cache again.
       const found = await lookup(node);
-      if (found.hit && !forced.has(node.name)) {
+      if (found.hit && !forced.has(node.name) && node.plugin?.cache !== false) {
         record.status = "cached";
         record.key = found.key;
         record.reason = undefined;
+        await recordCachedMetrics(node, found.key!);
         events.log("info", `cached (${found.key})`, { stage: node.name, plugin: record.plugin });
         events.stage(node.name, "cached");
         continue;
@@ -429,6 +450,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       const key = found.key!;
       record.reason = forced.has(node.name)
         ? "forced"
+        : node.plugin?.cache === false
+        ? "not cached: runs every time"
         : explainChange(await cache.lastParts(graph.name, node.name), parts);
       record.key = key;
       if (!backend) {
@@ -461,7 +484,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       }
       let entry;
       try {
-        entry = await cache.put(key, parts, toStore, durationSec);
+        entry = await cache.put(key, parts, toStore, durationSec, stageMetrics(events, node));
       } catch (error) {
         throw new StageError(
           node.name,
@@ -479,6 +502,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       record.status = "done";
       record.durationSec = Math.round(durationSec * 1000) / 1000;
       record.metrics = lastMetrics(events, node);
+      for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
+      await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
       events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
         stage: node.name,
         plugin: record.plugin,
@@ -505,6 +530,17 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   await writeManifest(status);
   events.close();
   return { status, runDir, stages, backend, error: failure };
+}
+
+/** Every metric a stage recorded, by label (a loop has one label per body stage). */
+function stageMetrics(
+  events: EventLog,
+  node: StageNode,
+): Record<string, { step: number; values: Record<string, number> }[]> {
+  const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
+  return Object.fromEntries(
+    labels.filter((l) => events.metrics.has(l)).map((l) => [l, events.metrics.get(l)!]),
+  );
 }
 
 function lastMetrics(events: EventLog, node: StageNode): Record<string, number> | undefined {

@@ -41,6 +41,10 @@ Deno.test("runPipeline() runs stages in order and a second run takes every stage
   assert.equal(manifest.status, "ok");
   assert.equal(manifest.seed, 7);
   assert.equal(manifest.stages.total.status, "cached");
+  // Metrics of cached stages come from the cache, so a report of this run still has them.
+  const metrics = JSON.parse(await Deno.readTextFile(join(second.runDir!, "metrics.json")));
+  assert.deepEqual(metrics.total, [{ step: 0, values: { "toy/sum": 40 } }]);
+  assert.match(await Deno.readTextFile(join(second.runDir!, "graph.mmd")), /^flowchart TD/);
   const firstEvents = (await Deno.readTextFile(join(first.runDir!, "events.jsonl"))).trim().split(
     "\n",
   ).map((l) => JSON.parse(l));
