@@ -1,0 +1,333 @@
+/**
+ * Policy-gradient maths shared by `update/reinforce` and `update/ppo`.
+ *
+ * References: Williams (1992), "Simple statistical gradient-following
+ * algorithms" (REINFORCE with a baseline); Schulman et al. (2017), "Proximal
+ * Policy Optimization Algorithms" (clipped ratio); Jaques et al. (2017),
+ * "Sequence Tutor / RL Tuner" (a KL penalty to the pretrained policy keeps the
+ * model musical); cleanrl's `ppo.py` for the shape of an update.
+ *
+ * A rollout is a token sequence `tokens[0..T]` whose first `primerLen + 1`
+ * tokens (BOS and the primer) were given, not sampled. The policy's action at
+ * position t is `tokens[t + 1]`; only sampled positions before the first EOS
+ * (inclusive) are scored.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { Logger, StageContext } from "../../mod.ts";
+import {
+  AdamW,
+  checkpointFromModel,
+  clipByGlobalNorm,
+  loadModelFromCheckpoint,
+  type ModelCheckpoint,
+  type SequenceModel,
+} from "./model.ts";
+
+/** The rollouts a rollout stage produces (the fields the update reads). */
+export interface RolloutBatch {
+  /** One sequence per piece, BOS first. */
+  tokens: Int32Array[];
+  /** Tokens at the start of each sequence that were given (BOS + primer), not sampled. */
+  primerLen?: number;
+}
+
+/** The rewards a reward stage produces. */
+export interface RewardBatch {
+  total: number[];
+  terms: Record<string, number[]>;
+}
+
+/** Live models behind checkpoints, so an RL loop does not rebuild its policy every episode. */
+interface Trainable {
+  model: SequenceModel;
+  optimizer: AdamW;
+}
+const trainables = new WeakMap<ModelCheckpoint, Trainable>();
+const frozen = new WeakMap<ModelCheckpoint, Promise<SequenceModel>>();
+
+/**
+ * A read-only model for a checkpoint: the live policy when the checkpoint came
+ * from an update in this process, else one built once and kept while the
+ * checkpoint object lives.
+ */
+export function modelFor(ckpt: ModelCheckpoint): Promise<SequenceModel> {
+  const live = trainables.get(ckpt);
+  if (live) return Promise.resolve(live.model);
+  let pending = frozen.get(ckpt);
+  if (!pending) {
+    pending = loadModelFromCheckpoint(ckpt);
+    frozen.set(ckpt, pending);
+  }
+  return pending;
+}
+
+/**
+ * The trainable policy for a checkpoint. A checkpoint made by a previous update
+ * in this process hands over its live model and optimizer; any other one
+ * (pretrained, or loaded from disk on resume) is built fresh, so the frozen
+ * reference is never modified.
+ */
+export async function trainableFor(
+  ckpt: ModelCheckpoint,
+  options: { weightDecay: number },
+): Promise<Trainable> {
+  const live = trainables.get(ckpt);
+  if (live) return live;
+  const model = await loadModelFromCheckpoint(ckpt);
+  const optimizer = new AdamW(model.variables, { weightDecay: options.weightDecay });
+  // A checkpoint written by an RL update carries that update's optimizer state.
+  if (ckpt.optimizer && ckpt.metrics["rl/episodes"] !== undefined) {
+    optimizer.setState(ckpt.optimizer);
+  }
+  return { model, optimizer };
+}
+
+/** Records that `ckpt` is the state of this live policy (the next episode starts from it). */
+export function registerTrainable(ckpt: ModelCheckpoint, trainable: Trainable): void {
+  trainables.set(ckpt, trainable);
+}
+
+/** Pads rollouts to one length and marks the scored positions. */
+export function batchTensors(rollouts: RolloutBatch, eosId: number): {
+  inputs: number[][];
+  targets: number[][];
+  mask: number[][];
+} {
+  const length = Math.max(...rollouts.tokens.map((t) => t.length));
+  const given = Math.max(1, rollouts.primerLen ?? 1);
+  const inputs: number[][] = [];
+  const targets: number[][] = [];
+  const mask: number[][] = [];
+  for (const seq of rollouts.tokens) {
+    const row = Array.from({ length }, (_, i) => (i < seq.length ? seq[i] : eosId));
+    inputs.push(row.slice(0, length - 1));
+    targets.push(row.slice(1));
+    let ended = false;
+    mask.push(
+      row.slice(1).map((token, t) => {
+        // Target at t is token t+1; it was sampled when t + 1 >= given.
+        const scored = !ended && t + 1 >= given && t + 1 < seq.length;
+        if (token === eosId && t + 1 >= given) ended = true;
+        return scored ? 1 : 0;
+      }),
+    );
+  }
+  return { inputs, targets, mask };
+}
+
+/**
+ * Per-token log-probabilities of the targets, entropies, and (with a
+ * reference) KL(π || π_ref) of the full next-token distributions.
+ *
+ * @returns tensors of shape `[batch, time]`
+ */
+export function tokenTerms(
+  model: SequenceModel,
+  inputs: tf.Tensor2D,
+  targets: tf.Tensor2D,
+  referenceLogits?: tf.Tensor3D,
+): { logProb: tf.Tensor2D; entropy: tf.Tensor2D; kl?: tf.Tensor2D } {
+  const logits = model.forward(inputs, { training: false }); // [B, T, V]
+  const vocab = logits.shape[2];
+  const logP = tf.logSoftmax(logits); // [B, T, V]
+  const probs = tf.exp(logP);
+  const logProb = tf.sum(tf.mul(logP, tf.oneHot(targets, vocab)), 2) as tf.Tensor2D; // [B, T]
+  const entropy = tf.neg(tf.sum(tf.mul(probs, logP), 2)) as tf.Tensor2D; // [B, T]
+  if (!referenceLogits) return { logProb, entropy };
+  const logRef = tf.logSoftmax(referenceLogits); // [B, T, V]
+  const kl = tf.sum(tf.mul(probs, tf.sub(logP, logRef)), 2) as tf.Tensor2D; // [B, T]
+  return { logProb, entropy, kl };
+}
+
+/** Hyperparameters shared by both updates. */
+export interface UpdateParams {
+  lr: number;
+  entropyCoef: number;
+  klCoef: number;
+  clipNorm: number;
+  baselineBeta: number;
+  normalizeAdvantages: boolean;
+  weightDecay: number;
+  microBatch: number;
+}
+
+/** What one gradient pass computes, summed over micro-batches. */
+export interface PassResult {
+  loss: number;
+  policyLoss: number;
+  entropy: number;
+  kl: number;
+  clipFraction: number;
+  finite: boolean;
+}
+
+/**
+ * Runs one optimisation step over a batch: the loss is built per micro-batch
+ * of rows (gradients accumulated) so long rollouts fit in memory.
+ *
+ * @param lossOf builds the policy part of the loss for a micro-batch, given its
+ *   per-token log-probs `[b, T]`, mask `[b, T]` and row indices; returns a scalar
+ *   summed over scored tokens plus the count of clipped tokens (PPO).
+ */
+export async function gradientStep(
+  trainable: Trainable,
+  batch: { inputs: number[][]; targets: number[][]; mask: number[][] },
+  reference: SequenceModel | undefined,
+  params: UpdateParams,
+  lossOf: (
+    logProb: tf.Tensor2D,
+    mask: tf.Tensor2D,
+    rows: number[],
+  ) => { loss: tf.Scalar; clipped?: tf.Scalar },
+): Promise<PassResult> {
+  const { model, optimizer } = trainable;
+  const rows = batch.inputs.length;
+  const scoredTokens = batch.mask.flat().reduce((a, b) => a + b, 0);
+  const denom = Math.max(1, scoredTokens);
+  const sums = { loss: 0, policyLoss: 0, entropy: 0, kl: 0, clipped: 0 };
+  let accumulated: Map<string, tf.Tensor> | undefined;
+  const variables = [...model.variables.entries()];
+  for (let start = 0; start < rows; start += params.microBatch) {
+    const idx = Array.from(
+      { length: Math.min(params.microBatch, rows - start) },
+      (_, i) => start + i,
+    );
+    const inputs = tf.tensor2d(idx.map((i) => batch.inputs[i]), undefined, "int32");
+    const targets = tf.tensor2d(idx.map((i) => batch.targets[i]), undefined, "int32");
+    const mask = tf.tensor2d(idx.map((i) => batch.mask[i]), undefined, "float32");
+    const refLogits = reference
+      ? tf.tidy(() => reference.forward(inputs, { training: false }))
+      : undefined;
+    const parts: tf.Tensor[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const terms = tokenTerms(model, inputs, targets, refLogits);
+      const policy = lossOf(terms.logProb, mask, idx);
+      const entropySum = tf.sum(tf.mul(terms.entropy, mask));
+      const klSum = terms.kl ? tf.sum(tf.mul(terms.kl, mask)) : tf.scalar(0);
+      parts.push(
+        tf.keep(policy.loss),
+        tf.keep(entropySum),
+        tf.keep(klSum),
+        tf.keep(policy.clipped ?? tf.scalar(0)),
+      );
+      // Mean over all scored tokens of the batch: each micro-batch adds its share.
+      return tf.div(
+        tf.add(
+          tf.sub(policy.loss, tf.mul(entropySum, params.entropyCoef)),
+          tf.mul(klSum, params.klCoef),
+        ),
+        denom,
+      ) as tf.Scalar;
+    }, variables.map(([, v]) => v));
+    const [policySum, entropySum, klSum, clipped] = await Promise.all(parts.map((t) => t.data()));
+    sums.loss += (await value.data())[0];
+    sums.policyLoss += policySum[0] / denom;
+    sums.entropy += entropySum[0] / denom;
+    sums.kl += klSum[0] / denom;
+    sums.clipped += clipped[0];
+    tf.dispose([inputs, targets, mask, value, ...parts]);
+    if (refLogits) refLogits.dispose();
+    const named = new Map(variables.map(([name, v]) => [name, grads[v.name]]));
+    if (!accumulated) accumulated = named;
+    else {
+      const next = new Map<string, tf.Tensor>();
+      for (const [name, g] of named) {
+        next.set(name, tf.add(accumulated.get(name)!, g));
+        g.dispose();
+        accumulated.get(name)!.dispose();
+      }
+      accumulated = next;
+    }
+  }
+  const result: PassResult = {
+    loss: sums.loss,
+    policyLoss: sums.policyLoss,
+    entropy: sums.entropy,
+    kl: sums.kl,
+    clipFraction: sums.clipped / denom,
+    finite: Number.isFinite(sums.loss),
+  };
+  if (!accumulated) return { ...result, finite: false };
+  const { grads, norm } = await clipByGlobalNorm(accumulated, params.clipNorm);
+  tf.dispose([...accumulated.values()]);
+  if (result.finite && Number.isFinite(norm)) optimizer.apply(grads, params.lr);
+  else result.finite = false;
+  tf.dispose([...grads.values()]);
+  return result;
+}
+
+/** Advantages from rewards and an exponential-moving-average baseline. */
+export function advantages(
+  rewards: number[],
+  baseline: number | undefined,
+  normalize: boolean,
+): { advantages: number[]; baselineUsed: number } {
+  const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
+  const b = baseline ?? mean;
+  let adv = rewards.map((r) => r - b);
+  if (normalize && rewards.length > 1) {
+    const std = Math.sqrt(adv.reduce((a, x) => a + x * x, 0) / adv.length);
+    if (std > 1e-8) adv = adv.map((a) => a / std);
+  }
+  return { advantages: adv, baselineUsed: b };
+}
+
+/** Checks the inputs of an update and returns the rewards. */
+export function checkBatch(rollouts: RolloutBatch, rewards: RewardBatch): number[] {
+  if (!Array.isArray(rollouts?.tokens) || rollouts.tokens.length === 0) {
+    throw new Error("Cannot update: the rollouts hold no sequences");
+  }
+  if (!Array.isArray(rewards?.total) || rewards.total.length !== rollouts.tokens.length) {
+    throw new Error(
+      `Cannot update: ${
+        rewards?.total?.length ?? 0
+      } rewards for ${rollouts.tokens.length} rollouts`,
+    );
+  }
+  return rewards.total;
+}
+
+/**
+ * Finishes an update: logs metrics, writes the new checkpoint and registers
+ * the live policy under it.
+ */
+export async function finishUpdate(
+  ctx: StageContext,
+  trainable: Trainable,
+  previous: ModelCheckpoint,
+  info: {
+    baseline: number;
+    rewards: RewardBatch;
+    pass: PassResult;
+    log: Logger;
+    extra?: Record<string, number>;
+  },
+): Promise<ModelCheckpoint> {
+  const episode = (previous.metrics["rl/episodes"] ?? 0) + 1;
+  const meanReward = info.rewards.total.reduce((a, b) => a + b, 0) / info.rewards.total.length;
+  const values: Record<string, number> = {
+    "reward/total": meanReward,
+    "loss/policy": info.pass.policyLoss,
+    "loss/total": info.pass.loss,
+    "policy/entropy": info.pass.entropy,
+    "policy/kl": info.pass.kl,
+    "rl/baseline": info.baseline,
+    "update/skipped": info.pass.finite ? 0 : 1,
+    ...info.extra,
+  };
+  if (!info.pass.finite) {
+    info.log.warn(`Skipped the update of episode ${episode}: the loss or a gradient is not finite`);
+  }
+  ctx.metrics(ctx.iteration ?? episode - 1, values);
+  const ckpt = await checkpointFromModel(trainable.model, {
+    tokenizer: previous.tokenizer,
+    optimizer: trainable.optimizer,
+    rngState: ctx.rng.getState(),
+    metrics: { ...previous.metrics, "rl/episodes": episode, "rl/baseline": info.baseline },
+  });
+  registerTrainable(ckpt, trainable);
+  return ckpt;
+}

@@ -1,0 +1,55 @@
+/**
+ * Ports and params shared by the update plugins.
+ *
+ * @module
+ */
+
+import { p } from "../../mod.ts";
+import { modelCodec } from "../_tf/model.ts";
+
+/** Inputs of every update stage. */
+export const updateInputs = {
+  model: { type: "model", description: "The current policy (carried through the RL loop)" },
+  reference: {
+    type: "model",
+    description: "The frozen pretrained policy for the KL penalty (leave out to turn KL off)",
+    optional: true,
+  },
+  rollouts: { type: "rollouts", description: "Sampled sequences from the current policy" },
+  rewards: { type: "rewards", description: "Reward of each rollout (reward/composite)" },
+};
+
+/** Outputs of every update stage. */
+export const updateOutputs = {
+  model: { type: "model", description: "The updated policy", codec: modelCodec },
+};
+
+/** Params shared by every update stage (seed config: lr 1e-5, baseline 0.95, entropy 0.005). */
+export const updateParams = {
+  lr: p.number({ default: 1e-5, min: 0, description: "Learning rate (AdamW)" }),
+  baselineBeta: p.number({
+    default: 0.95,
+    min: 0,
+    max: 1,
+    description: "Decay of the exponential-moving-average reward baseline",
+  }),
+  entropyCoef: p.number({ default: 0.005, min: 0, description: "Weight of the entropy bonus" }),
+  klCoef: p.number({
+    default: 0.1,
+    min: 0,
+    description:
+      "Weight of KL(policy || reference) per token; needs the reference input (RL Tuner)",
+  }),
+  clipNorm: p.number({ default: 1, min: 0, description: "Global gradient-norm clip (0 = off)" }),
+  normalizeAdvantages: p.boolean({
+    default: true,
+    description: "Divide advantages by their standard deviation in the batch",
+  }),
+  weightDecay: p.number({ default: 0, min: 0, description: "AdamW decoupled weight decay" }),
+  microBatch: p.integer({
+    default: 4,
+    min: 1,
+    description:
+      "Rollouts per forward/backward pass (gradients are accumulated; lowers peak memory)",
+  }),
+};

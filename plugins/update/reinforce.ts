@@ -1,0 +1,73 @@
+/**
+ * `update/reinforce`: REINFORCE with a baseline, an entropy bonus and a KL
+ * penalty to the pretrained policy.
+ *
+ *   ∇J = E[(R − b) ∇ log π(a|s)]   (Williams 1992)
+ *   loss = −Σ_t (R − b)·log π(a_t|s_t) − c_H·H(π(·|s_t)) + c_KL·KL(π(·|s_t) ‖ π_ref(·|s_t)),
+ *
+ * averaged over the sampled tokens of the batch; b is an exponential moving
+ * average of the batch mean reward (`baselineBeta`). Without a KL or prior
+ * term the policy collapses to noise (Jaques et al. 2017, RL Tuner), so the KL
+ * term is on by default. See `plugins/_tf/policy_gradient.ts`.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { definePlugin } from "../../mod.ts";
+import type { ModelCheckpoint } from "../_tf/model.ts";
+import { loadTokenizer } from "../_tf/model.ts";
+import {
+  advantages,
+  batchTensors,
+  checkBatch,
+  finishUpdate,
+  gradientStep,
+  modelFor,
+  type RewardBatch,
+  type RolloutBatch,
+  trainableFor,
+} from "../_tf/policy_gradient.ts";
+import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
+
+export default definePlugin({
+  name: "update/reinforce",
+  kind: "update",
+  version: "1.0.0",
+  description: "REINFORCE policy gradient with an EMA baseline, entropy bonus and KL penalty",
+  params: updateParams,
+  inputs: updateInputs,
+  outputs: updateOutputs,
+  async run(ctx, inputs, params) {
+    const ckpt = inputs.model as ModelCheckpoint;
+    const rollouts = inputs.rollouts as RolloutBatch;
+    const rewardBatch = inputs.rewards as RewardBatch;
+    const rewards = checkBatch(rollouts, rewardBatch);
+    const eos = (await loadTokenizer(ckpt.tokenizer)).special.eos;
+    const trainable = await trainableFor(ckpt, params);
+    const reference = inputs.reference
+      ? await modelFor(inputs.reference as ModelCheckpoint)
+      : undefined;
+    const previousBaseline = ckpt.metrics["rl/episodes"] !== undefined
+      ? ckpt.metrics["rl/baseline"]
+      : undefined;
+    const { advantages: adv } = advantages(rewards, previousBaseline, params.normalizeAdvantages);
+    const batch = batchTensors(rollouts, eos);
+    const pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
+      const weights = tf.tensor2d(rows.map((i) => [adv[i]])); // [b, 1]
+      // −Σ A·log π over scored tokens.
+      return { loss: tf.neg(tf.sum(tf.mul(tf.mul(logProb, mask), weights))) as tf.Scalar };
+    });
+    const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
+    const baseline = previousBaseline === undefined
+      ? mean
+      : params.baselineBeta * previousBaseline + (1 - params.baselineBeta) * mean;
+    const model = await finishUpdate(ctx, trainable, ckpt, {
+      baseline,
+      rewards: rewardBatch,
+      pass,
+      log: ctx.log,
+    });
+    return { model };
+  },
+});

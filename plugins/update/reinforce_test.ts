@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../_tf/backend.ts";
+import { checkpointFromModel, type ModelCheckpoint } from "../_tf/model.ts";
+import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import lstm from "../model/lstm.ts";
+import reinforce from "./reinforce.ts";
+import ppo from "./ppo.ts";
+
+await initBackend("cpu");
+
+const TOKENIZER = { use: "tokenizer/performance", with: {} };
+const BOS = 389;
+// Two sampled sequences after BOS: a rising figure (rewarded) and a falling one.
+const GOOD = Int32Array.from([BOS, 60, 62, 64, 65, 67]);
+const BAD = Int32Array.from([BOS, 72, 70, 68, 66, 64]);
+
+async function tinyPolicy(): Promise<ModelCheckpoint> {
+  const spec = lstm.create(
+    defaultParams(lstm, { embedDim: 8, hiddenDim: 16, layers: 1, dropout: 0 }) as never,
+  );
+  const model = spec.build(391, 3);
+  const ckpt = await checkpointFromModel(model, { tokenizer: TOKENIZER });
+  model.dispose();
+  return ckpt;
+}
+
+async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<number> {
+  const { loadModelFromCheckpoint } = await import("../_tf/model.ts");
+  const model = await loadModelFromCheckpoint(ckpt);
+  const value = tf.tidy(() => {
+    const inputs = tf.tensor2d([Array.from(seq.slice(0, -1))], undefined, "int32");
+    const logits = model.forward(inputs, { training: false });
+    const logP = tf.logSoftmax(logits);
+    return tf.sum(
+      tf.mul(logP, tf.oneHot(tf.tensor2d([Array.from(seq.slice(1))], undefined, "int32"), 391)),
+    );
+  });
+  const out = (await value.data())[0];
+  value.dispose();
+  model.dispose();
+  return out;
+}
+
+const rollouts = { tokens: [GOOD, BAD, GOOD, BAD], primerLen: 1 };
+const rewards = { total: [1, 0, 1, 0], terms: { toy: [1, 0, 1, 0] }, weights: { toy: 1 } };
+
+Deno.test("update/reinforce raises the probability of the rewarded sequence and lowers the other", async () => {
+  const start = await tinyPolicy();
+  const before = [await sequenceLogProb(start, GOOD), await sequenceLogProb(start, BAD)];
+  let ckpt = start;
+  const ctx = testContext();
+  let afterFirst = 0;
+  for (let i = 0; i < 5; i++) {
+    if (i === 1) afterFirst = tf.memory().numTensors;
+    ctx.iteration = i;
+    ckpt = (await reinforce.run(
+      ctx,
+      { model: ckpt, rollouts, rewards },
+      defaultParams(reinforce, { lr: 1e-2, klCoef: 0 }) as never,
+    )).model as ModelCheckpoint;
+  }
+  const afterLast = tf.memory().numTensors;
+  const after = [await sequenceLogProb(ckpt, GOOD), await sequenceLogProb(ckpt, BAD)];
+  assert.ok(after[0] > before[0] + 0.2, `rewarded: ${before[0]} -> ${after[0]}`);
+  assert.ok(after[1] < before[1], `unrewarded: ${before[1]} -> ${after[1]}`);
+  assert.equal(ckpt.metrics["rl/episodes"], 5);
+  // The baseline starts at the first batch mean (0.5) and stays there for equal batches.
+  assert.ok(Math.abs(ckpt.metrics["rl/baseline"] - 0.5) < 1e-9);
+  const last = ctx.recorded.at(-1)!.values;
+  for (
+    const name of ["reward/total", "loss/policy", "policy/entropy", "policy/kl", "update/skipped"]
+  ) {
+    assert.ok(name in last, name);
+  }
+  assert.equal(last["update/skipped"], 0);
+  // The live policy and its optimizer are kept for the next episode; episodes leak nothing.
+  assert.equal(afterLast, afterFirst);
+});
+
+Deno.test("update/reinforce: the KL term is zero against itself and holds the policy near the reference", async () => {
+  const start = await tinyPolicy();
+  const run = async (klCoef: number) => {
+    let ckpt = start;
+    const ctx = testContext();
+    for (let i = 0; i < 6; i++) {
+      ctx.iteration = i;
+      ckpt = (await reinforce.run(
+        ctx,
+        { model: ckpt, reference: start, rollouts, rewards },
+        defaultParams(reinforce, { lr: 3e-2, klCoef, entropyCoef: 0 }) as never,
+      )).model as ModelCheckpoint;
+    }
+    return ctx.recorded.map((r) => r.values["policy/kl"]);
+  };
+  const free = await run(0);
+  const held = await run(5);
+  assert.ok(Math.abs(free[0]) < 1e-5, `KL of the policy to itself: ${free[0]}`);
+  assert.ok(free.at(-1)! > 0, "KL grows as the policy moves");
+  assert.ok(
+    held.at(-1)! < free.at(-1)! * 0.8,
+    `with the penalty ${held.at(-1)} vs without ${free.at(-1)}`,
+  );
+});
+
+Deno.test("update/ppo raises the probability of the rewarded sequence", async () => {
+  const start = await tinyPolicy();
+  const before = await sequenceLogProb(start, GOOD);
+  const ctx = testContext();
+  const ckpt = (await ppo.run(
+    ctx,
+    { model: start, rollouts, rewards },
+    defaultParams(ppo, { lr: 1e-2, klCoef: 0, epochs: 4 }) as never,
+  )).model as ModelCheckpoint;
+  assert.ok(await sequenceLogProb(ckpt, GOOD) > before + 0.3);
+  assert.ok(ctx.recorded[0].values["ppo/clipFraction"] >= 0);
+});
+
+Deno.test("updates reject a reward count that does not match the rollouts", async () => {
+  const start = await tinyPolicy();
+  await assert.rejects(
+    () =>
+      reinforce.run(
+        testContext(),
+        { model: start, rollouts, rewards: { total: [1], terms: {} } },
+        defaultParams(reinforce) as never,
+      ),
+    /Cannot update: 1 rewards for 4 rollouts/,
+  );
+});
