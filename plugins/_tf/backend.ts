@@ -1,0 +1,364 @@
+/**
+ * Picks and starts the TensorFlow.js backend that training and sampling run on.
+ *
+ * Order for `"auto"` (fastest first): `tfjs-node-gpu`, `tfjs-node`, `webgpu`
+ * on a hardware adapter, `wasm-openblas`, `wasm`, `cpu`. Facts behind it are
+ * in `TECH_NOTES.md`: wasm is 20-60x faster than cpu, OpenBLAS makes wasm's
+ * batched and transposed products (the gradients) 30x faster, and a software
+ * WebGPU adapter is slower than cpu-side wasm.
+ *
+ * Importing this module also registers tfjs's gradients and chained tensor
+ * methods (`t.sum()`): tfjs-core's Node bundle ships neither, and
+ * `tf.grads()` otherwise fails with "gradient function not found". It also
+ * replaces the `BatchMatMul` gradient with one that handles broadcast batch
+ * dimensions (`backend_gradients.ts`).
+ *
+ * Permissions: `--allow-read` (the wasm binaries), `--allow-ffi` (OpenBLAS),
+ * `--allow-env` (tfjs reads flags). WebGPU needs no flag in Deno 2.9.
+ *
+ * @module
+ */
+
+// Side effect: the tfjs union package registers all gradients and chained ops
+// into the same tfjs-core instance.
+import "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-cpu";
+import * as tf from "@tensorflow/tfjs-core";
+import { fileURLToPath } from "node:url";
+import { registerBackendGradients } from "./backend_gradients.ts";
+import { registerWasmKernels } from "./wasm_kernels.ts";
+import {
+  installOpenBlasMatMul,
+  loadOpenBlas,
+  setOpenBlasThreads,
+  uninstallOpenBlasMatMul,
+} from "./openblas.ts";
+
+// tfjs's own BatchMatMul gradient fails on broadcast batch dims (x [B, T, D] @ w [D, N]).
+registerBackendGradients();
+
+/** A backend that {@link initBackend} can start, or `"auto"` for the fastest available. */
+export type BackendName =
+  | "auto"
+  | "tfjs-node-gpu"
+  | "tfjs-node"
+  | "webgpu"
+  | "wasm-openblas"
+  | "wasm"
+  | "cpu";
+
+/** Every accepted {@link BackendName}, `"auto"` first, then in `"auto"`'s order. */
+export const BACKEND_NAMES: readonly BackendName[] = [
+  "auto",
+  "tfjs-node-gpu",
+  "tfjs-node",
+  "webgpu",
+  "wasm-openblas",
+  "wasm",
+  "cpu",
+];
+
+/** What {@link initBackend} started. */
+export interface BackendInfo {
+  /** What actually runs: one of the {@link BackendName}s other than `"auto"`. */
+  name: string;
+  /** What the caller asked for. */
+  requested: string;
+  /**
+   * Human-readable details, e.g. `"OpenBLAS via libopenblas.so.0 (...)"`; for
+   * `"auto"` also what was skipped and why.
+   */
+  detail: string;
+  /** The tfjs registry name to pass to `tf.setBackend()`: `"tensorflow"`, `"webgpu"`, `"wasm"` or `"cpu"`. */
+  tfBackend: string;
+}
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /** Receives one line per backend tried and skipped, and the one chosen. */
+  log?: (msg: string) => void;
+  /**
+   * Accept a software WebGPU adapter (e.g. Mesa llvmpipe). Off by default: it
+   * is far slower than wasm. Tests turn it on to check webgpu numerics.
+   */
+  allowFallbackAdapter?: boolean;
+  /** BLAS library path or soname to open instead of the default candidates. */
+  openBlasLibrary?: string;
+  /** OpenBLAS thread count to set (wasm-openblas only); default: OpenBLAS's own. */
+  openBlasThreads?: number;
+}
+
+interface Started {
+  tfBackend: string;
+  detail: string;
+}
+
+/** A backend that cannot start here; `short` is the reason shown in `"auto"`'s detail. */
+class Unavailable extends Error {
+  constructor(message: string, readonly short: string) {
+    super(message);
+  }
+}
+
+const TFJS_NODE_PACKAGES = {
+  "tfjs-node-gpu": "@tensorflow/tfjs-node-gpu",
+  "tfjs-node": "@tensorflow/tfjs-node",
+} as const;
+
+/**
+ * tfjs-node registers itself only when imported. We import it only when the
+ * project maps it in deno.json: a bare `npm:` import would make Deno
+ * download it (and another tfjs-core) on every run, then fail for want of
+ * its native library.
+ */
+async function startTfjsNode(name: "tfjs-node-gpu" | "tfjs-node"): Promise<Started> {
+  const pkg = TFJS_NODE_PACKAGES[name];
+  let specifier: string;
+  try {
+    specifier = import.meta.resolve(pkg);
+  } catch {
+    throw new Unavailable(
+      `"${pkg}" is not installed: add "${pkg}": "npm:${pkg}@4.22.0" to the imports in deno.json ` +
+        `and run "deno install --allow-scripts=npm:${pkg}"`,
+      "not installed",
+    );
+  }
+  try {
+    await import(specifier);
+  } catch (e) {
+    throw new Error(`"${pkg}" failed to load: ${firstLine(e)}`);
+  }
+  await setTfBackend("tensorflow");
+  return { tfBackend: "tensorflow", detail: `libtensorflow via ${pkg}` };
+}
+
+/** The subset of the WebGPU API used here (Deno's lib types vary by version). */
+interface GpuLike {
+  requestAdapter(options?: { powerPreference?: string }): Promise<
+    {
+      info?: {
+        description?: string;
+        vendor?: string;
+        device?: string;
+        isFallbackAdapter?: boolean;
+      };
+      isFallbackAdapter?: boolean;
+    } | null
+  >;
+}
+
+/** Names of software rasterisers that may not set `isFallbackAdapter`. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|basic render driver|warp/i;
+
+async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
+  const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
+  if (gpu === undefined) throw new Error("navigator.gpu is missing in this runtime");
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (adapter === null) {
+    throw new Error("no WebGPU adapter found (no Vulkan, Metal or D3D12 driver)");
+  }
+  const info = adapter.info ?? {};
+  const description = info.description || info.device || info.vendor || "unknown adapter";
+  const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true ||
+    SOFTWARE_ADAPTER.test(description);
+  if (software && !allowFallbackAdapter) {
+    throw new Unavailable(
+      `software adapter "${description}" skipped, it is far slower than wasm ` +
+        `(pass allowFallbackAdapter: true to use it)`,
+      `software adapter "${description}" skipped`,
+    );
+  }
+  // Imported only now: it registers "webgpu" with the highest priority, and a
+  // software adapter must never be picked by tfjs's own default.
+  await import("@tensorflow/tfjs-backend-webgpu");
+  await setTfBackend("webgpu");
+  return {
+    tfBackend: "webgpu",
+    detail: `adapter "${description}"${software ? " (software adapter allowed)" : ""}`,
+  };
+}
+
+let wasmModule: typeof import("@tensorflow/tfjs-backend-wasm") | null = null;
+
+/**
+ * Loads tfjs-backend-wasm and points it at its .wasm binaries by absolute
+ * path, so that it works from any working directory.
+ */
+async function loadWasmModule(): Promise<typeof import("@tensorflow/tfjs-backend-wasm")> {
+  if (wasmModule === null) {
+    const module = await import("@tensorflow/tfjs-backend-wasm");
+    const url = import.meta.resolve("@tensorflow/tfjs-backend-wasm");
+    if (url.startsWith("file:")) {
+      const dir = fileURLToPath(new URL(".", url));
+      const binary = `${dir}tfjs-backend-wasm-simd.wasm`;
+      try {
+        Deno.statSync(binary);
+      } catch (e) {
+        throw new Error(`"${binary}" cannot be read (${firstLine(e)}); run "deno install"`);
+      }
+      module.setWasmPaths(dir);
+    }
+    wasmModule = module;
+  }
+  registerWasmKernels();
+  return wasmModule;
+}
+
+async function startWasm(): Promise<string> {
+  const module = await loadWasmModule();
+  await setTfBackend("wasm");
+  const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
+  const threads = module.getThreadsCount();
+  return `SIMD ${simd ? "on" : "off"}, ${threads} thread${threads === 1 ? "" : "s"}`;
+}
+
+async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
+  // Open the library before loading the wasm runtime, so that a missing
+  // library costs nothing.
+  try {
+    loadOpenBlas(options.openBlasLibrary);
+  } catch (e) {
+    const message = firstLine(e);
+    throw new Unavailable(
+      message,
+      message.includes("--allow-ffi") ? "needs --allow-ffi" : "no OpenBLAS library",
+    );
+  }
+  await loadWasmModule();
+  const blas = installOpenBlasMatMul(options.openBlasLibrary);
+  if (options.openBlasThreads !== undefined) setOpenBlasThreads(options.openBlasThreads);
+  let wasmDetail: string;
+  try {
+    wasmDetail = await startWasm();
+  } catch (e) {
+    uninstallOpenBlasMatMul();
+    throw e;
+  }
+  const config = blas.config === "" ? "" : ` (${blas.config})`;
+  const threads = options.openBlasThreads ?? blas.threads;
+  return {
+    tfBackend: "wasm",
+    detail: `OpenBLAS via ${blas.library}${config}` +
+      `${threads === null ? "" : `, ${threads} BLAS threads`}; wasm ${wasmDetail}`,
+  };
+}
+
+async function startCpu(): Promise<Started> {
+  await setTfBackend("cpu");
+  // Its first-use banner tells users to install tfjs-node, which initBackend
+  // already tried: silence it.
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  return { tfBackend: "cpu", detail: "pure JavaScript" };
+}
+
+async function setTfBackend(tfName: string): Promise<void> {
+  if (tf.getBackend() === tfName) return;
+  if (!(await tf.setBackend(tfName))) {
+    throw new Error(`tfjs could not initialise "${tfName}" (its warning above says why)`);
+  }
+}
+
+function start(name: Exclude<BackendName, "auto">, options: InitBackendOptions): Promise<Started> {
+  switch (name) {
+    case "tfjs-node-gpu":
+    case "tfjs-node":
+      return startTfjsNode(name);
+    case "webgpu":
+      return startWebGpu(options.allowFallbackAdapter ?? false);
+    case "wasm-openblas":
+      return startWasmOpenBlas(options);
+    case "wasm":
+      uninstallOpenBlasMatMul();
+      return startWasm().then((detail) => ({ tfBackend: "wasm", detail }));
+    case "cpu":
+      return startCpu();
+  }
+}
+
+function firstLine(e: unknown): string {
+  const message = e instanceof Error ? e.message : (e as { message?: string })?.message ?? e;
+  return String(message).split("\n")[0];
+}
+
+/** Results of earlier calls, so that repeating one is cheap. */
+const started = new Map<string, BackendInfo>();
+
+/**
+ * Starts a tfjs backend and makes it the current one (`tf.getBackend()`).
+ *
+ * `"auto"` tries, in order: `tfjs-node-gpu`, `tfjs-node` (only when mapped
+ * in deno.json), `webgpu` on a hardware adapter (a software one is skipped),
+ * `wasm-openblas` (when an OpenBLAS or Accelerate library opens), `wasm`,
+ * `cpu`. A named backend is started or the call throws. Every wasm start also
+ * registers the kernels of `wasm_kernels.ts` (`UnsortedSegmentSum`, ...).
+ * `"wasm"` restores the stock matMul kernels after `"wasm-openblas"`.
+ *
+ * Calling again with the same name and options is cheap: it re-selects the
+ * backend already started.
+ *
+ * @param name the backend to start, default `"auto"`
+ * @param options logging, WebGPU and OpenBLAS settings
+ * @returns what runs and why
+ * @throws Error naming the backend and the reason when a named backend
+ *   cannot start, or the name is unknown
+ * @example
+ * ```ts
+ * import { initBackend } from "./backend.ts";
+ * const info = await initBackend("auto", { log: console.log });
+ * console.log(`${info.name}: ${info.detail}`);
+ * ```
+ */
+export async function initBackend(
+  name: BackendName = "auto",
+  options: InitBackendOptions = {},
+): Promise<BackendInfo> {
+  if (!BACKEND_NAMES.includes(name)) {
+    throw new Error(
+      `Cannot start backend "${name}": unknown name, expected one of ${
+        BACKEND_NAMES.map((n) => `"${n}"`).join(", ")
+      }`,
+    );
+  }
+  const log = options.log ?? (() => {});
+  const key = `${name}|${options.allowFallbackAdapter ?? false}|${options.openBlasLibrary ?? ""}`;
+  const known = started.get(key);
+  if (known !== undefined) {
+    if (known.name === "wasm-openblas") installOpenBlasMatMul(options.openBlasLibrary);
+    if (known.name === "wasm") uninstallOpenBlasMatMul();
+    if (known.name === "wasm-openblas" && options.openBlasThreads !== undefined) {
+      setOpenBlasThreads(options.openBlasThreads);
+    }
+    await setTfBackend(known.tfBackend);
+    log(`Backend "${known.name}" running: ${known.detail}`);
+    return known;
+  }
+
+  let info: BackendInfo;
+  if (name === "auto") {
+    const skipped: string[] = [];
+    let chosen: BackendInfo | null = null;
+    for (const candidate of BACKEND_NAMES.slice(1) as Exclude<BackendName, "auto">[]) {
+      try {
+        const s = await start(candidate, options);
+        chosen = { name: candidate, requested: name, detail: s.detail, tfBackend: s.tfBackend };
+        break;
+      } catch (e) {
+        log(`Backend "${candidate}" skipped: ${firstLine(e)}`);
+        skipped.push(`${candidate} (${e instanceof Unavailable ? e.short : firstLine(e)})`);
+      }
+    }
+    if (chosen === null) throw new Error(`Cannot start any backend: ${skipped.join("; ")}`);
+    if (skipped.length > 0) chosen.detail += `; skipped ${skipped.join(", ")}`;
+    info = chosen;
+  } else {
+    try {
+      const s = await start(name, options);
+      info = { name, requested: name, detail: s.detail, tfBackend: s.tfBackend };
+    } catch (e) {
+      throw new Error(`Cannot start backend "${name}": ${firstLine(e)}`);
+    }
+  }
+  log(`Backend "${info.name}" running: ${info.detail}`);
+  started.set(key, info);
+  return info;
+}

@@ -1,0 +1,434 @@
+/**
+ * OpenBLAS (or Apple Accelerate) matrix products for the tfjs wasm backend,
+ * through Deno FFI.
+ *
+ * Reference: the CBLAS interface, `cblas_sgemm` (netlib BLAS Technical Forum
+ * standard, ch. 2), and tfjs-core's `BatchMatMul` / `_FusedMatMul` kernel
+ * contracts (`tfjs-backend-wasm/src/kernels/BatchMatMul.ts`).
+ *
+ * Why: stock wasm `BatchMatMul` reaches about 15 GFLOP/s on a plain product
+ * but 0.4-1 GFLOP/s with `transposeA` / `transposeB` or a batch dimension,
+ * which is exactly what matMul's gradient uses. `cblas_sgemm` reads and writes
+ * the wasm heap in place (no copies), so the replacement kernel costs only
+ * the product itself. The original kernels are kept and restored by
+ * {@link uninstallOpenBlasMatMul}; cases the replacement does not handle
+ * (non-float32 dtypes, unknown fused activations) go to them.
+ *
+ * Needs `--allow-ffi`.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_get_config: { parameters: [], result: "pointer", optional: true },
+} as const;
+
+type BlasLibrary = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+/** Where a BLAS library was found and what it reports about itself. */
+export interface OpenBlasInfo {
+  /** The path or soname that `Deno.dlopen` opened, e.g. `"libopenblas.so.0"`. */
+  library: string;
+  /** `openblas_get_config()`, e.g. `"OpenBLAS 0.3.21 DYNAMIC_ARCH ..."`; "" for Accelerate. */
+  config: string;
+  /** `openblas_get_num_threads()`, or null when the library has no such function. */
+  threads: number | null;
+}
+
+/**
+ * Library names tried in order when no explicit one is given: Debian/Ubuntu
+ * `libopenblas0-*`, a plain `libopenblas.so`, Homebrew OpenBLAS, Apple
+ * Accelerate, then Windows.
+ */
+export const OPENBLAS_CANDIDATES: readonly string[] = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+  "/System/Library/Frameworks/Accelerate.framework/Accelerate",
+  "libopenblas.dll",
+];
+
+let blas: { lib: BlasLibrary; info: OpenBlasInfo } | null = null;
+
+/**
+ * Opens the BLAS library (once per process) and returns what it is.
+ *
+ * @param library a path or soname to open instead of trying {@link OPENBLAS_CANDIDATES}
+ * @returns the opened library's description
+ * @throws Error when `--allow-ffi` is missing or no candidate library opens;
+ *   the message lists each path tried and why it failed
+ * @example
+ * ```ts
+ * import { loadOpenBlas } from "./openblas.ts";
+ * try {
+ *   console.log(loadOpenBlas().library);
+ * } catch (e) {
+ *   console.log((e as Error).message);
+ * }
+ * ```
+ */
+export function loadOpenBlas(library?: string): OpenBlasInfo {
+  if (blas !== null) {
+    if (library !== undefined && library !== blas.info.library) {
+      throw new Error(
+        `Cannot load "${library}": "${blas.info.library}" is already loaded in this process`,
+      );
+    }
+    return { ...blas.info, threads: blas.lib.symbols.openblas_get_num_threads?.() ?? null };
+  }
+  // Checked up front so that Deno never stops to prompt for FFI mid-run.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    throw new Error("Cannot load OpenBLAS: FFI is not allowed, run Deno with --allow-ffi");
+  }
+  const reasons: string[] = [];
+  for (const candidate of library !== undefined ? [library] : OPENBLAS_CANDIDATES) {
+    let lib: BlasLibrary;
+    try {
+      lib = Deno.dlopen(candidate, SYMBOLS);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        throw new Error("Cannot load OpenBLAS: FFI is not allowed, run Deno with --allow-ffi");
+      }
+      reasons.push(`"${candidate}": ${firstLine(e)}`);
+      continue;
+    }
+    const configPtr = lib.symbols.openblas_get_config?.() ?? null;
+    const info: OpenBlasInfo = {
+      library: candidate,
+      config: configPtr === null ? "" : Deno.UnsafePointerView.getCString(configPtr),
+      threads: lib.symbols.openblas_get_num_threads?.() ?? null,
+    };
+    blas = { lib, info };
+    return { ...info };
+  }
+  throw new Error(`Cannot load OpenBLAS: no library opened (${reasons.join("; ")})`);
+}
+
+function firstLine(e: unknown): string {
+  return String(e instanceof Error ? e.message : e).split("\n")[0];
+}
+
+/**
+ * Sets the number of OpenBLAS threads. Fewer threads can be faster for the
+ * many tiny products of LSTM training; more help large products.
+ *
+ * @param threads number of threads, at least 1
+ * @returns true when set, false when the loaded library has no
+ *   `openblas_set_num_threads` (Apple Accelerate)
+ * @throws Error when OpenBLAS is not loaded yet or `threads` is not a positive integer
+ * @example
+ * ```ts
+ * import { loadOpenBlas, setOpenBlasThreads } from "./openblas.ts";
+ * try {
+ *   loadOpenBlas();
+ *   setOpenBlasThreads(1);
+ * } catch {
+ *   console.log("no OpenBLAS here");
+ * }
+ * ```
+ */
+export function setOpenBlasThreads(threads: number): boolean {
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`Cannot set OpenBLAS threads to "${threads}": expected an integer >= 1`);
+  }
+  if (blas === null) throw new Error("Cannot set OpenBLAS threads: call loadOpenBlas() first");
+  const set = blas.lib.symbols.openblas_set_num_threads;
+  if (set === null || set === undefined) return false;
+  set(threads);
+  return true;
+}
+
+/** Arguments tfjs passes to a kernel function, typed for the wasm backend. */
+interface WasmKernelArgs {
+  inputs: Record<string, tf.TensorInfo>;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+}
+
+type KernelFn = (args: WasmKernelArgs) => tf.TensorInfo;
+
+/** The stock wasm kernels, kept while ours are installed. */
+let originals: { batchMatMul: tf.KernelConfig; fusedMatMul: tf.KernelConfig } | null = null;
+
+/** True while the OpenBLAS kernels replace the stock wasm ones. */
+export function isOpenBlasMatMulInstalled(): boolean {
+  return originals !== null;
+}
+
+/**
+ * Replaces the wasm backend's `BatchMatMul` and `_FusedMatMul` kernels with
+ * OpenBLAS ones (loading the library first if needed). Idempotent. Works
+ * before or after the wasm backend is initialised.
+ *
+ * @param library passed to {@link loadOpenBlas} on first load
+ * @returns the library in use
+ * @throws Error when the library cannot be loaded (see {@link loadOpenBlas})
+ *   or the wasm backend's kernels are not registered (import
+ *   `@tensorflow/tfjs-backend-wasm` first)
+ * @example
+ * ```ts
+ * import { installOpenBlasMatMul, uninstallOpenBlasMatMul } from "./openblas.ts";
+ * try {
+ *   installOpenBlasMatMul();
+ *   uninstallOpenBlasMatMul();
+ * } catch {
+ *   console.log("no OpenBLAS here");
+ * }
+ * ```
+ */
+export function installOpenBlasMatMul(library?: string): OpenBlasInfo {
+  const info = loadOpenBlas(library);
+  if (originals !== null) return info;
+  const batchMatMul = tf.getKernel("BatchMatMul", "wasm");
+  const fusedMatMul = tf.getKernel("_FusedMatMul", "wasm");
+  if (batchMatMul === undefined || fusedMatMul === undefined) {
+    throw new Error(
+      'Cannot install OpenBLAS matMul: the wasm kernels are not registered, import "@tensorflow/tfjs-backend-wasm" first',
+    );
+  }
+  originals = { batchMatMul, fusedMatMul };
+  replaceKernel(batchMatMul, blasBatchMatMul);
+  replaceKernel(fusedMatMul, blasFusedMatMul);
+  return info;
+}
+
+/** Restores the stock wasm `BatchMatMul` and `_FusedMatMul`. Idempotent. */
+export function uninstallOpenBlasMatMul(): void {
+  if (originals === null) return;
+  tf.unregisterKernel("BatchMatMul", "wasm");
+  tf.registerKernel(originals.batchMatMul);
+  tf.unregisterKernel("_FusedMatMul", "wasm");
+  tf.registerKernel(originals.fusedMatMul);
+  originals = null;
+}
+
+function replaceKernel(original: tf.KernelConfig, kernelFunc: KernelFn): void {
+  tf.unregisterKernel(original.kernelName, "wasm");
+  // Keep setupFunc: the stock kernel's cwrap must exist for our fallbacks,
+  // and a backend initialised later still runs it.
+  tf.registerKernel({
+    kernelName: original.kernelName,
+    backendName: "wasm",
+    setupFunc: original.setupFunc,
+    disposeFunc: original.disposeFunc,
+    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  });
+}
+
+/** Flat index into a broadcast operand's batch for each flat output batch index. */
+function broadcastBatchIndex(outOuter: number[], inOuter: number[]): Int32Array {
+  const outSize = tf.util.sizeFromShape(outOuter);
+  const index = new Int32Array(outSize);
+  const inStrides = new Array<number>(outOuter.length).fill(0);
+  // Right-align inOuter with outOuter; size-1 dims broadcast (stride 0).
+  let stride = 1;
+  for (let i = inOuter.length - 1; i >= 0; i--) {
+    const dim = outOuter.length - inOuter.length + i;
+    inStrides[dim] = inOuter[i] === 1 ? 0 : stride;
+    stride *= inOuter[i];
+  }
+  for (let flat = 0; flat < outSize; flat++) {
+    let rest = flat;
+    let at = 0;
+    for (let dim = outOuter.length - 1; dim >= 0; dim--) {
+      const coord = rest % outOuter[dim];
+      rest = (rest - coord) / outOuter[dim];
+      at += coord * inStrides[dim];
+    }
+    index[flat] = at;
+  }
+  return index;
+}
+
+/**
+ * The product a @ b (with optional transposes) into a new output tensor,
+ * following tfjs BatchMatMul semantics: a [...batchA, M, K], b [...batchB, K, N]
+ * (before transposes), batch dims broadcast, out [...batch, M, N].
+ */
+function sgemmProduct(
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  backend: BackendWasm,
+): tf.TensorInfo {
+  const lib = blas!.lib;
+  const aRank = a.shape.length;
+  const bRank = b.shape.length;
+  const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
+  const k = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
+  const kB = transposeB ? b.shape[bRank - 1] : b.shape[bRank - 2];
+  const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
+  if (k !== kB) {
+    throw new Error(
+      `Error in matMul: inner shapes (${k}) and (${kB}) of Tensors with shapes ${a.shape} and ` +
+        `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
+    );
+  }
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const outOuter = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  const batchA = tf.util.sizeFromShape(outerA);
+  const batchB = tf.util.sizeFromShape(outerB);
+  const batch = tf.util.sizeFromShape(outOuter);
+
+  const out = backend.makeOutput([...outOuter, m, n], "float32"); // [...batch, M, N]
+  // Views only after makeOutput (it may grow and detach the heap).
+  const outVals = backend.typedArrayFromHeap(out) as Float32Array;
+  if (outVals.length === 0) return out;
+  if (k === 0) {
+    outVals.fill(0);
+    return out;
+  }
+  const aVals = backend.typedArrayFromHeap(a) as Float32Array;
+  const bVals = backend.typedArrayFromHeap(b) as Float32Array;
+  const transA = transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const transB = transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const lda = transposeA ? m : k;
+  const ldb = transposeB ? k : n;
+
+  if (batchB === 1 && !transposeA && batchA === batch) {
+    // One shared right operand and row-major rows in A: the whole batch is a
+    // single [batch*M, K] x [K, N] product (dense layers on [B, T, D] inputs).
+    lib.symbols.cblas_sgemm(
+      CBLAS_ROW_MAJOR,
+      transA,
+      transB,
+      batch * m,
+      n,
+      k,
+      1,
+      aVals,
+      lda,
+      bVals,
+      ldb,
+      0,
+      outVals,
+      n,
+    );
+    return out;
+  }
+  const aIndex = batchA === batch ? null : broadcastBatchIndex(outOuter, outerA);
+  const bIndex = batchB === batch ? null : broadcastBatchIndex(outOuter, outerB);
+  const aSize = m * k;
+  const bSize = k * n;
+  const outSize = m * n;
+  for (let i = 0; i < batch; i++) {
+    const aAt = (aIndex === null ? i : aIndex[i]) * aSize;
+    const bAt = (bIndex === null ? i : bIndex[i]) * bSize;
+    lib.symbols.cblas_sgemm(
+      CBLAS_ROW_MAJOR,
+      transA,
+      transB,
+      m,
+      n,
+      k,
+      1,
+      aVals.subarray(aAt, aAt + aSize),
+      lda,
+      bVals.subarray(bAt, bAt + bSize),
+      ldb,
+      0,
+      outVals.subarray(i * outSize, (i + 1) * outSize),
+      n,
+    );
+  }
+  return out;
+}
+
+function blasBatchMatMul(args: WasmKernelArgs): tf.TensorInfo {
+  const { a, b } = args.inputs;
+  if (a.dtype !== "float32" || b.dtype !== "float32") {
+    return (originals!.batchMatMul.kernelFunc as unknown as KernelFn)(args);
+  }
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  return sgemmProduct(a, b, transposeA, transposeB, args.backend);
+}
+
+/** Fused activations applied by running the wasm backend's own kernel. */
+const ACTIVATION_KERNELS: Record<string, string> = {
+  relu: "Relu",
+  relu6: "Relu6",
+  elu: "Elu",
+  sigmoid: "Sigmoid",
+  leakyrelu: "LeakyRelu",
+  prelu: "Prelu",
+};
+
+function runWasmKernel(
+  kernelName: string,
+  inputs: Record<string, tf.TensorInfo | undefined>,
+  backend: BackendWasm,
+  attrs: tf.NamedAttrMap = {},
+): tf.TensorInfo {
+  const kernel = tf.getKernel(kernelName, "wasm")!;
+  return (kernel.kernelFunc as unknown as KernelFn)({
+    inputs: inputs as Record<string, tf.TensorInfo>,
+    backend,
+    attrs,
+  });
+}
+
+function blasFusedMatMul(args: WasmKernelArgs): tf.TensorInfo {
+  const { a, b } = args.inputs;
+  const bias: tf.TensorInfo | undefined = args.inputs.bias;
+  const preluActivationWeights: tf.TensorInfo | undefined = args.inputs.preluActivationWeights;
+  const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as {
+    transposeA: boolean;
+    transposeB: boolean;
+    activation: string;
+    leakyreluAlpha?: number;
+  };
+  const activationKernel = ACTIVATION_KERNELS[activation];
+  if (
+    a.dtype !== "float32" || b.dtype !== "float32" ||
+    (activation !== "linear" && activationKernel === undefined)
+  ) {
+    return (originals!.fusedMatMul.kernelFunc as unknown as KernelFn)(args);
+  }
+  const backend = args.backend;
+  let out = sgemmProduct(a, b, transposeA, transposeB, backend); // [...batch, M, N]
+  if (bias !== undefined && bias !== null) {
+    const withBias = runWasmKernel("Add", { a: out, b: bias }, backend);
+    backend.disposeData(out.dataId);
+    out = withBias;
+  }
+  if (activationKernel !== undefined) {
+    const activated = activation === "prelu"
+      ? runWasmKernel("Prelu", { x: out, alpha: preluActivationWeights }, backend)
+      : runWasmKernel(activationKernel, { x: out }, backend, { alpha: leakyreluAlpha ?? 0.2 });
+    backend.disposeData(out.dataId);
+    out = activated;
+  }
+  return out;
+}

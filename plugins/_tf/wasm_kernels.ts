@@ -1,0 +1,169 @@
+/**
+ * Kernels that tfjs-backend-wasm 4.22 lacks but training needs, written in
+ * TypeScript on the wasm heap.
+ *
+ * Reference: the tfjs-backend-cpu kernels of the same names
+ * (`tfjs-backend-cpu/src/kernels/UnsortedSegmentSum.ts`,
+ * `Conv2DBackpropFilter.ts`) and TensorFlow's `tf.math.unsorted_segment_sum`
+ * semantics (ids outside `[0, numSegments)` are dropped).
+ *
+ * - `UnsortedSegmentSum` is the gradient of `tf.gather`, so every embedding
+ *   lookup needs it to train.
+ * - `Conv2DBackpropFilter` is the filter gradient of `tf.conv1d` / `tf.conv2d`.
+ *
+ * Heap rule: `backend.makeOutput()` may grow the wasm memory, which detaches
+ * every view taken before it, so all views are taken after the last
+ * `makeOutput()` of a kernel.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+
+/** Kernel names this module registers for the `wasm` backend. */
+export const WASM_EXTRA_KERNELS: readonly string[] = ["UnsortedSegmentSum", "Conv2DBackpropFilter"];
+
+/** Arguments tfjs passes to a kernel function, typed for the wasm backend. */
+interface WasmKernelArgs {
+  inputs: Record<string, tf.TensorInfo>;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+}
+
+/**
+ * `UnsortedSegmentSum`: `out[s, ...] = sum of x[i, ...] over all i with
+ * segmentIds[i] == s`. `segmentIds` covers the leading dimensions of `x`.
+ */
+function unsortedSegmentSum({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo {
+  const x = inputs.x;
+  const segmentIds = inputs.segmentIds;
+  const numSegments = attrs?.numSegments as number;
+  if (x.dtype !== "float32" && x.dtype !== "int32") {
+    throw new Error(
+      `Cannot run UnsortedSegmentSum on wasm: dtype "${x.dtype}" is not supported, use float32 or int32`,
+    );
+  }
+  const idsRank = segmentIds.shape.length;
+  const numIds = tf.util.sizeFromShape(segmentIds.shape);
+  const innerShape = x.shape.slice(idsRank);
+  const innerSize = tf.util.sizeFromShape(innerShape);
+  const out = backend.makeOutput([numSegments, ...innerShape], x.dtype); // [numSegments, ...inner]
+  // Views only after makeOutput (it may grow and detach the heap).
+  const outVals = backend.typedArrayFromHeap(out) as Float32Array | Int32Array;
+  const xVals = backend.typedArrayFromHeap(x) as Float32Array | Int32Array; // [numIds, ...inner]
+  const ids = backend.typedArrayFromHeap(segmentIds) as Int32Array; // [numIds]
+  outVals.fill(0);
+  for (let i = 0; i < numIds; i++) {
+    const segment = ids[i];
+    if (segment < 0 || segment >= numSegments) continue;
+    const src = i * innerSize;
+    const dst = segment * innerSize;
+    for (let j = 0; j < innerSize; j++) outVals[dst + j] += xVals[src + j];
+  }
+  return out;
+}
+
+/**
+ * `Conv2DBackpropFilter`: dW[wR, wC, d1, d2] = sum over batch and output
+ * positions of x * dy, as in the cpu kernel (dilations are 1: tfjs does not
+ * support dilated conv gradients).
+ */
+function conv2DBackpropFilter({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo {
+  const x = inputs.x;
+  const dy = inputs.dy;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
+    strides: [number, number] | number;
+    pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+    dataFormat: "NHWC" | "NCHW";
+    dimRoundingMode?: "floor" | "round" | "ceil";
+    filterShape: [number, number, number, number];
+  };
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(dataFormat),
+  );
+  const { strideHeight, strideWidth, filterHeight, filterWidth, inChannels, outChannels } = info;
+  const channelsLast = info.dataFormat === "channelsLast";
+  const topPad = info.padInfo.top;
+  const leftPad = info.padInfo.left;
+  // Element strides of x and dy for (batch, row, column, channel).
+  const [xB, xR, xC, xD] = channelsLast
+    ? [info.inHeight * info.inWidth * inChannels, info.inWidth * inChannels, inChannels, 1]
+    : [inChannels * info.inHeight * info.inWidth, info.inWidth, 1, info.inHeight * info.inWidth];
+  const [yB, yR, yC, yD] = channelsLast
+    ? [info.outHeight * info.outWidth * outChannels, info.outWidth * outChannels, outChannels, 1]
+    : [
+      outChannels * info.outHeight * info.outWidth,
+      info.outWidth,
+      1,
+      info.outHeight * info.outWidth,
+    ];
+
+  const out = backend.makeOutput(info.filterShape, "float32"); // [fh, fw, inC, outC]
+  const dW = backend.typedArrayFromHeap(out) as Float32Array;
+  const xVals = backend.typedArrayFromHeap(x) as Float32Array;
+  const dyVals = backend.typedArrayFromHeap(dy) as Float32Array;
+  for (let wR = 0; wR < filterHeight; wR++) {
+    const yRMin = Math.max(0, Math.ceil((topPad - wR) / strideHeight));
+    const yRMax = Math.min(info.outHeight, (info.inHeight + topPad - wR) / strideHeight);
+    for (let wC = 0; wC < filterWidth; wC++) {
+      const yCMin = Math.max(0, Math.ceil((leftPad - wC) / strideWidth));
+      const yCMax = Math.min(info.outWidth, (info.inWidth + leftPad - wC) / strideWidth);
+      for (let d1 = 0; d1 < inChannels; d1++) {
+        for (let d2 = 0; d2 < outChannels; d2++) {
+          let dot = 0;
+          for (let b = 0; b < info.batchSize; b++) {
+            for (let yRow = yRMin; yRow < yRMax; yRow++) {
+              const xRow = wR + yRow * strideHeight - topPad;
+              for (let yCol = yCMin; yCol < yCMax; yCol++) {
+                const xCol = wC + yCol * strideWidth - leftPad;
+                dot += xVals[b * xB + xRow * xR + xCol * xC + d1 * xD] *
+                  dyVals[b * yB + yRow * yR + yCol * yC + d2 * yD];
+              }
+            }
+          }
+          dW[((wR * filterWidth + wC) * inChannels + d1) * outChannels + d2] = dot;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+const KERNELS: Record<string, (args: WasmKernelArgs) => tf.TensorInfo> = {
+  UnsortedSegmentSum: unsortedSegmentSum,
+  Conv2DBackpropFilter: conv2DBackpropFilter,
+};
+
+/**
+ * Registers the kernels in {@link WASM_EXTRA_KERNELS} for the `wasm` backend.
+ * Safe to call many times and before the backend is initialised; a kernel
+ * that is already registered (by a newer tfjs or by an earlier call) is kept.
+ *
+ * @returns the kernel names this call registered (empty when all were there)
+ * @example
+ * ```ts
+ * import { registerWasmKernels } from "./wasm_kernels.ts";
+ * registerWasmKernels();
+ * ```
+ */
+export function registerWasmKernels(): string[] {
+  const added: string[] = [];
+  for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
+    if (tf.getKernel(kernelName, "wasm") !== undefined) continue;
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+    added.push(kernelName);
+  }
+  return added;
+}

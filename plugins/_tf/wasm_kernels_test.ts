@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "./backend.ts";
+import { registerWasmKernels, WASM_EXTRA_KERNELS } from "./wasm_kernels.ts";
+
+/** Runs `f` on a backend and returns its outputs as plain arrays, checking for leaks. */
+async function runOn(
+  backend: "cpu" | "wasm",
+  f: () => tf.Tensor | tf.Tensor[],
+): Promise<number[][]> {
+  await initBackend(backend);
+  const before = tf.memory().numTensors;
+  const out = tf.tidy(f);
+  const outs = Array.isArray(out) ? out : [out];
+  const values = await Promise.all(outs.map(async (t) => Array.from(await t.data())));
+  tf.dispose(outs);
+  assert.equal(tf.memory().numTensors, before, `tensors leaked on ${backend}`);
+  return values;
+}
+
+function assertClose(actual: number[], expected: number[], tol: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < actual.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    assert.ok(
+      diff <= tol * Math.max(1, Math.abs(expected[i])),
+      `${what}[${i}]: ${actual[i]} vs ${expected[i]}`,
+    );
+  }
+}
+
+/** Deterministic values in [-1, 1) from a linear congruential generator. */
+function lcg(n: number, seed: number): number[] {
+  const out: number[] = [];
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out.push(s / 2 ** 31 - 1);
+  }
+  return out;
+}
+
+Deno.test("registerWasmKernels() registers the missing kernels once", async () => {
+  await initBackend("wasm");
+  registerWasmKernels();
+  for (const name of WASM_EXTRA_KERNELS) assert.ok(tf.getKernel(name, "wasm"), name);
+  assert.deepEqual(registerWasmKernels(), []);
+});
+
+Deno.test("UnsortedSegmentSum on wasm sums rows by segment and drops out-of-range ids", async () => {
+  const x = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]; // [5, 2]
+  const ids = [2, 0, 2, -1, 3]; // -1 and 3 (= numSegments) are dropped
+  // Segment 0: row 1; segment 1: nothing; segment 2: rows 0 and 2.
+  const expected = [3, 4, 0, 0, 6, 8];
+  for (const dtype of ["float32", "int32"] as const) {
+    const f = () =>
+      tf.unsortedSegmentSum(tf.tensor2d(x, [5, 2], dtype), tf.tensor1d(ids, "int32"), 3);
+    const [wasm] = await runOn("wasm", f);
+    const [cpu] = await runOn("cpu", f);
+    assert.deepEqual(wasm, expected, dtype);
+    assert.deepEqual(cpu, expected, dtype);
+  }
+});
+
+Deno.test("gradient of an embedding lookup on wasm equals cpu and the hand sum", async () => {
+  const vocab = 7;
+  const dim = 3;
+  const table = lcg(vocab * dim, 1);
+  const ids = [[1, 3, 1], [6, 0, 1]]; // [batch 2, time 3]
+  const weights = lcg(2 * 3 * dim, 2); // [2, 3, dim]
+  const f = () => {
+    const grad = tf.grad((emb: tf.Tensor) =>
+      tf.sum(
+        tf.mul(
+          tf.gather(emb, tf.tensor2d(ids, [2, 3], "int32")),
+          tf.tensor3d(weights, [2, 3, dim]),
+        ),
+      )
+    );
+    return grad(tf.tensor2d(table, [vocab, dim])); // [vocab, dim]
+  };
+  // d loss / d emb[v] = sum of weights[b, t] over the positions where ids[b][t] == v.
+  const expected = new Array<number>(vocab * dim).fill(0);
+  ids.flat().forEach((v, pos) => {
+    for (let d = 0; d < dim; d++) expected[v * dim + d] += weights[pos * dim + d];
+  });
+  const [wasm] = await runOn("wasm", f);
+  const [cpu] = await runOn("cpu", f);
+  assertClose(wasm, expected, 1e-6, "wasm");
+  assertClose(cpu, expected, 1e-6, "cpu");
+});
+
+Deno.test("Conv2DBackpropFilter on wasm (conv1d and conv2d filter gradients) equals cpu", async () => {
+  const cases: Array<() => tf.Tensor> = [
+    () =>
+      tf.grad((f: tf.Tensor) =>
+        tf.sum(
+          tf.square(
+            tf.conv1d(tf.tensor3d(lcg(2 * 9 * 3, 3), [2, 9, 3]), f as tf.Tensor3D, 2, "same"),
+          ),
+        )
+      )(tf.tensor3d(lcg(3 * 3 * 4, 4), [3, 3, 4])),
+    () =>
+      tf.grad((f: tf.Tensor) =>
+        tf.sum(
+          tf.square(
+            tf.conv2d(
+              tf.tensor4d(lcg(1 * 6 * 5 * 2, 5), [1, 6, 5, 2]),
+              f as tf.Tensor4D,
+              1,
+              "valid",
+            ),
+          ),
+        )
+      )(tf.tensor4d(lcg(3 * 2 * 2 * 3, 6), [3, 2, 2, 3])),
+  ];
+  for (const [i, f] of cases.entries()) {
+    const [wasm] = await runOn("wasm", f);
+    const [cpu] = await runOn("cpu", f);
+    assertClose(wasm, cpu, 1e-5, `case ${i}`);
+  }
+});
