@@ -36,6 +36,7 @@ Options:
   --until STAGE     Run STAGE and what it needs, nothing after it
   --runs-dir DIR    Where run directories and the cache go (default: runs)
   --json            plugins: print JSON instead of text
+  --markdown        plugins: print the Markdown reference used in the README
   --quiet, --verbose
   -h, --help`;
 
@@ -50,9 +51,21 @@ function defaultConfig(): string {
   }
 }
 
-/** Prints `plugins` output: every plugin's kind, ports and params, from its declaration. */
-async function listPlugins(registry: Registry, json: boolean): Promise<void> {
-  const rows = [];
+/** One plugin's declaration as plain data, for listings. */
+interface PluginRow {
+  name: string;
+  kind: string;
+  version: string;
+  description: string;
+  role: "stage" | "component";
+  inputs?: Record<string, string>;
+  outputs?: Record<string, string>;
+  params: { name: string; type: string; default: unknown; description: string }[];
+}
+
+/** Reads every built-in plugin's declaration (nothing runs). */
+export async function pluginRows(registry: Registry): Promise<PluginRow[]> {
+  const rows: PluginRow[] = [];
   for (const name of registry.names()) {
     const plugin = (await registry.load(name))!;
     const params = Object.entries(plugin.params as ParamsSchema).map(([key, spec]) => ({
@@ -61,25 +74,65 @@ async function listPlugins(registry: Registry, json: boolean): Promise<void> {
       default: "default" in spec ? spec.default : undefined,
       description: spec.description,
     }));
+    const ports = (specs: Record<string, { type: string; optional?: boolean }>) =>
+      Object.fromEntries(
+        Object.entries(specs).map(([k, v]) => [k, `${v.type}${v.optional ? " (optional)" : ""}`]),
+      );
     rows.push({
       name: plugin.name,
       kind: plugin.kind,
       version: plugin.version,
       description: plugin.description,
       role: isStagePlugin(plugin) ? "stage" : "component",
-      inputs: isStagePlugin(plugin)
-        ? Object.fromEntries(
-          Object.entries(plugin.inputs).map(([k, v]) => [k, `${v.type}${v.optional ? "?" : ""}`]),
-        )
-        : undefined,
-      outputs: isStagePlugin(plugin)
-        ? Object.fromEntries(Object.entries(plugin.outputs).map(([k, v]) => [k, v.type]))
-        : undefined,
+      inputs: isStagePlugin(plugin) ? ports(plugin.inputs) : undefined,
+      outputs: isStagePlugin(plugin) ? ports(plugin.outputs) : undefined,
       params,
     });
   }
-  if (json) {
+  return rows;
+}
+
+const showDefault = (value: unknown): string =>
+  value === undefined ? "required" : JSON.stringify(value);
+
+/** The plugin reference as Markdown (the README's "Built-in plugins" section is this text). */
+export function pluginsMarkdown(rows: PluginRow[]): string {
+  const out: string[] = [];
+  for (const row of rows) {
+    out.push(`#### \`${row.name}\` (${row.kind} ${row.role})`, "", row.description, "");
+    if (row.inputs) {
+      const list = (ports: Record<string, string>) =>
+        Object.entries(ports).map(([k, v]) => `\`${k}\`: ${v}`).join(", ") || "none";
+      out.push(`Inputs: ${list(row.inputs)}. Outputs: ${list(row.outputs!)}.`, "");
+    }
+    if (row.params.length > 0) {
+      out.push("| param | type | default | description |", "| --- | --- | --- | --- |");
+      for (const p of row.params) {
+        const cell = (text: string) => text.replaceAll("|", "\\|");
+        out.push(
+          `| \`${p.name}\` | ${cell(p.type)} | \`${cell(showDefault(p.default))}\` | ${
+            cell(p.description)
+          } |`,
+        );
+      }
+      out.push("");
+    }
+  }
+  return out.join("\n").trimEnd() + "\n";
+}
+
+/** Prints `plugins` output: every plugin's kind, ports and params, from its declaration. */
+async function listPlugins(
+  registry: Registry,
+  format: "text" | "json" | "markdown",
+): Promise<void> {
+  const rows = await pluginRows(registry);
+  if (format === "json") {
     console.log(JSON.stringify(rows, null, 2));
+    return;
+  }
+  if (format === "markdown") {
+    console.log(pluginsMarkdown(rows));
     return;
   }
   for (const row of rows) {
@@ -93,10 +146,11 @@ async function listPlugins(registry: Registry, json: boolean): Promise<void> {
       );
     }
     for (const param of row.params) {
-      const def = param.default === undefined
-        ? "required"
-        : `default ${JSON.stringify(param.default)}`;
-      console.log(`  - ${param.name} (${param.type}; ${def}): ${param.description}`);
+      console.log(
+        `  - ${param.name} (${param.type}; default ${
+          showDefault(param.default)
+        }): ${param.description}`,
+      );
     }
     console.log("");
   }
@@ -125,6 +179,7 @@ export async function main(args: string[], registry: Registry): Promise<number> 
         until: { type: "string" },
         "runs-dir": { type: "string" },
         json: { type: "boolean" },
+        markdown: { type: "boolean" },
         quiet: { type: "boolean" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -145,7 +200,7 @@ export async function main(args: string[], registry: Registry): Promise<number> 
     return 2;
   }
   if (command === "plugins") {
-    await listPlugins(registry, values.json ?? false);
+    await listPlugins(registry, values.json ? "json" : values.markdown ? "markdown" : "text");
     return 0;
   }
   if (command === "schema") {

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { main } from "./cli.ts";
+import { toyRegistry } from "./testdata/toy_plugins.ts";
+
+const dir = new URL("./testdata/", import.meta.url).pathname;
+
+/** Runs the CLI with console output captured. */
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.error = (...a: unknown[]) => err.push(a.join(" "));
+  try {
+    const code = await main(args, toyRegistry);
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("the CLI exits 2 on an invalid graph, prints every problem and runs nothing", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const { code, err } = await cli(["--config", `${dir}invalid.yaml`, "--runs-dir", runsDir]);
+  assert.equal(code, 2);
+  assert.match(err, /invalid\.yaml:6:5 stages\.load\.use: Unknown plugin "toy\/numbrs"/);
+  assert.match(err, /9 problem\(s\) in ".*invalid\.yaml": nothing was run/);
+  assert.deepEqual([...Deno.readDirSync(runsDir)], []);
+});
+
+Deno.test("the CLI exits 0 on success, 1 when a stage fails, and 2 on a bad argument", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const ok = await cli(["--config", `${dir}chain.yaml`, "--runs-dir", runsDir, "--quiet"]);
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /Run "chain": ok/);
+  const file = `${runsDir}/fail.yaml`;
+  await Deno.writeTextFile(
+    file,
+    "stages:\n  a: { use: toy/numbers }\n  b: { use: toy/fail, in: { numbers: a.numbers } }\n",
+  );
+  const failed = await cli(["--config", file, "--runs-dir", runsDir, "--quiet"]);
+  assert.equal(failed.code, 1);
+  assert.match(failed.err, /Stage "b" \(toy\/fail\) failed: the toy failed on purpose/);
+  assert.equal((await cli(["--bogus"])).code, 2);
+  assert.equal((await cli(["frobnicate"])).code, 2);
+  assert.equal(
+    (await cli(["--config", `${dir}chain.yaml`, "--runs-dir", runsDir, "--only", "nope"])).code,
+    2,
+  );
+});
+
+Deno.test("plan, graph and plugins print without running anything", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const plan = await cli(["plan", "--config", `${dir}chain.yaml`, "--runs-dir", runsDir]);
+  assert.equal(plan.code, 0);
+  assert.match(plan.out, /load\s+would-run\s+toy\/numbers\s+\[no cached result\]/);
+  assert.deepEqual([...Deno.readDirSync(runsDir)], []);
+  const dry = await cli(["--dry-run", "--config", `${dir}chain.yaml`, "--runs-dir", runsDir]);
+  assert.equal(dry.out, plan.out);
+  const graph = await cli(["graph", "--config", `${dir}loop.yaml`]);
+  assert.match(graph.out, /^flowchart TD/);
+  const plugins = await cli(["plugins"]);
+  assert.match(plugins.out, /toy\/scale {2}\[tokenize stage, v1\.0\.0\]/);
+  assert.match(plugins.out, /- factor \(a number >= 0; default 2\): The factor/);
+  const json = JSON.parse((await cli(["plugins", "--json"])).out);
+  assert.equal(
+    json.find((p: { name: string }) => p.name === "toy/sum").inputs.extra,
+    "numbers (optional)",
+  );
+});
