@@ -1,0 +1,180 @@
+/**
+ * `reward/composite` stage: scores a batch of rollouts with a weighted list of
+ * reward terms.
+ *
+ * total_i = Σ_t w_t · score_t,i / Σ_t w_t, so the total stays in [0, 1] like
+ * each term. Every term sees the whole batch (so batch-level terms such as
+ * novelty's variety can compare pieces) and, when a `corpus` input is given,
+ * its train pieces as `context.corpus`. Logs `reward/<term>` (batch mean of
+ * each term) and `reward/total` at step `ctx.iteration` (0 outside a loop).
+ *
+ * @module
+ */
+
+import { definePlugin, p, type WeightedComponent } from "../../mod.ts";
+import type { RewardContext, RewardTerm } from "../_music/components.ts";
+import type { MidiCorpus, Piece } from "../_music/types.ts";
+
+/** What the `rewards` output holds. */
+export interface Rewards {
+  /** Weighted mean of the terms per piece, in [0, 1]. */
+  total: number[];
+  /** Each term's scores per piece, by term key (`"harmony"`, ...). */
+  terms: Record<string, number[]>;
+  /** Each term's weight, by the same keys. */
+  weights: Record<string, number>;
+}
+
+/** Train pieces per corpus object, so terms that memoise per corpus array hit their memo. */
+const trainPiecesOf = new WeakMap<MidiCorpus, Piece[]>();
+
+function trainPieces(corpus: MidiCorpus): Piece[] {
+  let pieces = trainPiecesOf.get(corpus);
+  if (!pieces) {
+    pieces = corpus.pieces.filter((piece) => piece.split === "train");
+    trainPiecesOf.set(corpus, pieces);
+  }
+  return pieces;
+}
+
+/**
+ * Short key of a term for `terms`, `weights` and metric names:
+ * `"reward/harmony"` → `"harmony"`, `"./my/reward.ts"` → `"reward"`.
+ */
+export function termKey(name: string): string {
+  const base = name.replace(/\\/g, "/").split("/").pop() ?? name;
+  return base.replace(/\.[jt]sx?$/, "") || name;
+}
+
+/**
+ * Scores pieces with weighted terms.
+ *
+ * @param pieces The batch.
+ * @param terms The weighted terms (weights >= 0, at least one positive).
+ * @param context What the terms may look at besides the pieces.
+ * @returns Total and per-term scores.
+ * @throws {Error} When a weight is invalid, or a term returns the wrong number
+ *   of scores or a score that is not a number in [0, 1]; the message names the term.
+ */
+export function scoreWithTerms(
+  pieces: readonly Piece[],
+  terms: readonly WeightedComponent[],
+  context: RewardContext,
+): Rewards {
+  if (terms.length === 0) throw new Error("Cannot score rollouts: no reward terms are given");
+  const keys: string[] = [];
+  for (const term of terms) {
+    if (!(Number.isFinite(term.weight) && term.weight >= 0)) {
+      throw new Error(
+        `Cannot score rollouts with reward term "${term.name}": weight must be a number >= 0, received ${term.weight}`,
+      );
+    }
+    // The same term listed twice (with different params) gets "harmony_2".
+    const base = termKey(term.name);
+    let key = base;
+    for (let k = 2; keys.includes(key); k++) key = `${base}_${k}`;
+    keys.push(key);
+  }
+  const weightSum = terms.reduce((sum, t) => sum + t.weight, 0);
+  if (weightSum <= 0) {
+    throw new Error(
+      "Cannot score rollouts: every reward term has weight 0; give one a positive weight",
+    );
+  }
+
+  const total = new Array<number>(pieces.length).fill(0);
+  const out: Rewards = { total, terms: {}, weights: {} };
+  terms.forEach((term, t) => {
+    let scores: number[];
+    try {
+      scores = (term.component as RewardTerm).score(pieces as Piece[], context);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`Cannot score rollouts with reward term "${term.name}": ${reason}`, {
+        cause: error,
+      });
+    }
+    if (!Array.isArray(scores) || scores.length !== pieces.length) {
+      throw new Error(
+        `Cannot score rollouts with reward term "${term.name}": it returned ${
+          Array.isArray(scores) ? scores.length : "no list of"
+        } scores for ${pieces.length} pieces`,
+      );
+    }
+    scores.forEach((score, i) => {
+      // A hair outside [0, 1] is float noise; more is a broken term.
+      if (
+        typeof score !== "number" || !Number.isFinite(score) || score < -1e-9 || score > 1 + 1e-9
+      ) {
+        throw new Error(
+          `Cannot score rollouts with reward term "${term.name}": score ${score} for piece ${
+            JSON.stringify(pieces[i].id)
+          } is not a number in [0, 1]`,
+        );
+      }
+    });
+    const clamped = scores.map((s) => Math.min(1, Math.max(0, s)));
+    out.terms[keys[t]] = clamped;
+    out.weights[keys[t]] = term.weight;
+    clamped.forEach((s, i) => total[i] += (term.weight * s) / weightSum);
+  });
+  return out;
+}
+
+function mean(values: number[]): number {
+  return values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : 0;
+}
+
+export default definePlugin({
+  name: "reward/composite",
+  kind: "reward",
+  version: "1.0.0",
+  description: "Scores rollouts with a weighted mean of reward terms",
+  params: {
+    terms: p.components({
+      kind: "reward",
+      default: [
+        { use: "reward/harmony", weight: 1 },
+        { use: "reward/rhythm", weight: 1 },
+        { use: "reward/novelty", weight: 1 },
+        { use: "reward/smoothness", weight: 1 },
+      ],
+      minItems: 1,
+      description: "Reward terms and their weights (>= 0); the total is their weighted mean",
+    }),
+  },
+  inputs: {
+    rollouts: { type: "rollouts", description: "Sampled sequences with their decoded pieces" },
+    corpus: {
+      type: "midi-corpus",
+      description: "Training corpus; its train pieces are what novelty compares against",
+      optional: true,
+    },
+  },
+  outputs: {
+    rewards: {
+      type: "rewards",
+      description: "Total and per-term scores per piece, and the weights",
+    },
+  },
+  run(ctx, inputs, params) {
+    // The executor turns a throw into a rejected promise.
+    return new Promise((resolve) => {
+      const rollouts = inputs.rollouts as { pieces?: unknown } | undefined;
+      if (!rollouts || !Array.isArray(rollouts.pieces)) {
+        throw new Error('Cannot score rollouts: input "rollouts" has no "pieces" list');
+      }
+      const pieces = rollouts.pieces as Piece[];
+      const corpus = inputs.corpus as MidiCorpus | undefined;
+      const context: RewardContext = corpus ? { corpus: trainPieces(corpus) } : {};
+      const rewards = scoreWithTerms(pieces, params.terms, context);
+      const logged: Record<string, number> = {};
+      for (const [key, scores] of Object.entries(rewards.terms)) {
+        logged[`reward/${key}`] = mean(scores);
+      }
+      logged["reward/total"] = mean(rewards.total);
+      ctx.metrics(ctx.iteration ?? 0, logged);
+      resolve({ rewards });
+    });
+  },
+});
