@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { writeMidi } from "../_music/midi.ts";
+import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { createRng } from "../../pipeline/rng.ts";
+import type { MidiCorpus } from "../_music/types.ts";
+import plugin, { listMidiFiles, pathFraction } from "./midi_dir.ts";
+
+const BAD_MIDI = "../shared/data/bad-midi";
+const hasBadMidi = await Deno.stat(BAD_MIDI).then(() => true, () => false);
+
+async function load(dir: string, overrides: Record<string, unknown> = {}) {
+  const ctx = testContext();
+  const out = await plugin.run(ctx, {}, defaultParams(plugin, { dir, ...overrides }) as never);
+  return { corpus: out.corpus as MidiCorpus, ctx };
+}
+
+/** A temp dir with project-made MIDI files in nested folders, mixed-case extensions and a stray text file. */
+async function makeFixtureDir(): Promise<{ dir: string; notes: Map<string, number> }> {
+  const dir = await Deno.makeTempDir({ prefix: "harmonyrl-midi-dir-" });
+  await Deno.mkdir(`${dir}/b/deeper`, { recursive: true });
+  const rng = createRng(7);
+  const notes = new Map<string, number>();
+  const files = ["one.mid", "b/two.MIDI", "b/deeper/three.Mid", "four.midi"];
+  for (const file of files) {
+    const { piece } = generateSyntheticPiece(rng, { id: file, bars: 2 });
+    await Deno.writeFile(`${dir}/${file}`, writeMidi(piece));
+    notes.set(file.replace(/^.*\//, "").replace(/\.midi?$/i, ""), piece.notes.length);
+  }
+  await Deno.writeTextFile(`${dir}/notes.txt`, "not midi");
+  await Deno.writeFile(`${dir}/b/broken.mid`, new Uint8Array([0x4d, 0x54, 0x68, 0x64, 0, 0]));
+  return { dir, notes };
+}
+
+Deno.test("pathFraction() is a stable value in [0, 1)", () => {
+  // Golden values: a change here would move files between splits for every user.
+  assert.equal(pathFraction("a.mid"), 0.22352727851830423);
+  assert.equal(pathFraction("sub/b.midi"), 0.7689355835318565);
+  const values = Array.from({ length: 2000 }, (_, i) => pathFraction(`dir/file_${i}.mid`));
+  assert.ok(values.every((v) => v >= 0 && v < 1));
+  const below = values.filter((v) => v < 0.1).length;
+  assert.ok(below > 150 && below < 250, `${below} of 2000 under 0.1`);
+});
+
+Deno.test("load/midi-dir reads every MIDI file recursively and skips a broken one", async () => {
+  const { dir, notes } = await makeFixtureDir();
+  try {
+    assert.deepEqual(await listMidiFiles(dir), [
+      "b/broken.mid",
+      "b/deeper/three.Mid",
+      "b/two.MIDI",
+      "four.midi",
+      "one.mid",
+    ]);
+    const { corpus, ctx } = await load(dir, { validationShare: 0.5 });
+    assert.deepEqual(corpus.pieces.map((p) => p.id), ["three", "two", "four", "one"]);
+    for (const piece of corpus.pieces) assert.equal(piece.notes.length, notes.get(piece.id));
+    assert.equal(corpus.skipped.length, 1);
+    assert.equal(corpus.skipped[0].file, "b/broken.mid");
+    assert.match(corpus.skipped[0].reason, /\S/);
+    assert.doesNotMatch(corpus.skipped[0].reason, /^Cannot read/);
+    const warnings = ctx.logs.filter((l) => l.level === "warn").map((l) => l.message);
+    assert.deepEqual(warnings, [`Skipped "b/broken.mid": ${corpus.skipped[0].reason}`]);
+    // The split follows the path hash alone.
+    for (const piece of corpus.pieces) {
+      const file = piece.source!.slice(dir.length + 1);
+      assert.equal(piece.split, pathFraction(file) < 0.5 ? "validation" : "train");
+    }
+    // Adding a file does not move the others.
+    await Deno.copyFile(`${dir}/one.mid`, `${dir}/b/five.mid`);
+    const again = await load(dir, { validationShare: 0.5 });
+    const splitOf = (c: MidiCorpus) => new Map(c.pieces.map((p) => [p.id, p.split]));
+    for (const [id, split] of splitOf(corpus)) assert.equal(splitOf(again.corpus).get(id), split);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("load/midi-dir keeps the folder in ids whose file name occurs twice", async () => {
+  const { dir } = await makeFixtureDir();
+  try {
+    await Deno.copyFile(`${dir}/one.mid`, `${dir}/b/one.mid`);
+    const { corpus } = await load(dir);
+    const ids = corpus.pieces.map((p) => p.id).sort();
+    assert.deepEqual(ids, ["b/one", "four", "one", "three", "two"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("load/midi-dir names the directory when it is missing, empty or all broken", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      () => load(`${dir}/nope`),
+      new RegExp(`"${dir}/nope": the directory does not exist`),
+    );
+    await Deno.writeTextFile(`${dir}/readme.txt`, "no midi here");
+    await assert.rejects(() => load(dir), new RegExp(`"${dir}": no \\.mid or \\.midi files found`));
+    await Deno.writeFile(`${dir}/bad.mid`, new Uint8Array([1, 2, 3]));
+    await assert.rejects(
+      () => load(dir),
+      /none of the 1 files could be read \(first: "bad\.mid": /,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "load/midi-dir loads the valid files of the shared bad-midi set and skips the rest (needs shared data)",
+  ignore: !hasBadMidi,
+  async fn() {
+    const { corpus, ctx } = await load(BAD_MIDI);
+    const files = await listMidiFiles(BAD_MIDI);
+    assert.equal(files.length, 34);
+    assert.equal(corpus.pieces.length + corpus.skipped.length, 34);
+    const loaded = new Set(corpus.pieces.map((p) => p.id));
+    // The control file and spec-valid edge cases load.
+    for (
+      const id of [
+        "00_reference_valid_format0",
+        "24_header_length_10",
+        "25_unknown_chunk_between",
+        "33_velocity0_and_running_status_valid",
+      ]
+    ) {
+      assert.ok(loaded.has(id), `${id} should load`);
+    }
+    assert.equal(corpus.pieces.find((p) => p.id === "00_reference_valid_format0")!.notes.length, 8);
+    // Files that no reader should accept are skipped, each with a reason and a warning.
+    const skipped = new Map(corpus.skipped.map((s) => [s.file, s.reason]));
+    for (
+      const file of [
+        "01_zero_length.mid",
+        "02_truncated_in_header.mid",
+        "04_bad_header_magic.mid",
+        "28_track_length_0xFFFFFFFF.mid",
+        "31_undefined_status_byte.mid",
+      ]
+    ) {
+      assert.ok(skipped.get(file)?.length, `${file} should be skipped with a reason`);
+    }
+    const warned = ctx.logs.filter((l) => l.level === "warn" && l.message.startsWith("Skipped "));
+    assert.equal(warned.length, corpus.skipped.length);
+    // Tolerated deviations are reported too, one line each.
+    assert.ok(
+      ctx.logs.some((l) => l.message.startsWith(`Repaired "26_trailing_garbage.mid": `)),
+    );
+  },
+});
