@@ -11,6 +11,17 @@ import type { Plugin } from "../pipeline/plugin.ts";
 
 const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
   "backend/tfjs": () => import("./backend/tfjs.ts"),
+  "eval/metrics": () => import("./eval/metrics.ts"),
+  "export/midi": () => import("./export/midi.ts"),
+  "load/midi-dir": () => import("./load/midi_dir.ts"),
+  "load/synthetic": () => import("./load/synthetic.ts"),
+  "reward/composite": () => import("./reward/composite.ts"),
+  "reward/harmony": () => import("./reward/harmony.ts"),
+  "reward/novelty": () => import("./reward/novelty.ts"),
+  "reward/rhythm": () => import("./reward/rhythm.ts"),
+  "reward/smoothness": () => import("./reward/smoothness.ts"),
+  "update/ppo": () => import("./update/ppo.ts"),
+  "update/reinforce": () => import("./update/reinforce.ts"),
 };
 
 /** Every built-in plugin, loaded on demand. */
