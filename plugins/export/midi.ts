@@ -6,12 +6,11 @@
  * @module
  */
 
-import { isAbsolute, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
-import type { ComponentPlugin } from "../../mod.ts";
-import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
+import type { TokenCorpus } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
+import { createTokenizerFromSpec } from "../tokenize/events.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** What the export writes: the directory and the paths of the files in it. */
@@ -35,52 +34,10 @@ export function safeFileName(id: string): string {
   return name;
 }
 
-/**
- * Loads the tokenizer plugin that a token corpus names and creates it with
- * the recorded params (missing ones take the plugin's defaults).
- *
- * @param spec The corpus's `tokenizer` record: a built-in name such as
- *   `"tokenizer/performance"` or the path of a user `.ts` file.
- * @returns The created tokenizer.
- * @throws {Error} When the plugin cannot be imported or is not a tokenizer.
- */
-export async function createTokenizer(spec: TokenCorpus["tokenizer"]): Promise<Tokenizer> {
-  const use = spec.use;
-  let url: string;
-  if (/\.(ts|js|mjs)$/.test(use)) {
-    url = pathToFileURL(isAbsolute(use) ? use : resolve(use)).href;
-  } else {
-    const match = /^tokenizer\/([a-z0-9][a-z0-9._-]*)$/.exec(use);
-    if (!match) {
-      throw new Error(
-        `Cannot decode tokens: tokenizer "${use}" is neither "tokenizer/<name>" nor a .ts file`,
-      );
-    }
-    url = new URL(`../tokenizer/${match[1]}.ts`, import.meta.url).href;
-  }
-  let plugin: ComponentPlugin;
-  try {
-    plugin = (await import(url)).default;
-  } catch (error) {
-    throw new Error(
-      `Cannot decode tokens: cannot load tokenizer "${use}" (${
-        error instanceof Error ? error.message : error
-      })`,
-    );
-  }
-  if (typeof plugin?.create !== "function" || plugin.kind !== "tokenizer") {
-    throw new Error(`Cannot decode tokens: "${use}" does not export a tokenizer plugin`);
-  }
-  const params: Record<string, unknown> = {};
-  for (const [key, field] of Object.entries(plugin.params)) {
-    if (field.default !== undefined) params[key] = structuredClone(field.default);
-  }
-  return plugin.create({ ...params, ...spec.with }) as Tokenizer;
-}
-
 /** Decodes every sequence of a token corpus into a piece named after its id. */
 async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
-  const tokenizer = await createTokenizer(corpus.tokenizer);
+  // The same lookup the tokenize stage used: built-in names, the registry, or a .ts path.
+  const tokenizer = await createTokenizerFromSpec(corpus.tokenizer);
   const count = corpus.offsets.length - 1;
   if (count !== corpus.ids.length) {
     throw new Error(
@@ -113,6 +70,9 @@ export default definePlugin({
       description: "General MIDI program of the track (0 = Acoustic Grand Piano)",
     }),
   },
+  // Files outside the artifact store are a side effect: a cached result would leave a new
+  // run directory (or a cleaned output folder) without them, so the stage always runs.
+  cache: false,
   inputs: {
     pieces: { type: "pieces", description: "Pieces to write", optional: true },
     rollouts: {

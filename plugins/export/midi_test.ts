@@ -6,7 +6,7 @@ import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
-import plugin, { createTokenizer, type ExportedFiles, safeFileName } from "./midi.ts";
+import plugin, { type ExportedFiles, safeFileName } from "./midi.ts";
 
 function pieces(count: number, seed = 1): Piece[] {
   const rng = createRng(seed);
@@ -116,13 +116,18 @@ Deno.test("export/midi accepts rollouts and rejects a graph with no input", asyn
   );
 });
 
-Deno.test("createTokenizer() explains an unknown tokenizer", async () => {
-  await assert.rejects(
-    () => createTokenizer({ use: "tokenizer/nope", with: {} }),
-    /Cannot decode tokens: cannot load tokenizer "tokenizer\/nope"/,
-  );
-  await assert.rejects(
-    () => createTokenizer({ use: "performance", with: {} }),
-    /is neither "tokenizer\/<name>" nor a \.ts file/,
-  );
+Deno.test("export/midi names the tokenizer it cannot create", async () => {
+  const tokens: TokenCorpus = {
+    tokenizer: { use: "tokenizer/nope", with: {} },
+    vocabSize: 1,
+    tokens: new Int32Array(0),
+    offsets: new Uint32Array([0]),
+    ids: [],
+    splits: [],
+  };
+  await assert.rejects(() => runExport({ tokens }), /Cannot create tokenizer "tokenizer\/nope"/);
+});
+
+Deno.test("export/midi is never cached, since its files live outside the artifact store", () => {
+  assert.equal(plugin.cache, false);
 });
