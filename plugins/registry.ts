@@ -20,6 +20,9 @@ const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
   "reward/novelty": () => import("./reward/novelty.ts"),
   "reward/rhythm": () => import("./reward/rhythm.ts"),
   "reward/smoothness": () => import("./reward/smoothness.ts"),
+  "tokenize/events": () => import("./tokenize/events.ts"),
+  "tokenizer/performance": () => import("./tokenizer/performance.ts"),
+  "tokenizer/remi": () => import("./tokenizer/remi.ts"),
   "update/ppo": () => import("./update/ppo.ts"),
   "update/reinforce": () => import("./update/reinforce.ts"),
 };
