@@ -13,6 +13,7 @@ const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
   "backend/tfjs": () => import("./backend/tfjs.ts"),
   "eval/metrics": () => import("./eval/metrics.ts"),
   "export/midi": () => import("./export/midi.ts"),
+  "load/maestro": () => import("./load/maestro.ts"),
   "load/midi-dir": () => import("./load/midi_dir.ts"),
   "load/synthetic": () => import("./load/synthetic.ts"),
   "reward/composite": () => import("./reward/composite.ts"),
