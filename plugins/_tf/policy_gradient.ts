@@ -30,7 +30,7 @@ import {
 export interface RolloutBatch {
   /** One sequence per piece, BOS first. */
   tokens: Int32Array[];
-  /** Tokens at the start of each sequence that were given (BOS + primer), not sampled. */
+  /** Primer tokens after BOS at the start of each sequence: given, not sampled (default 0). */
   primerLen?: number;
 }
 
@@ -97,7 +97,8 @@ export function batchTensors(rollouts: RolloutBatch, eosId: number): {
   mask: number[][];
 } {
   const length = Math.max(...rollouts.tokens.map((t) => t.length));
-  const given = Math.max(1, rollouts.primerLen ?? 1);
+  // BOS and the primer were given; the first sampled token is at index `given`.
+  const given = 1 + (rollouts.primerLen ?? 0);
   const inputs: number[][] = [];
   const targets: number[][] = [];
   const mask: number[][] = [];

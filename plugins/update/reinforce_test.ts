@@ -42,7 +42,7 @@ async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<
   return out;
 }
 
-const rollouts = { tokens: [GOOD, BAD, GOOD, BAD], primerLen: 1 };
+const rollouts = { tokens: [GOOD, BAD, GOOD, BAD], primerLen: 0 };
 const rewards = { total: [1, 0, 1, 0], terms: { toy: [1, 0, 1, 0] }, weights: { toy: 1 } };
 
 Deno.test("update/reinforce raises the probability of the rewarded sequence and lowers the other", async () => {
@@ -127,4 +127,16 @@ Deno.test("updates reject a reward count that does not match the rollouts", asyn
       ),
     /Cannot update: 1 rewards for 4 rollouts/,
   );
+});
+
+Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the primer or padding", async () => {
+  const { batchTensors } = await import("../_tf/policy_gradient.ts");
+  const EOS = 9;
+  const batch = batchTensors(
+    { tokens: [Int32Array.from([8, 1, 2, 3, EOS, 4]), Int32Array.from([8, 1, 5])], primerLen: 1 },
+    EOS,
+  );
+  assert.deepEqual(batch.inputs, [[8, 1, 2, 3, EOS], [8, 1, 5, EOS, EOS]]);
+  assert.deepEqual(batch.targets, [[1, 2, 3, EOS, 4], [1, 5, EOS, EOS, EOS]]);
+  assert.deepEqual(batch.mask, [[0, 1, 1, 1, 0], [0, 1, 0, 0, 0]]);
 });
