@@ -9,7 +9,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { ArtifactCodec } from "./plugin.ts";
 
 /** What a cache key is made of; stored beside the entry to explain re-runs. */
@@ -32,6 +32,8 @@ export interface CacheEntry {
   durationSec: number;
   /** Metrics the stage recorded, by stage label (a loop has one label per body stage). */
   metrics?: Record<string, { step: number; values: Record<string, number> }[]>;
+  /** Files (relative paths) the stage wrote into its run directory. */
+  published?: string[];
 }
 
 /** JSON with object keys sorted, so equal values always serialise equally. */
@@ -42,6 +44,20 @@ export function canonicalJson(value: unknown): string {
     }
     return v;
   });
+}
+
+/** Every file under `dir` (relative paths) with its modification time in ms. */
+export async function listFiles(dir: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const walk = async (sub: string) => {
+    for await (const entry of Deno.readDir(join(dir, sub))) {
+      const rel = sub === "" ? entry.name : `${sub}/${entry.name}`;
+      if (entry.isDirectory) await walk(rel);
+      else if (entry.isFile) out.set(rel, (await Deno.stat(join(dir, rel))).mtime?.getTime() ?? 0);
+    }
+  };
+  await walk("").catch(() => {});
+  return out;
 }
 
 /** Hex SHA-256 of bytes or text. */
@@ -146,40 +162,62 @@ export class Cache {
   /**
    * Stores outputs atomically: writes to a temporary directory, then renames.
    *
+   * @param key The entry's key.
+   * @param entry Key parts, outputs with their codecs, duration, metrics, and
+   *   files the stage wrote into the run directory (`published`), copied so a
+   *   later run that takes the stage from the cache shows them too.
    * @returns The entry, with the content hash of each output.
    */
   async put(
     key: string,
-    parts: KeyParts,
-    outputs: Map<string, { value: unknown; codec: ArtifactCodec }>,
-    durationSec: number,
-    metrics?: CacheEntry["metrics"],
+    entry: {
+      parts: KeyParts;
+      outputs: Map<string, { value: unknown; codec: ArtifactCodec }>;
+      durationSec: number;
+      metrics?: CacheEntry["metrics"];
+      published?: { dir: string; files: string[] };
+    },
   ): Promise<CacheEntry> {
     await Deno.mkdir(this.root, { recursive: true });
     const tmp = await Deno.makeTempDir({ dir: this.root, prefix: `.tmp-${key}-` });
     try {
       const hashes: Record<string, string> = {};
-      for (const [port, { value, codec }] of outputs) {
+      for (const [port, { value, codec }] of entry.outputs) {
         const dir = join(tmp, "outputs", port);
         await Deno.mkdir(dir, { recursive: true });
         await codec.save(value, dir);
         hashes[port] = await hashDir(dir);
       }
-      const entry: CacheEntry = {
+      for (const file of entry.published?.files ?? []) {
+        const target = join(tmp, "published", file);
+        await Deno.mkdir(dirname(target), { recursive: true });
+        await Deno.copyFile(join(entry.published!.dir, file), target);
+      }
+      const stored: CacheEntry = {
         key,
-        parts,
+        parts: entry.parts,
         outputs: hashes,
         createdAt: new Date().toISOString(),
-        durationSec,
-        metrics,
+        durationSec: entry.durationSec,
+        metrics: entry.metrics,
+        published: entry.published?.files ?? [],
       };
-      await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(entry, null, 2));
+      await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(stored, null, 2));
       await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});
       await Deno.rename(tmp, this.entryDir(key));
-      return entry;
+      return stored;
     } catch (error) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       throw error;
+    }
+  }
+
+  /** Copies the files a cached stage had written into its run directory into `runDir`. */
+  async restorePublished(entry: CacheEntry, runDir: string): Promise<void> {
+    for (const file of entry.published ?? []) {
+      const target = join(runDir, file);
+      await Deno.mkdir(dirname(target), { recursive: true });
+      await Deno.copyFile(join(this.entryDir(entry.key), "published", file), target);
     }
   }
 

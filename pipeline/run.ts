@@ -15,6 +15,7 @@ import {
   canonicalJson,
   explainChange,
   type KeyParts,
+  listFiles,
   writeFileAtomic,
 } from "./cache.ts";
 import {
@@ -386,6 +387,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   const runMetrics: Record<string, { step: number; values: Record<string, number> }[]> = {};
   const recordCachedMetrics = async (node: StageNode, key: string) => {
     const entry = await cache.get(key);
+    if (entry) await cache.restorePublished(entry, runDir);
     for (const [label, list] of Object.entries(entry?.metrics ?? {})) runMetrics[label] = list;
     await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
     stages[node.name].durationSec = entry?.durationSec;
@@ -461,6 +463,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       events.log("info", `running: ${record.reason}`, { stage: node.name, plugin: record.plugin });
       events.stage(node.name, "running", record.reason);
       const workDir = await cache.workDir(key);
+      const before = await listFiles(runDir);
       const t0 = performance.now();
       let outputs: Map<string, unknown>;
       try {
@@ -484,7 +487,13 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       }
       let entry;
       try {
-        entry = await cache.put(key, parts, toStore, durationSec, stageMetrics(events, node));
+        entry = await cache.put(key, {
+          parts,
+          outputs: toStore,
+          durationSec,
+          metrics: stageMetrics(events, node),
+          published: { dir: runDir, files: await writtenSince(runDir, before) },
+        });
       } catch (error) {
         throw new StageError(
           node.name,
@@ -530,6 +539,17 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   await writeManifest(status);
   events.close();
   return { status, runDir, stages, backend, error: failure };
+}
+
+/** Files the runner itself keeps in a run directory; never attributed to a stage. */
+const RUNNER_FILES = new Set(["manifest.json", "events.jsonl", "metrics.json", "graph.mmd"]);
+
+/** Files written or changed in `runDir` since the `before` listing (a stage's published files). */
+async function writtenSince(runDir: string, before: Map<string, number>): Promise<string[]> {
+  const after = await listFiles(runDir);
+  return [...after].filter(([file, mtime]) =>
+    !RUNNER_FILES.has(file) && !file.includes(".tmp-") && before.get(file) !== mtime
+  ).map(([file]) => file).sort();
 }
 
 /** Every metric a stage recorded, by label (a loop has one label per body stage). */

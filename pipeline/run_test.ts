@@ -41,6 +41,8 @@ Deno.test("runPipeline() runs stages in order and a second run takes every stage
   assert.equal(manifest.status, "ok");
   assert.equal(manifest.seed, 7);
   assert.equal(manifest.stages.total.status, "cached");
+  // Files a stage wrote into its run directory come back with it from the cache.
+  assert.equal(await Deno.readTextFile(join(second.runDir!, "sums", "total.txt")), "8");
   // Metrics of cached stages come from the cache, so a report of this run still has them.
   const metrics = JSON.parse(await Deno.readTextFile(join(second.runDir!, "metrics.json")));
   assert.deepEqual(metrics.total, [{ step: 0, values: { "toy/sum": 40 } }]);

@@ -72,6 +72,8 @@ const sum = definePlugin({
     ];
     const offsets = params.terms.map((t) => t.weight * (t.component as { offset: number }).offset);
     ctx.metrics(0, { "toy/sum": all.reduce((a, b) => a + b, 0) });
+    Deno.mkdirSync(`${ctx.runDir}/sums`, { recursive: true });
+    Deno.writeTextFileSync(`${ctx.runDir}/sums/${ctx.stage}.txt`, String(all.length));
     return Promise.resolve({ total: [...all, ...offsets].reduce((a, b) => a + b, 0) });
   },
 });
