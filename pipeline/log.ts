@@ -39,7 +39,7 @@ export class EventLog {
   #minLevel: number;
   #isTerminal: boolean;
   #barShown = false;
-  #lastPlainProgress = new Map<string, number>();
+  #plainProgress = new Map<string, { startSec: number; lastSec: number; printed: boolean }>();
   /** Seconds between progress lines when stderr is not a terminal. */
   readonly progressIntervalSec: number;
   /** Every metric recorded, by stage: the manifest and report read them. */
@@ -140,11 +140,17 @@ export class EventLog {
       this.#barShown = true;
       return;
     }
+    // Plain lines: none for short runs of progress (a loop body's stages), one every
+    // progressIntervalSec for long ones, and a last line when a long one finishes.
     const now = performance.now() / 1000;
-    const last = this.#lastPlainProgress.get(stage);
     const finished = update.done >= update.total;
-    if (last !== undefined && now - last < this.progressIntervalSec && !finished) return;
-    this.#lastPlainProgress.set(stage, now);
+    const state = this.#plainProgress.get(stage) ?? { startSec: now, lastSec: now, printed: false };
+    this.#plainProgress.set(stage, state);
+    if (finished) this.#plainProgress.delete(stage);
+    const due = now - state.lastSec >= this.progressIntervalSec;
+    if (!(due || (finished && state.printed))) return;
+    state.lastSec = now;
+    state.printed = true;
     console.error(`${stage}: ${(share * 100).toFixed(0)}% ${counts} ${info}`.trimEnd());
   }
 }

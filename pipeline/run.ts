@@ -552,6 +552,23 @@ async function writtenSince(runDir: string, before: Map<string, number>): Promis
   ).map(([file]) => file).sort();
 }
 
+/** A few of the body's metrics at this episode, for the loop's progress line. */
+function headlineMetrics(
+  events: EventLog,
+  node: StageNode,
+  episode: number,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const body of node.loop!.body) {
+    const last = events.metrics.get(`${node.name}/${body.name}`)?.at(-1);
+    if (!last || last.step !== episode) continue;
+    for (const name of ["reward/total", "policy/kl", "loss/policy"]) {
+      if (name in last.values && !(name in out)) out[name] = last.values[name];
+    }
+  }
+  return out;
+}
+
 /** Every metric a stage recorded, by label (a loop has one label per body stage). */
 function stageMetrics(
   events: EventLog,
@@ -705,7 +722,12 @@ async function runLoop(
     for (const [name, carry] of Object.entries(loop.carry)) {
       carried.set(name, produced.get(`${carry.next.stage}.${carry.next.output}`));
     }
-    env.events.progress(node.name, { done: episode + 1, total: loop.episodes, unit: "episodes" });
+    env.events.progress(node.name, {
+      done: episode + 1,
+      total: loop.episodes,
+      unit: "episodes",
+      info: headlineMetrics(env.events, node, episode),
+    });
     const last = episode + 1 === loop.episodes;
     if (!last && (episode + 1) % loop.checkpointEvery === 0) {
       const dir = `episode-${episode + 1}`;

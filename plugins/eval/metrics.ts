@@ -14,7 +14,7 @@
  * to `cropSec` seconds first: generated pieces from their start, real pieces
  * at a random offset (seeded), since a sample is not the opening of a piece.
  *
- * Writes `metrics.json` and a readable `metrics.md` into the run directory.
+ * Writes `eval_metrics.json` and a readable `eval_metrics.md` into the run directory.
  *
  * @module
  */
@@ -213,9 +213,12 @@ export default definePlugin({
       ctx.log.warn("The real set has fewer than 2 pieces: no Yang & Lerch comparison is possible");
     }
 
-    await Deno.writeTextFile(`${ctx.runDir}/metrics.json`, JSON.stringify(report, null, 2) + "\n");
-    await Deno.writeTextFile(`${ctx.runDir}/metrics.md`, metricsMarkdown(report));
-    ctx.log.info(`Wrote metrics of ${names.length} set(s) to ${ctx.runDir}/metrics.md`);
+    await Deno.writeTextFile(
+      `${ctx.runDir}/eval_metrics.json`,
+      JSON.stringify(report, null, 2) + "\n",
+    );
+    await Deno.writeTextFile(`${ctx.runDir}/eval_metrics.md`, metricsMarkdown(report));
+    ctx.log.info(`Wrote metrics of ${names.length} set(s) to ${ctx.runDir}/eval_metrics.md`);
     return { metrics: report };
   },
 });

@@ -75,9 +75,9 @@ Deno.test("eval/metrics measures each set, compares with real and writes json an
   // Real ranges are all 12 (intra distances 0); generated ranges 1 and 41 are far off.
   assert.ok(comparison.pitchRange.overlap < 0.05, `overlap ${comparison.pitchRange.overlap}`);
 
-  const json = JSON.parse(await Deno.readTextFile(`${ctx.runDir}/metrics.json`));
+  const json = JSON.parse(await Deno.readTextFile(`${ctx.runDir}/eval_metrics.json`));
   assert.deepEqual(json, report);
-  const md = await Deno.readTextFile(`${ctx.runDir}/metrics.md`);
+  const md = await Deno.readTextFile(`${ctx.runDir}/eval_metrics.md`);
   assert.match(md, /\| metric \| real \| pretrained \|/);
   assert.match(md, /\| pitchRange \| 12 \| 21 \|/);
   assert.match(md, /realVsPretrained OA/);

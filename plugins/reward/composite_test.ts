@@ -109,11 +109,18 @@ Deno.test("reward/composite scores rollouts, passes train pieces and logs metric
     params,
   );
   const rewards = out.rewards as Rewards;
-  assert.deepEqual(rewards.total, [0.75, 0.25]);
+  // Both pieces have 3 notes: the default length guard (minNotes 16) scales totals by 3/16.
+  assert.deepEqual(rewards.total, [0.75 * 3 / 16, 0.25 * 3 / 16]);
+  assert.deepEqual(rewards.lengthFactor, [3 / 16, 3 / 16]);
   assert.deepEqual(seen[0]?.map((p) => p.id), ["t1"]);
   assert.deepEqual(ctx.recorded, [{
     step: 3,
-    values: { "reward/spy": 0.5, "reward/one": 0.5, "reward/total": 0.5 },
+    values: {
+      "reward/spy": 0.5,
+      "reward/one": 0.5,
+      "reward/total": 0.5 * 3 / 16,
+      "reward/lengthFactor": 3 / 16,
+    },
   }]);
   // A second call with the same corpus object passes the same array (memo-friendly).
   await composite.run(ctx, { rollouts: { pieces: PIECES }, corpus }, params);
@@ -133,7 +140,7 @@ Deno.test("reward/composite runs the four default terms on real plugins", async 
     term(plugin.name, 1, plugin.create(defaultParams(plugin) as never) as RewardTerm)
   );
   const ctx = testContext();
-  const out = await composite.run(ctx, { rollouts: { pieces: PIECES } }, { terms });
+  const out = await composite.run(ctx, { rollouts: { pieces: PIECES } }, { terms, minNotes: 0 });
   const rewards = out.rewards as Rewards;
   assert.deepEqual(Object.keys(rewards.terms), ["harmony", "rhythm", "novelty", "smoothness"]);
   assert.ok(rewards.total.every((t) => t > 0 && t <= 1));
@@ -143,7 +150,7 @@ Deno.test("reward/composite runs the four default terms on real plugins", async 
 
 Deno.test("reward/composite rejects rollouts without pieces", async () => {
   await assert.rejects(
-    composite.run(testContext(), { rollouts: { tokens: [] } }, { terms: [] }),
+    composite.run(testContext(), { rollouts: { tokens: [] } }, { terms: [], minNotes: 0 }),
     /Cannot score rollouts: input "rollouts" has no "pieces" list/,
   );
 });
