@@ -1,0 +1,174 @@
+/**
+ * Timing of sequence-model training and sampling on the current tfjs
+ * backend, for the project's bench script. Not tests: nothing here asserts.
+ *
+ * The workloads mirror `shared/bench/torch_reference.py` (vocabulary 388,
+ * random tokens, Adam-style update per step; sampling from a start token
+ * with the model's incremental state), so figures compare with PyTorch's.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { createRng } from "../../pipeline/rng.ts";
+import { samplePolicy } from "../rollout/sample.ts";
+import { AdamW, countParams, type ModelSpec, nextTokenLoss, optimizeStep } from "./model.ts";
+
+/** Options of {@link benchTrain}. */
+export interface BenchTrainOptions {
+  batch: number;
+  seqLen: number;
+  /** Timed steps (after `warmup` untimed ones). */
+  steps: number;
+  /** Default 1. */
+  warmup?: number;
+  /** Default 388 (the performance encoding of the PyTorch reference). */
+  vocabSize?: number;
+  /** Default 0. */
+  seed?: number;
+}
+
+/** Options of {@link benchSample}. */
+export interface BenchSampleOptions {
+  batch: number;
+  /** Tokens sampled per sequence. */
+  length: number;
+  /** Timed runs (after one untimed warmup run of 8 tokens). Default 1. */
+  reps?: number;
+  vocabSize?: number;
+  seed?: number;
+}
+
+/** What a benchmark measured. */
+export interface BenchResult {
+  /** `"lstm"` or `"transformer"` and its config. */
+  model: string;
+  backend: string;
+  params: number;
+  /** Tokens per second: batch × seqLen per training step, or sampled tokens per second. */
+  tokensPerSec: number;
+  /** Median seconds per training step or per sampling run. */
+  medianSec: number;
+  /** Every timed step or run, in seconds. */
+  runsSec: number[];
+  /** Peak bytes of live tensors during one profiled step or run (`tf.profile`). */
+  peakBytes: number;
+  /** Size of the wasm heap afterwards (it only grows), on the wasm backend. */
+  wasmHeapBytes?: number;
+}
+
+function describe(spec: ModelSpec): string {
+  const { type: _type, ...rest } = spec.config;
+  return `${spec.type} ${JSON.stringify(rest)}`;
+}
+
+function wasmHeapBytes(): number | undefined {
+  const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return backend.wasm?.HEAPU8?.buffer.byteLength;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/**
+ * Times training steps (forward, backward, clipping, AdamW update) on random
+ * token windows.
+ *
+ * @param spec the model to build (fresh weights)
+ * @param options batch, window length and step counts
+ * @returns tokens per second, step times and peak memory
+ */
+export async function benchTrain(
+  spec: ModelSpec,
+  options: BenchTrainOptions,
+): Promise<BenchResult> {
+  const vocabSize = options.vocabSize ?? 388;
+  const rng = createRng(options.seed ?? 0);
+  const model = spec.build(vocabSize, rng.seed());
+  const optimizer = new AdamW(model.variables);
+  const data = Int32Array.from(
+    { length: options.batch * (options.seqLen + 1) },
+    () => rng.int(vocabSize),
+  );
+  const windows = tf.tensor2d(data, [options.batch, options.seqLen + 1], "int32");
+  const step = () =>
+    optimizeStep(
+      model,
+      optimizer,
+      () => nextTokenLoss(model, windows, { training: true, rng }),
+      { lr: 1e-4, clipNorm: 1 },
+    );
+  try {
+    for (let i = 0; i < (options.warmup ?? 1); i++) await step();
+    const runsSec: number[] = [];
+    for (let i = 0; i < options.steps; i++) {
+      const t0 = performance.now();
+      await step();
+      runsSec.push((performance.now() - t0) / 1000);
+    }
+    const profile = await tf.profile(async () => {
+      await step();
+    });
+    const medianSec = median(runsSec);
+    return {
+      model: describe(spec),
+      backend: tf.getBackend(),
+      params: countParams(model),
+      tokensPerSec: (options.batch * options.seqLen) / medianSec,
+      medianSec,
+      runsSec,
+      peakBytes: profile.peakBytes,
+      wasmHeapBytes: wasmHeapBytes(),
+    };
+  } finally {
+    windows.dispose();
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
+/**
+ * Times sampling with incremental decoding (`samplePolicy`, temperature 1)
+ * from a start token, without a stop token.
+ *
+ * @param spec the model to build (fresh weights)
+ * @param options batch, tokens per sequence and repetitions
+ * @returns sampled tokens per second, run times and peak memory
+ */
+export async function benchSample(
+  spec: ModelSpec,
+  options: BenchSampleOptions,
+): Promise<BenchResult> {
+  const vocabSize = options.vocabSize ?? 388;
+  const rng = createRng(options.seed ?? 0);
+  const model = spec.build(vocabSize, rng.seed());
+  const run = (length: number) =>
+    samplePolicy(model, { count: options.batch, length, rng, startToken: 0 });
+  try {
+    await run(8);
+    const runsSec: number[] = [];
+    for (let i = 0; i < (options.reps ?? 1); i++) {
+      const t0 = performance.now();
+      await run(options.length);
+      runsSec.push((performance.now() - t0) / 1000);
+    }
+    const profile = await tf.profile(async () => {
+      await run(Math.min(options.length, 64));
+    });
+    const medianSec = median(runsSec);
+    return {
+      model: describe(spec),
+      backend: tf.getBackend(),
+      params: countParams(model),
+      tokensPerSec: (options.batch * options.length) / medianSec,
+      medianSec,
+      runsSec,
+      peakBytes: profile.peakBytes,
+      wasmHeapBytes: wasmHeapBytes(),
+    };
+  } finally {
+    model.dispose();
+  }
+}

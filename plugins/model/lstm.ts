@@ -1,0 +1,312 @@
+/**
+ * `model/lstm`: token embedding, stacked LSTM, dropout, output projection.
+ *
+ * References: Hochreiter & Schmidhuber, "Long Short-Term Memory" (1997), with
+ * the forget gate of Gers et al. (2000); gate order (i, f, g, o) and uniform
+ * init as PyTorch's `nn.LSTM`; forget-gate bias 1 as Jozefowicz et al., "An
+ * Empirical Exploration of Recurrent Network Architectures" (ICML 2015);
+ * dropout on non-recurrent connections as Zaremba et al. (2014). Performance
+ * RNN (Oore et al. 2018) is this model with 3 layers of 512 units.
+ *
+ * Why a hand-written backward pass: built from tfjs ops, backpropagation
+ * through time keeps every step's intermediate tensors alive at once, which
+ * overflows the wasm heap from about 128 steps (TECH_NOTES.md). Here the whole
+ * sequence is one `tf.customGrad` op that keeps only the gate activations and
+ * cell states, and its backward pass does full BPTT with 7 small ops per step
+ * plus a few large matrix products over all steps (the input projection and
+ * both weight gradients).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { definePlugin, p } from "../../mod.ts";
+import { createRng } from "../../pipeline/rng.ts";
+import {
+  dropout,
+  type ForwardOptions,
+  linear,
+  type ModelConfig,
+  type ModelSpec,
+  type ModelState,
+  normalVariable,
+  type SequenceModel,
+  type StepResult,
+  tanhViaSigmoid,
+  uniformVariable,
+  unstackTime,
+} from "../_tf/model.ts";
+
+/** Hyperparameters of {@link lstmModel}. */
+export interface LstmConfig extends ModelConfig {
+  type: "lstm";
+  embedDim: number;
+  hiddenDim: number;
+  layers: number;
+  dropout: number;
+}
+
+/**
+ * Gate activations from pre-activations: sigmoid for i, f, o and tanh for g,
+ * in 4 ops on the whole `[batch, 4H]` tensor, using tanh(z) = 2σ(2z) − 1.
+ *
+ * @param scale `[4H]`: 1 on i, f, o columns, 2 on g columns
+ */
+function gateActivations(z: tf.Tensor, scale: tf.Tensor1D, shift: tf.Tensor1D): tf.Tensor2D {
+  return tf.sub(tf.mul(tf.sigmoid(tf.mul(z, scale)), scale), shift); // [B, 4H]
+}
+
+/** Block scales for {@link gateActivations}: `scale` is 1,1,2,1 per block, `shift` = scale − 1. */
+function gateScales(hidden: number): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
+  const s = new Float32Array(4 * hidden).fill(1);
+  s.fill(2, 2 * hidden, 3 * hidden);
+  const shift = s.map((v) => v - 1);
+  return { scale: tf.tensor1d(s), shift: tf.tensor1d(shift) };
+}
+
+/**
+ * One LSTM layer over a whole sequence, from zero state, with a memory-light
+ * hand-written gradient (full BPTT).
+ *
+ * Inputs: `x` `[T, B, In]` (time-major), `wx` `[In, 4H]`, `wh` `[H, 4H]`,
+ * `b` `[4H]`. Output: hidden states `[T, B, H]`.
+ */
+export function lstmSequence(
+  x: tf.Tensor3D,
+  wx: tf.Tensor2D,
+  wh: tf.Tensor2D,
+  b: tf.Tensor1D,
+): tf.Tensor3D {
+  return lstmSequenceOp(x, wx, wh, b) as tf.Tensor3D;
+}
+
+const lstmSequenceOp = tf.customGrad(
+  ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, wx, wh, b] = args as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+    const save = args[4] as tf.GradSaveFunc;
+    const [time, batch, inDim] = x.shape;
+    const hidden = wh.shape[0];
+    const { scale, shift } = gateScales(hidden);
+    // Input projection of all steps in one product.
+    const xp = tf.reshape(
+      tf.fused.matMul({ a: tf.reshape(x, [time * batch, inDim]), b: wx, bias: b }),
+      [time, batch, 4 * hidden],
+    ); // [T, B, 4H]
+    const xps = unstackTime(xp) as tf.Tensor2D[]; // T x [B, 4H]
+    xp.dispose();
+    let h = tf.zeros([batch, hidden]) as tf.Tensor2D;
+    let c = tf.zeros([batch, hidden]) as tf.Tensor2D;
+    const hs: tf.Tensor2D[] = [], cs: tf.Tensor2D[] = [], as: tf.Tensor2D[] = [];
+    for (let t = 0; t < time; t++) {
+      const next = tf.tidy(() => {
+        // Not a fused bias: stock wasm _FusedMatMul takes only a rank-1 bias.
+        const z = tf.add(tf.matMul(h, wh), xps[t]) as tf.Tensor2D; // [B, 4H]
+        const a = gateActivations(z, scale, shift); // [B, 4H]
+        const [i, f, g, o] = tf.split(a, 4, 1);
+        const cNext = tf.add(tf.mul(f, c), tf.mul(i, g)) as tf.Tensor2D; // [B, H]
+        const hNext = tf.mul(o, tanhViaSigmoid(cNext)) as tf.Tensor2D; // [B, H]
+        return { a, c: cNext, h: hNext };
+      });
+      xps[t].dispose();
+      as.push(next.a);
+      cs.push(next.c);
+      hs.push(next.h);
+      h = next.h;
+      c = next.c;
+    }
+    const out = tf.stack(hs) as tf.Tensor3D; // [T, B, H]
+    save([x, wx, wh, out, tf.stack(cs), tf.stack(as)]);
+    tf.dispose([...hs, ...cs, ...as]);
+
+    const gradFunc = (dy: tf.Tensor3D, saved: tf.Tensor[]): tf.Tensor[] => {
+      const [sx, swx, swh, sOut, sC, sA] = saved as [
+        tf.Tensor3D,
+        tf.Tensor2D,
+        tf.Tensor2D,
+        tf.Tensor3D,
+        tf.Tensor3D,
+        tf.Tensor3D,
+      ];
+      const H = hidden;
+      // Everything that does not depend on the backward recursion, for all
+      // steps at once: big elementwise ops instead of many small ones.
+      const { P, R, F } = tf.tidy(() => {
+        const [I, Fg, G, O] = tf.split(sA, 4, 2); // each [T, B, H]
+        const cPrev = tf.concat([tf.zeros([1, batch, H]), tf.slice(sC, [0], [time - 1])], 0);
+        const tc = tanhViaSigmoid(sC); // [T, B, H]
+        // dc_t = dcNext + dh_t * o_t * (1 - tanh(c_t)^2)
+        const P = tf.mul(O, tf.sub(1, tf.square(tc))); // [T, B, H]
+        // d(pre-activation) = d(activation) * derivative: a(1-a) for sigmoid, 1-a^2 for tanh,
+        // both equal to (1 - a)(a + m) with m = 1 on g columns.
+        const gColumns = gateScales(H).shift; // [4H]: 1 on g columns, else 0
+        const deriv = tf.mul(tf.sub(1, sA), tf.add(sA, gColumns)); // [T, B, 4H]
+        // d(activation) = [dc*g, dc*cPrev, dc*i, dh*tanh(c)]
+        const R = tf.mul(tf.concat([G, cPrev, I, tc], 2), deriv); // [T, B, 4H]
+        return { P, R, F: Fg };
+      });
+      const dys = unstackTime(dy) as tf.Tensor2D[];
+      const ps = unstackTime(P) as tf.Tensor2D[];
+      const rs = unstackTime(R) as tf.Tensor2D[];
+      const fs = unstackTime(F) as tf.Tensor2D[];
+      tf.dispose([P, R, F]);
+      const whT = tf.transpose(swh); // [4H, H]
+      const dzs: tf.Tensor2D[] = new Array(time);
+      let dhNext: tf.Tensor2D | null = null;
+      let dcNext: tf.Tensor2D | null = null;
+      for (let t = time - 1; t >= 0; t--) {
+        const stepOut: { dz: tf.Tensor2D; dh: tf.Tensor2D; dc: tf.Tensor2D } = tf.tidy(() => {
+          const dh = dhNext === null ? dys[t] : tf.add(dys[t], dhNext); // [B, H]
+          const dcLocal = tf.mul(dh, ps[t]);
+          const dc = dcNext === null ? dcLocal : tf.add(dcNext, dcLocal); // [B, H]
+          const dz = tf.mul(tf.concat([dc, dc, dc, dh], 1), rs[t]) as tf.Tensor2D; // [B, 4H]
+          return {
+            dz,
+            dh: tf.matMul(dz, whT) as tf.Tensor2D, // [B, H]
+            dc: tf.mul(dc, fs[t]) as tf.Tensor2D, // [B, H]
+          };
+        });
+        // Free this step's slices now: with long sequences they add up.
+        tf.dispose([dys[t], ps[t], rs[t], fs[t]]);
+        if (dhNext !== null) tf.dispose([dhNext, dcNext!]);
+        dzs[t] = stepOut.dz;
+        dhNext = stepOut.dh;
+        dcNext = stepOut.dc;
+      }
+      tf.dispose([dhNext!, dcNext!, whT]);
+      return tf.tidy(() => {
+        const dZ = tf.reshape(tf.stack(dzs), [time * batch, 4 * H]); // [T*B, 4H]
+        tf.dispose(dzs);
+        const x2 = tf.reshape(sx, [time * batch, inDim]); // [T*B, In]
+        const hPrev = tf.reshape(
+          tf.concat([tf.zeros([1, batch, H]), tf.slice(sOut, [0], [time - 1])], 0),
+          [time * batch, H],
+        ); // [T*B, H]
+        // Explicit transposes: products with transposeA are slow on stock wasm.
+        const dWx = tf.matMul(tf.transpose(x2), dZ); // [In, 4H]
+        const dWh = tf.matMul(tf.transpose(hPrev), dZ); // [H, 4H]
+        // A product with ones: wasm sums over a leading axis by transposing first.
+        const dB = tf.reshape(tf.matMul(tf.ones([1, time * batch]), dZ), [4 * H]); // [4H]
+        const dX = tf.reshape(tf.matMul(dZ, tf.transpose(swx)), [time, batch, inDim]);
+        return [dX, dWx, dWh, dB];
+      });
+    };
+    return { value: out, gradFunc };
+  }) as Parameters<typeof tf.customGrad<tf.Tensor3D>>[0],
+);
+
+/**
+ * Builds an LSTM language model.
+ *
+ * @param config hyperparameters
+ * @param vocabSize number of token ids
+ * @param seed initialisation seed
+ */
+export function lstmModel(config: LstmConfig, vocabSize: number, seed: number): SequenceModel {
+  const { embedDim: E, hiddenDim: H, layers: L } = config;
+  const rng = createRng(seed);
+  const variables = new Map<string, tf.Variable>();
+  const limit = 1 / Math.sqrt(H);
+  variables.set("embedding", normalVariable([vocabSize, E], 0.1, rng));
+  for (let l = 0; l < L; l++) {
+    const inDim = l === 0 ? E : H;
+    variables.set(`lstm/${l}/inputKernel`, uniformVariable([inDim, 4 * H], limit, rng));
+    variables.set(`lstm/${l}/recurrentKernel`, uniformVariable([H, 4 * H], limit, rng));
+    // Forget-gate bias 1: remember by default early in training.
+    const bias = new Float32Array(4 * H);
+    bias.fill(1, H, 2 * H);
+    variables.set(`lstm/${l}/bias`, tf.tidy(() => tf.variable(tf.tensor1d(bias), true)));
+  }
+  variables.set("output/kernel", uniformVariable([H, vocabSize], limit, rng));
+  variables.set("output/bias", tf.tidy(() => tf.variable(tf.zeros([vocabSize]), true)));
+  const v = (name: string) => variables.get(name)!;
+  const { scale, shift } = gateScales(H);
+
+  return {
+    config,
+    vocabSize,
+    variables,
+    forward(tokens: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D {
+      return tf.tidy(() => {
+        const [batch, time] = tokens.shape;
+        let x = tf.gather(v("embedding"), tf.transpose(tokens)) as tf.Tensor3D; // [T, B, E]
+        x = dropout(x, config.dropout, options);
+        for (let l = 0; l < L; l++) {
+          x = lstmSequence(
+            x,
+            v(`lstm/${l}/inputKernel`) as tf.Tensor2D,
+            v(`lstm/${l}/recurrentKernel`) as tf.Tensor2D,
+            v(`lstm/${l}/bias`) as tf.Tensor1D,
+          ); // [T, B, H]
+          x = dropout(x, config.dropout, options);
+        }
+        const logits = linear(
+          tf.reshape(x, [time * batch, H]),
+          v("output/kernel"),
+          v("output/bias"),
+        ); // [T*B, V]
+        return tf.transpose(tf.reshape(logits, [time, batch, vocabSize]), [1, 0, 2]) as tf.Tensor3D;
+      });
+    },
+    initState(batch: number): ModelState {
+      return {
+        h: Array.from({ length: L }, () => tf.zeros([batch, H])),
+        c: Array.from({ length: L }, () => tf.zeros([batch, H])),
+      };
+    },
+    step(tokens: tf.Tensor1D, state: ModelState): StepResult {
+      return tf.tidy(() => {
+        const hs = state.h as tf.Tensor2D[], cs = state.c as tf.Tensor2D[];
+        let x = tf.gather(v("embedding"), tokens) as tf.Tensor2D; // [B, E]
+        const h: tf.Tensor2D[] = [], c: tf.Tensor2D[] = [];
+        for (let l = 0; l < L; l++) {
+          const xp = tf.fused.matMul({
+            a: x,
+            b: v(`lstm/${l}/inputKernel`),
+            bias: v(`lstm/${l}/bias`),
+          });
+          const z = tf.add(tf.matMul(hs[l], v(`lstm/${l}/recurrentKernel`)), xp); // [B, 4H]
+          const [i, f, g, o] = tf.split(gateActivations(z, scale, shift), 4, 1); // each [B, H]
+          c.push(tf.add(tf.mul(f, cs[l]), tf.mul(i, g)) as tf.Tensor2D);
+          h.push(tf.mul(o, tanhViaSigmoid(c[l])) as tf.Tensor2D);
+          x = h[l];
+        }
+        const logits = linear(x, v("output/kernel"), v("output/bias")); // [B, V]
+        return { logits, state: { h, c } };
+      });
+    },
+    dispose() {
+      for (const t of variables.values()) t.dispose();
+      variables.clear();
+      scale.dispose();
+      shift.dispose();
+    },
+  };
+}
+
+export default definePlugin({
+  name: "model/lstm",
+  kind: "model",
+  version: "1.0.0",
+  description: "Stacked LSTM language model over event tokens (Performance RNN style)",
+  params: {
+    embedDim: p.integer({ default: 128, min: 1, description: "Token embedding size" }),
+    hiddenDim: p.integer({ default: 256, min: 1, description: "LSTM units per layer" }),
+    layers: p.integer({ default: 2, min: 1, description: "Number of stacked LSTM layers" }),
+    dropout: p.number({
+      default: 0.1,
+      min: 0,
+      max: 0.95,
+      description: "Dropout rate on the embedding, between layers and before the output",
+    }),
+  },
+  create(params): ModelSpec<LstmConfig> {
+    const config: LstmConfig = {
+      type: "lstm",
+      embedDim: params.embedDim,
+      hiddenDim: params.hiddenDim,
+      layers: params.layers,
+      dropout: params.dropout,
+    };
+    return { type: "lstm", config, build: (vocabSize, seed) => lstmModel(config, vocabSize, seed) };
+  },
+});

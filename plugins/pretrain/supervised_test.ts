@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../_tf/backend.ts";
+import type { ModelCheckpoint, ModelSpec } from "../_tf/model.ts";
+import { buildTokenCorpus } from "../_music/token_corpus.ts";
+import type { Split } from "../_music/types.ts";
+import lstm from "../model/lstm.ts";
+import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import plugin from "./supervised.ts";
+
+await initBackend("cpu");
+
+const VOCAB = 12;
+
+/** Sequences BOS, a rising run of 1..5 repeated, EOS: easy to learn, so NLL must fall. */
+function corpus(use = "tokenizer/test") {
+  const seq = (
+    offset: number,
+  ) => [0, ...Array.from({ length: 40 }, (_, i) => 1 + ((i + offset) % 5)), 11];
+  const sequences: { id: string; split: Split; tokens: number[] }[] = [];
+  for (let i = 0; i < 6; i++) sequences.push({ id: `t${i}`, split: "train", tokens: seq(i) });
+  for (let i = 0; i < 2; i++) {
+    sequences.push({ id: `v${i}`, split: "validation", tokens: seq(i + 2) });
+  }
+  return buildTokenCorpus({ tokenizer: { use, with: {} }, vocabSize: VOCAB }, sequences);
+}
+
+function tinySpec(): ModelSpec {
+  return lstm.create(
+    defaultParams(lstm, { embedDim: 8, hiddenDim: 16, layers: 1, dropout: 0 }) as never,
+  ) as ModelSpec;
+}
+
+const base = {
+  seqLen: 12,
+  batchSize: 4,
+  epochs: 2,
+  stepsPerEpoch: 4,
+  lr: 0.02,
+  warmupSteps: 2,
+  minLr: 0.002,
+  validationBatches: 2,
+};
+
+async function run(
+  overrides: Record<string, unknown>,
+  ctx = testContext({ seed: 3 }),
+): Promise<ModelCheckpoint> {
+  const params = defaultParams(plugin, { model: tinySpec(), ...base, ...overrides });
+  const out = await plugin.run(ctx, { tokens: corpus() }, params as never);
+  return out.model as ModelCheckpoint;
+}
+
+Deno.test("pretrain/supervised lowers validation NLL and outputs the best checkpoint", async () => {
+  const before = tf.memory().numTensors;
+  const ctx = testContext({ seed: 3 });
+  const ckpt = await run({ epochs: 3 }, ctx);
+  assert.equal(tf.memory().numTensors, before);
+  const nll = ctx.recorded.filter((m) => "nll/validation" in m.values).map((m) =>
+    m.values["nll/validation"]
+  );
+  assert.equal(nll.length, 3);
+  const train = ctx.recorded.filter((m) => "loss/train" in m.values);
+  assert.equal(train.length, 12);
+  assert.ok(train.every((m) => m.values.lr > 0 && m.values.lr <= 0.02 + 1e-12));
+  assert.ok(Math.abs(train[1].values.lr - 0.02) < 1e-12, "warmup reaches the peak at step 2");
+  assert.ok(nll[2] < Math.log(VOCAB) - 0.5, `validation NLL ${nll} should fall well below ln(12)`);
+  assert.equal(ckpt.metrics["nll/validation"], Math.min(...nll));
+  assert.equal(ckpt.step, 4 * (nll.indexOf(Math.min(...nll)) + 1));
+  assert.equal(ckpt.spec.type, "lstm");
+  assert.equal(ckpt.vocabSize, VOCAB);
+  assert.deepEqual(ckpt.tokenizer, { use: "tokenizer/test", with: {} });
+  assert.ok(ckpt.optimizer !== undefined && ckpt.rngState !== undefined);
+});
+
+Deno.test("pretrain/supervised resumes a killed run at its saved step and ends identically", async () => {
+  const whole = await run({});
+  const dir = Deno.makeTempDirSync();
+  const controller = new AbortController();
+  const first = testContext({ seed: 3, dir, signal: controller.signal });
+  // Abort mid-way through epoch 2 (step 6 of 8).
+  first.progress = (u) => {
+    if (u.done === 6) controller.abort();
+  };
+  await assert.rejects(() => run({}, first), (e: unknown) => (e as Error).name === "AbortError");
+  assert.equal(first.recorded.filter((m) => "loss/train" in m.values).length, 6);
+
+  const second = testContext({ seed: 3, dir });
+  const resumed = await run({}, second);
+  assert.ok(second.logs.some((l) => l.message.startsWith("Resuming from step 6 of 8")));
+  const steps = second.recorded.filter((m) => "loss/train" in m.values).map((m) => m.step);
+  assert.deepEqual(steps, [7, 8]);
+  assert.equal(resumed.step, whole.step);
+  for (const [name, w] of Object.entries(whole.weights)) {
+    assert.deepEqual(resumed.weights[name].data, w.data, `weight "${name}" differs after resuming`);
+  }
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("pretrain/supervised skips a step with a non-finite loss and warns", async () => {
+  const spec = tinySpec();
+  let calls = 0;
+  const poisoned: ModelSpec = {
+    ...spec,
+    build(vocab, seed) {
+      const model = spec.build(vocab, seed);
+      const forward = model.forward.bind(model);
+      return {
+        ...model,
+        forward(tokens, options) {
+          // The second training step sees NaN logits.
+          return options.training && ++calls === 2
+            ? tf.tidy(() => tf.mul(forward(tokens, options), NaN))
+            : forward(tokens, options);
+        },
+      };
+    },
+  };
+  const ctx = testContext({ seed: 3 });
+  const ckpt = await run({ model: poisoned, epochs: 1 }, ctx);
+  assert.ok(
+    ctx.logs.some((l) => l.level === "warn" && /^Skipped step 2: loss NaN/.test(l.message)),
+  );
+  assert.ok(Object.values(ckpt.weights).every((w) => w.data.every(Number.isFinite)));
+  assert.ok(Number.isFinite(ckpt.metrics["nll/validation"]));
+});
+
+Deno.test("pretrain/supervised transposes only the performance encoding", async () => {
+  const performance = buildTokenCorpus(
+    { tokenizer: { use: "tokenizer/performance", with: {} }, vocabSize: 391 },
+    [
+      { id: "a", split: "train", tokens: [389, 60, 300, 188, 64, 300, 192, 390] },
+      { id: "b", split: "validation", tokens: [389, 62, 300, 190, 390] },
+    ],
+  );
+  const params = defaultParams(plugin, {
+    model: tinySpec(),
+    ...base,
+    seqLen: 4,
+    epochs: 1,
+    stepsPerEpoch: 1,
+  });
+  const ctx = testContext();
+  await plugin.run(ctx, { tokens: performance }, params as never);
+  assert.ok(ctx.logs.some((l) => l.message.includes("with transposition")));
+  const plain = testContext();
+  await plugin.run(plain, { tokens: corpus() }, { ...params, seqLen: 12 } as never);
+  assert.ok(!plain.logs.some((l) => l.message.includes("with transposition")));
+});
+
+Deno.test("pretrain/supervised rejects windows longer than the train split", async () => {
+  await assert.rejects(
+    () => run({ seqLen: 500 }),
+    /the train split has 252 tokens, fewer than seqLen \+ 1 = 501; lower "seqLen"/,
+  );
+});

@@ -1,0 +1,548 @@
+/**
+ * `rollout/sample`: samples token sequences from a model with incremental
+ * decoding, records each sampled token's log-probability, and decodes the
+ * sequences into pieces with the checkpoint's tokenizer.
+ *
+ * References: temperature sampling, top-k (Fan et al., "Hierarchical Neural
+ * Story Generation", 2018) and nucleus / top-p sampling (Holtzman et al.,
+ * "The Curious Case of Neural Text Degeneration", ICLR 2020). Policy-gradient
+ * updates need log π(a|s) of the policy that acted (Williams 1992; Schulman
+ * et al. 2017), so both the model's own log-probability (temperature 1, no
+ * truncation) and that of the distribution actually sampled from are kept.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { type ArtifactCodec, definePlugin, p, type Piece, type Rng } from "../../mod.ts";
+import type { TokenCorpus } from "../_music/components.ts";
+import type { Split } from "../_music/types.ts";
+import { modelFor } from "../_tf/policy_gradient.ts";
+import { loadTokenizer, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
+
+/** Settings of {@link samplePolicy}. */
+export interface SampleOptions {
+  /** Number of sequences. */
+  count: number;
+  /** Tokens to sample after the prompt (fewer when `stopToken` comes first). */
+  length: number;
+  /** Seeds the draws; one `rng.next()` per sampled token (none for greedy rows). */
+  rng: Rng;
+  /** Logit divisor; 0 means greedy (argmax). Default 1. */
+  temperature?: number;
+  /** Keep only the k most likely tokens; 0 = off. Default 0. */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 = off. Default 1. */
+  topP?: number;
+  /** One prompt per sequence, all of the same length ≥ 1 (BOS first). */
+  prompts?: Int32Array[];
+  /** Prompt of every sequence when `prompts` is not given. */
+  startToken?: number;
+  /** A sequence ends after sampling this token (EOS). */
+  stopToken?: number;
+  /** Sequences decoded together; default all of `count`. */
+  batchSize?: number;
+  /** Stops between tokens when aborted (throws its reason). */
+  signal?: AbortSignal;
+  /** Called after each decoding step with tokens sampled so far and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** What {@link samplePolicy} returns; arrays are per sequence. */
+export interface PolicySample {
+  /** Prompt then sampled tokens (through the stop token when it was sampled). */
+  tokens: Int32Array[];
+  /** Length of the prompt at the start of each sequence. */
+  promptLength: number;
+  /** log π(token) of each sampled token under the model at temperature 1, untruncated. */
+  logProbs: Float32Array[];
+  /**
+   * Log-probability of each sampled token under the distribution it was drawn
+   * from (temperature, top-k, top-p applied); 0 for greedy rows.
+   */
+  samplingLogProbs: Float32Array[];
+}
+
+/**
+ * Chooses one token from logits and returns it with its log-probabilities.
+ * Exported for tests; {@link samplePolicy} calls it once per sequence and step.
+ */
+export function chooseToken(
+  logits: Float32Array,
+  options: { temperature: number; topK: number; topP: number; u: number },
+): { token: number; logProb: number; samplingLogProb: number } {
+  const vocab = logits.length;
+  let max = -Infinity;
+  let argmax = 0;
+  for (let i = 0; i < vocab; i++) {
+    if (logits[i] > max) {
+      max = logits[i];
+      argmax = i;
+    }
+  }
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[i] - max);
+  const logZ = max + Math.log(sum);
+  const { temperature, topK, topP } = options;
+  if (temperature === 0 || topK === 1) {
+    return { token: argmax, logProb: logits[argmax] - logZ, samplingLogProb: 0 };
+  }
+  // Candidates in descending order of logit (ties: lower id first).
+  let ids = Array.from({ length: vocab }, (_, i) => i);
+  const truncated = (topK > 0 && topK < vocab) || topP < 1;
+  if (truncated) ids.sort((a, b) => logits[b] - logits[a] || a - b);
+  if (topK > 0 && topK < vocab) ids = ids.slice(0, topK);
+  const weights = ids.map((i) => Math.exp((logits[i] - max) / temperature));
+  let total = weights.reduce((a, b) => a + b, 0);
+  if (topP < 1) {
+    let cumulative = 0;
+    let keep = 0;
+    while (keep < ids.length && cumulative < topP * total) cumulative += weights[keep++];
+    ids = ids.slice(0, Math.max(1, keep));
+    weights.length = ids.length;
+    total = weights.reduce((a, b) => a + b, 0);
+  }
+  let target = options.u * total;
+  let pick = ids.length - 1;
+  for (let j = 0; j < ids.length; j++) {
+    target -= weights[j];
+    if (target < 0) {
+      pick = j;
+      break;
+    }
+  }
+  const token = ids[pick];
+  return {
+    token,
+    logProb: logits[token] - logZ,
+    samplingLogProb: Math.log(weights[pick] / total),
+  };
+}
+
+/**
+ * Samples sequences from a model, one token per step with its incremental
+ * state (O(1) model work per token). The RL loop and the benchmarks call this.
+ *
+ * @param model the policy
+ * @param options count, length, sampling settings, prompts and the RNG
+ * @returns tokens and per-token log-probabilities
+ * @throws Error when prompts are missing, empty or of unequal lengths, or when aborted
+ */
+export async function samplePolicy(
+  model: SequenceModel,
+  options: SampleOptions,
+): Promise<PolicySample> {
+  const { count, length, rng } = options;
+  const temperature = options.temperature ?? 1;
+  const topK = options.topK ?? 0;
+  const topP = options.topP ?? 1;
+  let prompts = options.prompts;
+  if (prompts === undefined) {
+    if (options.startToken === undefined) {
+      throw new Error("Cannot sample: give prompts or a startToken (usually BOS)");
+    }
+    prompts = Array.from({ length: count }, () => Int32Array.of(options.startToken!));
+  }
+  if (prompts.length !== count) {
+    throw new Error(`Cannot sample: ${prompts.length} prompts for ${count} sequences`);
+  }
+  const promptLength = prompts[0]?.length ?? 0;
+  if (count > 0 && (promptLength < 1 || prompts.some((q) => q.length !== promptLength))) {
+    throw new Error("Cannot sample: prompts must all have the same length of at least 1 token");
+  }
+  const batchSize = Math.max(1, options.batchSize ?? count);
+  const tokens: Int32Array[] = [];
+  const logProbs: Float32Array[] = [];
+  const samplingLogProbs: Float32Array[] = [];
+  const total = count * length;
+  let done = 0;
+  for (let start = 0; start < count; start += batchSize) {
+    const rows = Math.min(batchSize, count - start);
+    const seqs = Array.from({ length: rows }, (_, r) => {
+      const out = new Int32Array(promptLength + length);
+      out.set(prompts![start + r]);
+      return out;
+    });
+    const lp = Array.from({ length: rows }, () => new Float32Array(length));
+    const slp = Array.from({ length: rows }, () => new Float32Array(length));
+    const ended = new Array<number>(rows).fill(-1); // sampled length when stopped, else -1
+    let state = model.initState(rows);
+    try {
+      // Prompt: feed all but the last token; the last one is fed by the loop below.
+      for (let t = 0; t < promptLength - 1; t++) {
+        const input = tf.tensor1d(seqs.map((s) => s[t]), "int32");
+        const next = model.step(input, state);
+        tf.dispose([input, next.logits, state]);
+        state = next.state;
+      }
+      for (let t = 0; t < length; t++) {
+        options.signal?.throwIfAborted();
+        const input = tf.tensor1d(seqs.map((s) => s[promptLength - 1 + t]), "int32");
+        const next = model.step(input, state);
+        tf.dispose([input, state]);
+        state = next.state;
+        const values = (await next.logits.data()) as Float32Array; // [rows * vocab]
+        const vocab = next.logits.shape[1];
+        next.logits.dispose();
+        for (let r = 0; r < rows; r++) {
+          if (ended[r] >= 0) {
+            // Finished rows keep feeding their stop token; nothing is recorded.
+            seqs[r][promptLength + t] = options.stopToken!;
+            continue;
+          }
+          const chosen = chooseToken(values.subarray(r * vocab, (r + 1) * vocab), {
+            temperature,
+            topK,
+            topP,
+            u: temperature === 0 || topK === 1 ? 0 : rng.next(),
+          });
+          seqs[r][promptLength + t] = chosen.token;
+          lp[r][t] = chosen.logProb;
+          slp[r][t] = chosen.samplingLogProb;
+          if (chosen.token === options.stopToken) ended[r] = t + 1;
+        }
+        done += rows;
+        options.onProgress?.(done, total);
+        if (ended.every((e) => e >= 0)) break;
+      }
+    } finally {
+      tf.dispose(state);
+    }
+    for (let r = 0; r < rows; r++) {
+      const sampled = ended[r] >= 0 ? ended[r] : length;
+      tokens.push(seqs[r].slice(0, promptLength + sampled));
+      logProbs.push(lp[r].slice(0, sampled));
+      samplingLogProbs.push(slp[r].slice(0, sampled));
+    }
+  }
+  return { tokens, promptLength, logProbs, samplingLogProbs };
+}
+
+/** The `rollouts` artifact: sampled sequences, their log-probabilities and pieces. */
+export interface Rollouts {
+  /** BOS, the primer, then sampled tokens (through EOS when it was sampled). */
+  tokens: Int32Array[];
+  /** Primer tokens after BOS: the first `primerLen + 1` tokens were given, not sampled. */
+  primerLen: number;
+  /** Per sampled token: log π(token) under the model at temperature 1 (what updates recompute). */
+  logProbs: Float32Array[];
+  /** Per sampled token: log-probability under the sampling distribution actually used. */
+  samplingLogProbs: Float32Array[];
+  /** How the tokens were drawn. */
+  sampling: { temperature: number; topK: number; topP: number };
+  /** The sequences decoded with the checkpoint's tokenizer. */
+  pieces: Piece[];
+  /** The tokenizer spec (`{use, with}`) the tokens belong to. */
+  tokenizer: unknown;
+  /** Optimizer step of the checkpoint that sampled them. */
+  modelStep: number;
+}
+
+interface RolloutsIndex {
+  format: "harmonyrl-rollouts";
+  version: 1;
+  primerLen: number;
+  sampling: Rollouts["sampling"];
+  tokenizer: unknown;
+  modelStep: number;
+  /** Sequence i is `tokens[tokenOffsets[i] .. tokenOffsets[i+1]]`; log-probs likewise. */
+  tokenOffsets: number[];
+  logProbOffsets: number[];
+  pieces: {
+    id: string;
+    tempoBpm: number;
+    beatsPerBar: number;
+    source?: string;
+    notes: number;
+    beats: number;
+  }[];
+}
+
+function concat<T extends Int32Array | Float32Array | Float64Array>(
+  parts: ArrayLike<number>[],
+  make: (n: number) => T,
+): { data: T; offsets: number[] } {
+  const offsets = [0];
+  for (const part of parts) offsets.push(offsets[offsets.length - 1] + part.length);
+  const data = make(offsets[offsets.length - 1]);
+  parts.forEach((part, i) => data.set(part, offsets[i]));
+  return { data, offsets };
+}
+
+function bytesOf(a: Int32Array | Float32Array | Float64Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+async function readTyped<T>(
+  path: string,
+  width: number,
+  make: (b: ArrayBuffer, n: number) => T,
+): Promise<T> {
+  const bytes = await Deno.readFile(path);
+  if (bytes.byteLength % width !== 0) {
+    throw new Error(`Cannot read "${path}": its size is not a multiple of ${width} bytes`);
+  }
+  const copy = bytes.slice().buffer;
+  return make(copy, bytes.byteLength / width);
+}
+
+/**
+ * Codec of the `rollouts` artifact: `index.json` plus little-endian binaries:
+ * `tokens.i32`, `logprobs.f32`, `sampling_logprobs.f32`, `notes.f64` (pitch,
+ * velocity, startSec, endSec per note) and `beats.f64`.
+ */
+export const rolloutsCodec: ArtifactCodec<Rollouts> = {
+  async save(r, dir) {
+    const tokens = concat(r.tokens, (n) => new Int32Array(n));
+    const lp = concat(r.logProbs, (n) => new Float32Array(n));
+    const slp = concat(r.samplingLogProbs, (n) => new Float32Array(n));
+    const notes = concat(
+      r.pieces.map((piece) =>
+        piece.notes.flatMap((n) => [n.pitch, n.velocity, n.startSec, n.endSec])
+      ),
+      (n) => new Float64Array(n),
+    );
+    const beats = concat(r.pieces.map((piece) => piece.beatsSec), (n) => new Float64Array(n));
+    const index: RolloutsIndex = {
+      format: "harmonyrl-rollouts",
+      version: 1,
+      primerLen: r.primerLen,
+      sampling: r.sampling,
+      tokenizer: r.tokenizer ?? null,
+      modelStep: r.modelStep,
+      tokenOffsets: tokens.offsets,
+      logProbOffsets: lp.offsets,
+      pieces: r.pieces.map((piece) => ({
+        id: piece.id,
+        tempoBpm: piece.tempoBpm,
+        beatsPerBar: piece.beatsPerBar,
+        ...(piece.source === undefined ? {} : { source: piece.source }),
+        notes: piece.notes.length,
+        beats: piece.beatsSec.length,
+      })),
+    };
+    await Deno.writeFile(`${dir}/tokens.i32`, bytesOf(tokens.data));
+    await Deno.writeFile(`${dir}/logprobs.f32`, bytesOf(lp.data));
+    await Deno.writeFile(`${dir}/sampling_logprobs.f32`, bytesOf(slp.data));
+    await Deno.writeFile(`${dir}/notes.f64`, bytesOf(notes.data));
+    await Deno.writeFile(`${dir}/beats.f64`, bytesOf(beats.data));
+    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+  },
+  async load(dir) {
+    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as RolloutsIndex;
+    if (index?.format !== "harmonyrl-rollouts" || index.version !== 1) {
+      throw new Error(`Cannot read rollouts "${dir}": not a harmonyrl-rollouts version 1 index`);
+    }
+    const tokens = await readTyped(`${dir}/tokens.i32`, 4, (b, n) => new Int32Array(b, 0, n));
+    const lp = await readTyped(`${dir}/logprobs.f32`, 4, (b, n) => new Float32Array(b, 0, n));
+    const slp = await readTyped(
+      `${dir}/sampling_logprobs.f32`,
+      4,
+      (b, n) => new Float32Array(b, 0, n),
+    );
+    const notes = await readTyped(`${dir}/notes.f64`, 8, (b, n) => new Float64Array(b, 0, n));
+    const beats = await readTyped(`${dir}/beats.f64`, 8, (b, n) => new Float64Array(b, 0, n));
+    const count = index.tokenOffsets.length - 1;
+    const last = (o: number[]) => o[o.length - 1];
+    const noteTotal = index.pieces.reduce((a, q) => a + q.notes, 0);
+    const beatTotal = index.pieces.reduce((a, q) => a + q.beats, 0);
+    if (
+      last(index.tokenOffsets) !== tokens.length || last(index.logProbOffsets) !== lp.length ||
+      lp.length !== slp.length || noteTotal * 4 !== notes.length || beatTotal !== beats.length ||
+      index.logProbOffsets.length !== count + 1
+    ) {
+      throw new Error(`Cannot read rollouts "${dir}": the binary files do not match index.json`);
+    }
+    let noteAt = 0, beatAt = 0;
+    const pieces: Piece[] = index.pieces.map((q) => {
+      const piece: Piece = {
+        id: q.id,
+        tempoBpm: q.tempoBpm,
+        beatsPerBar: q.beatsPerBar,
+        notes: Array.from({ length: q.notes }, (_, i) => {
+          const o = (noteAt + i) * 4;
+          return {
+            pitch: notes[o],
+            velocity: notes[o + 1],
+            startSec: notes[o + 2],
+            endSec: notes[o + 3],
+          };
+        }),
+        beatsSec: Array.from(beats.subarray(beatAt, beatAt + q.beats)),
+      };
+      if (q.source !== undefined) piece.source = q.source;
+      noteAt += q.notes;
+      beatAt += q.beats;
+      return piece;
+    });
+    const slices = <T extends Int32Array | Float32Array>(a: T, o: number[]) =>
+      Array.from({ length: count }, (_, i) => a.slice(o[i], o[i + 1]) as T);
+    return {
+      tokens: slices(tokens, index.tokenOffsets),
+      primerLen: index.primerLen,
+      logProbs: slices(lp, index.logProbOffsets),
+      samplingLogProbs: slices(slp, index.logProbOffsets),
+      sampling: index.sampling,
+      pieces,
+      tokenizer: index.tokenizer,
+      modelStep: index.modelStep,
+    };
+  },
+};
+
+/** Primer prompts: BOS-first beginnings of `count` sequences of the split, drawn with `rng`. */
+function primerPrompts(
+  corpus: TokenCorpus,
+  split: Split,
+  primerLen: number,
+  count: number,
+  rng: Rng,
+): Int32Array[] {
+  const candidates: Int32Array[] = [];
+  for (let i = 0; i < corpus.ids.length; i++) {
+    const length = corpus.offsets[i + 1] - corpus.offsets[i];
+    if (corpus.splits[i] === split && length > primerLen + 1) {
+      candidates.push(corpus.tokens.subarray(corpus.offsets[i], corpus.offsets[i] + primerLen + 1));
+    }
+  }
+  if (candidates.length === 0) {
+    throw new Error(
+      `Cannot take primers: no "${split}" sequence of the primer corpus is longer than primerLen + 1 = ${
+        primerLen + 1
+      } tokens`,
+    );
+  }
+  return Array.from(
+    { length: count },
+    () => Int32Array.from(candidates[rng.int(candidates.length)]),
+  );
+}
+
+export default definePlugin({
+  name: "rollout/sample",
+  kind: "rollout",
+  version: "1.0.0",
+  description:
+    "Samples token sequences from a model (temperature, top-k, top-p) with per-token log-probabilities and decodes them into pieces",
+  params: {
+    count: p.integer({ default: 16, min: 1, description: "Sequences to sample (one batch)" }),
+    length: p.integer({
+      default: 512,
+      min: 1,
+      description: "Tokens to sample after BOS and the primer (fewer when EOS is sampled)",
+    }),
+    temperature: p.number({
+      default: 1,
+      min: 0,
+      description: "Divides the logits; below 1 is more conservative, 0 is greedy",
+    }),
+    topK: p.integer({
+      default: 0,
+      min: 0,
+      description: "Sample among the k most likely tokens; 0 = off",
+    }),
+    topP: p.number({
+      default: 1,
+      min: 0,
+      max: 1,
+      description:
+        "Nucleus sampling: keep the most likely tokens up to this total probability; 1 = off",
+    }),
+    primerLen: p.integer({
+      default: 0,
+      min: 0,
+      description:
+        "Tokens after BOS taken from the start of a primer-corpus sequence; 0 = start from BOS",
+    }),
+    primerSplit: p.string({
+      default: "validation",
+      enum: ["train", "validation", "test"],
+      description: "Which split of the primer corpus the primers come from",
+    }),
+    batchSize: p.integer({
+      default: 0,
+      min: 0,
+      description: "Sequences decoded together; 0 = all of count at once",
+    }),
+  },
+  inputs: {
+    model: { type: "model", description: "The policy to sample from" },
+    primer: {
+      type: "token-corpus",
+      optional: true,
+      description: "Corpus whose sequence beginnings prime the samples (needs primerLen > 0)",
+    },
+  },
+  outputs: {
+    rollouts: {
+      type: "rollouts",
+      description: "Sampled tokens, their log-probabilities and decoded pieces",
+      codec: rolloutsCodec as ArtifactCodec,
+    },
+  },
+  async run(ctx, inputs, params) {
+    const ckpt = inputs.model as ModelCheckpoint;
+    const primer = inputs.primer as TokenCorpus | undefined;
+    if (params.primerLen > 0 && primer === undefined) {
+      throw new Error(
+        `Cannot sample: primerLen is ${params.primerLen} but no "primer" input is connected`,
+      );
+    }
+    if (primer !== undefined && primer.vocabSize !== ckpt.vocabSize) {
+      throw new Error(
+        `Cannot sample: the primer corpus has ${primer.vocabSize} token ids, the model ${ckpt.vocabSize}`,
+      );
+    }
+    const tokenizer = await loadTokenizer(ckpt.tokenizer);
+    const prompts = primer === undefined
+      ? Array.from({ length: params.count }, () => Int32Array.of(tokenizer.special.bos))
+      : primerPrompts(primer, params.primerSplit as Split, params.primerLen, params.count, ctx.rng);
+    // The live policy when an RL update in this process made the checkpoint,
+    // else a model built once per checkpoint; shared, so not disposed here.
+    const model = await modelFor(ckpt);
+    const started = performance.now();
+    const sample = await samplePolicy(model, {
+      count: params.count,
+      length: params.length,
+      rng: ctx.rng,
+      temperature: params.temperature,
+      topK: params.topK,
+      topP: params.topP,
+      prompts,
+      stopToken: tokenizer.special.eos,
+      batchSize: params.batchSize === 0 ? undefined : params.batchSize,
+      signal: ctx.signal,
+      onProgress: (done, total) => {
+        const sec = (performance.now() - started) / 1000;
+        ctx.progress({ done, total, unit: "tokens", info: { "tok/s": Math.round(done / sec) } });
+      },
+    });
+    const sampled = sample.logProbs.reduce((a, l) => a + l.length, 0);
+    const sec = (performance.now() - started) / 1000;
+    const prefix = ctx.iteration === undefined ? ctx.stage : `${ctx.stage}-${ctx.iteration}`;
+    const pieces = sample.tokens.map((t, i) => tokenizer.decode(t, { id: `${prefix}-${i}` }));
+    const meanLogProb = sample.logProbs.reduce((a, l) => a + l.reduce((x, y) => x + y, 0), 0) /
+      Math.max(1, sampled);
+    ctx.metrics(ctx.iteration ?? 0, {
+      "rollout/tokens": sampled,
+      "rollout/tokensPerSec": sampled / Math.max(sec, 1e-9),
+      "rollout/meanLogProb": meanLogProb,
+      "rollout/meanNotes": pieces.reduce((a, q) => a + q.notes.length, 0) / pieces.length,
+    });
+    // Inside a loop this would print every episode; the loop's progress line shows the figures.
+    (ctx.iteration === undefined ? ctx.log.info : ctx.log.debug)(
+      `Sampled ${sampled} tokens in ${sec.toFixed(1)} s (${Math.round(sampled / sec)} tok/s)`,
+    );
+    const rollouts: Rollouts = {
+      tokens: sample.tokens,
+      primerLen: sample.promptLength - 1,
+      logProbs: sample.logProbs,
+      samplingLogProbs: sample.samplingLogProbs,
+      sampling: { temperature: params.temperature, topK: params.topK, topP: params.topP },
+      pieces,
+      tokenizer: ckpt.tokenizer,
+      modelStep: ckpt.step,
+    };
+    return { rollouts };
+  },
+});

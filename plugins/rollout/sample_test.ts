@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../_tf/backend.ts";
+import { checkpointFromModel, type SequenceModel } from "../_tf/model.ts";
+import { buildTokenCorpus } from "../_music/token_corpus.ts";
+import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
+import lstm from "../model/lstm.ts";
+import transformer from "../model/transformer.ts";
+import { createRng } from "../../pipeline/rng.ts";
+import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import plugin, { chooseToken, type Rollouts, rolloutsCodec, samplePolicy } from "./sample.ts";
+
+await initBackend("cpu");
+
+const VOCAB = 17;
+
+function tinyModels(vocab = VOCAB): [string, SequenceModel][] {
+  return [
+    [
+      "lstm",
+      lstm.create(defaultParams(lstm, { embedDim: 8, hiddenDim: 8, layers: 2 }) as never)
+        .build(vocab, 1),
+    ],
+    [
+      "transformer",
+      transformer.create(
+        defaultParams(transformer, {
+          dModel: 16,
+          heads: 2,
+          layers: 1,
+          ffDim: 16,
+          maxLen: 64,
+        }) as never,
+      ).build(vocab, 1),
+    ],
+  ];
+}
+
+const near = (a: number, b: number) => Math.abs(a - b) < 1e-6;
+
+Deno.test("chooseToken() follows temperature, top-k and top-p (hand-computed)", () => {
+  const logits = Float32Array.from([1, 2, 3, 4].map(Math.log)); // probabilities .1 .2 .3 .4
+  const base = { temperature: 1, topK: 0, topP: 1 };
+  // Cumulative .1 .3 .6 1: u = .35 falls in token 2.
+  let c = chooseToken(logits, { ...base, u: 0.35 });
+  assert.equal(c.token, 2);
+  assert.ok(near(c.logProb, Math.log(0.3)) && near(c.samplingLogProb, Math.log(0.3)));
+  assert.equal(chooseToken(logits, { ...base, u: 0.05 }).token, 0);
+  // Top-2 keeps tokens 3 (4/7) and 2 (3/7), in that order: u = .5 -> 3.5 of 7 falls in token 3.
+  c = chooseToken(logits, { ...base, topK: 2, u: 0.5 });
+  assert.equal(c.token, 3);
+  assert.ok(near(c.logProb, Math.log(0.4)) && near(c.samplingLogProb, Math.log(4 / 7)));
+  assert.equal(chooseToken(logits, { ...base, topK: 2, u: 0.6 }).token, 2);
+  // Top-p 0.5: .4 < .5, .4 + .3 >= .5, so tokens 3 and 2 remain.
+  c = chooseToken(logits, { ...base, topP: 0.5, u: 0.99 });
+  assert.equal(c.token, 2);
+  assert.ok(near(c.samplingLogProb, Math.log(3 / 7)));
+  // Temperature 0.5 squares the probabilities: 1, 4, 9, 16 out of 30.
+  c = chooseToken(logits, { ...base, temperature: 0.5, u: 0.5 });
+  assert.equal(c.token, 3); // cumulative 1, 5, 14, 30: 15 falls in token 3
+  assert.ok(near(c.samplingLogProb, Math.log(16 / 30)) && near(c.logProb, Math.log(0.4)));
+  // Greedy: temperature 0 or top-1.
+  for (const g of [{ ...base, temperature: 0 }, { ...base, topK: 1 }]) {
+    c = chooseToken(logits, { ...g, u: 0.01 });
+    assert.equal(c.token, 3);
+    assert.equal(c.samplingLogProb, 0);
+  }
+});
+
+for (const [name, model] of tinyModels()) {
+  Deno.test(`samplePolicy(${name}): same seed, same tokens; other seed, other tokens`, async () => {
+    const run = (seed: number) =>
+      samplePolicy(model, { count: 3, length: 12, rng: createRng(seed), startToken: 0 });
+    const a = await run(5), b = await run(5), c = await run(6);
+    assert.deepEqual(a.tokens, b.tokens);
+    assert.deepEqual(a.logProbs, b.logProbs);
+    assert.notDeepEqual(a.tokens, c.tokens);
+    assert.equal(a.tokens[0].length, 13);
+    assert.equal(a.tokens[0][0], 0);
+  });
+
+  Deno.test(`samplePolicy(${name}): top-k 1 is greedy decoding of the full forward pass`, async () => {
+    const greedy = await samplePolicy(model, {
+      count: 2,
+      length: 8,
+      rng: createRng(1),
+      topK: 1,
+      prompts: [Int32Array.of(3, 4), Int32Array.of(5, 6)],
+    });
+    const zeroTemp = await samplePolicy(model, {
+      count: 2,
+      length: 8,
+      rng: createRng(2),
+      temperature: 0,
+      prompts: [Int32Array.of(3, 4), Int32Array.of(5, 6)],
+    });
+    assert.deepEqual(greedy.tokens, zeroTemp.tokens);
+    assert.equal(greedy.promptLength, 2);
+    const argmax = tf.tidy(() => {
+      const input = tf.tensor2d(
+        greedy.tokens.map((t) => Array.from(t.slice(0, -1))),
+        undefined,
+        "int32",
+      );
+      return tf.argMax(model.forward(input, { training: false }), 2).arraySync() as number[][];
+    });
+    for (let r = 0; r < 2; r++) {
+      assert.deepEqual(Array.from(greedy.tokens[r].slice(2)), argmax[r].slice(1));
+    }
+  });
+
+  Deno.test(`samplePolicy(${name}): log-probs equal a full forward pass and nothing leaks`, async () => {
+    const before = tf.memory().numTensors;
+    const s = await samplePolicy(model, {
+      count: 3,
+      length: 10,
+      rng: createRng(3),
+      temperature: 0.7,
+      topK: 9,
+      startToken: 1,
+    });
+    assert.equal(tf.memory().numTensors, before);
+    const logP = tf.tidy(() => {
+      const input = tf.tensor2d(
+        s.tokens.map((t) => Array.from(t.slice(0, -1))),
+        undefined,
+        "int32",
+      );
+      return tf.logSoftmax(model.forward(input, { training: false })).arraySync() as number[][][];
+    });
+    let differs = false;
+    for (let r = 0; r < 3; r++) {
+      for (let t = 0; t < 10; t++) {
+        const expected = logP[r][t][s.tokens[r][t + 1]];
+        assert.ok(Math.abs(s.logProbs[r][t] - expected) < 1e-4, `row ${r} token ${t}`);
+        if (Math.abs(s.samplingLogProbs[r][t] - expected) > 1e-3) differs = true;
+        assert.ok(s.samplingLogProbs[r][t] <= 0);
+      }
+    }
+    assert.ok(differs, "temperature 0.7 and top-9 must change the sampling distribution");
+  });
+}
+
+Deno.test("samplePolicy() ends a sequence after its stop token, in batches", async () => {
+  const [, model] = tinyModels()[0];
+  // Stop on whatever the first sampled token of row 0 is, so that it surely ends early.
+  const probe = await samplePolicy(model, {
+    count: 4,
+    length: 30,
+    rng: createRng(8),
+    startToken: 0,
+  });
+  const stop = probe.tokens[0][1];
+  const s = await samplePolicy(model, {
+    count: 4,
+    length: 30,
+    rng: createRng(8),
+    startToken: 0,
+    stopToken: stop,
+    batchSize: 3,
+  });
+  assert.deepEqual(Array.from(s.tokens[0]), [0, stop]);
+  for (let r = 0; r < 4; r++) {
+    const body = Array.from(s.tokens[r].slice(1));
+    const at = body.indexOf(stop);
+    assert.equal(body.length, at >= 0 ? at + 1 : 30);
+    assert.equal(s.logProbs[r].length, body.length);
+  }
+  await assert.rejects(
+    () =>
+      samplePolicy(model, {
+        count: 2,
+        length: 3,
+        rng: createRng(1),
+        prompts: [Int32Array.of(1), Int32Array.of(1, 2)],
+      }),
+    /same length/,
+  );
+});
+
+Deno.test("rollout/sample runs on a checkpoint, primes from a corpus and round-trips its codec", async () => {
+  const tokenizer = createPerformanceTokenizer();
+  const spec = { use: "tokenizer/performance", with: {} };
+  const model = lstm.create(defaultParams(lstm, { embedDim: 8, hiddenDim: 8 }) as never)
+    .build(tokenizer.vocabSize, 2);
+  const ckpt = await checkpointFromModel(model, { tokenizer: spec, step: 7 });
+  model.dispose();
+  const { bos, eos } = tokenizer.special;
+  // Primer sequences: NOTE_ON_60, TIME_SHIFT, NOTE_OFF_60 ...
+  const corpus = buildTokenCorpus({ tokenizer: spec, vocabSize: tokenizer.vocabSize }, [
+    { id: "a", split: "train", tokens: [bos, 60, 300, 188, eos] },
+    { id: "b", split: "validation", tokens: [bos, 64, 300, 192, 290, eos] },
+    { id: "c", split: "validation", tokens: [bos, eos] },
+  ]);
+  const ctx = testContext({ seed: 4 });
+  const params = defaultParams(plugin, { count: 3, length: 20, primerLen: 3 });
+  const { rollouts } = await plugin.run(ctx, { model: ckpt, primer: corpus }, params as never) as {
+    rollouts: Rollouts;
+  };
+  assert.equal(rollouts.tokens.length, 3);
+  assert.equal(rollouts.primerLen, 3);
+  for (let r = 0; r < 3; r++) {
+    // Only "b" is a validation sequence longer than BOS + 3 tokens.
+    assert.deepEqual(Array.from(rollouts.tokens[r].slice(0, 4)), [bos, 64, 300, 192]);
+    assert.equal(rollouts.logProbs[r].length, rollouts.tokens[r].length - 4);
+  }
+  assert.equal(rollouts.pieces.length, 3);
+  assert.equal(rollouts.pieces[0].id, "test-0");
+  assert.equal(rollouts.pieces[0].notes[0]?.pitch, 64);
+  assert.equal(rollouts.modelStep, 7);
+  assert.ok(ctx.recorded.some((m) => m.values["rollout/tokens"] > 0));
+
+  const dir = Deno.makeTempDirSync();
+  await rolloutsCodec.save(rollouts, dir);
+  const loaded = await rolloutsCodec.load(dir);
+  assert.deepEqual(loaded, rollouts);
+  Deno.removeSync(dir, { recursive: true });
+
+  await assert.rejects(
+    () => plugin.run(testContext(), { model: ckpt }, params as never),
+    /primerLen is 3 but no "primer" input is connected/,
+  );
+});
