@@ -1,0 +1,246 @@
+/**
+ * `eval/policies`: compares the pretrained and the fine-tuned policy on the
+ * same number of samples, drawn with the same seed, in the spirit of RL
+ * Tuner's Table 1 (Jaques et al. 2017): notes in key, notes excessively
+ * repeated, leaps resolved, the mean of each reward term and the total,
+ * distinct n-gram ratio, KL to the pretrained policy, and validation NLL on
+ * real data (how much the fine-tuned model forgot).
+ *
+ * Writes `evaluation.json` (for each policy, the metrics by name) and a
+ * readable `evaluation.md` into the run directory, and passes both sets of
+ * samples on as pieces for export, refinement and `eval/metrics`.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import { definePlugin, p } from "../../mod.ts";
+import { createRng } from "../../pipeline/rng.ts";
+import { writeFileAtomic } from "../../pipeline/cache.ts";
+import type { RewardContext, RewardTerm, TokenCorpus } from "../_music/components.ts";
+import {
+  distinctNgramRatio,
+  excessiveRepeatRate,
+  leapResolutionRate,
+  notesInKeyRate,
+} from "../_music/metrics.ts";
+import type { MidiCorpus, Piece } from "../_music/types.ts";
+import { loadTokenizer, type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
+import { modelFor } from "../_tf/policy_gradient.ts";
+import { scoreWithTerms } from "../reward/composite.ts";
+import { samplePolicy } from "../rollout/sample.ts";
+
+/** The evaluation table: metric name to value, per policy. */
+export interface PolicyEvaluation {
+  samples: number;
+  length: number;
+  policies: Record<"pretrained" | "finetuned", Record<string, number>>;
+}
+
+const mean = (values: number[]): number => {
+  const finite = values.filter(Number.isFinite);
+  return finite.length === 0 ? NaN : finite.reduce((a, b) => a + b, 0) / finite.length;
+};
+
+/** Mean per-token KL(policy || reference) over the states of the given sequences. */
+async function meanKl(
+  policy: SequenceModel,
+  reference: SequenceModel,
+  sequences: Int32Array[],
+): Promise<number> {
+  let total = 0;
+  let count = 0;
+  for (const seq of sequences) {
+    if (seq.length < 2) continue;
+    const value = tf.tidy(() => {
+      const inputs = tf.tensor2d([Array.from(seq.subarray(0, seq.length - 1))], undefined, "int32");
+      const logP = tf.logSoftmax(policy.forward(inputs, { training: false })); // [1, T, V]
+      const logQ = tf.logSoftmax(reference.forward(inputs, { training: false })); // [1, T, V]
+      return tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, logQ)));
+    });
+    total += (await value.data())[0];
+    value.dispose();
+    count += seq.length - 1;
+  }
+  return count === 0 ? NaN : total / count;
+}
+
+/** Mean NLL per token (nats) over non-overlapping windows of the validation split. */
+async function validationNll(
+  model: SequenceModel,
+  corpus: TokenCorpus,
+  options: { seqLen: number; windows: number },
+): Promise<number> {
+  const windows: number[][] = [];
+  for (let i = 0; i < corpus.ids.length && windows.length < options.windows; i++) {
+    if (corpus.splits[i] !== "validation") continue;
+    const seq = corpus.tokens.subarray(corpus.offsets[i], corpus.offsets[i + 1]);
+    for (
+      let at = 0;
+      at + options.seqLen + 1 <= seq.length && windows.length < options.windows;
+      at += options.seqLen
+    ) {
+      windows.push(Array.from(seq.subarray(at, at + options.seqLen + 1)));
+    }
+  }
+  if (windows.length === 0) return NaN;
+  let total = 0;
+  for (const window of windows) {
+    const value = tf.tidy(() => {
+      const inputs = tf.tensor2d([window.slice(0, -1)], undefined, "int32");
+      const targets = tf.tensor2d([window.slice(1)], undefined, "int32");
+      return tf.mean(tokenNll(model.forward(inputs, { training: false }), targets));
+    });
+    total += (await value.data())[0];
+    value.dispose();
+  }
+  return total / windows.length;
+}
+
+/** The readable version of the table. */
+export function evaluationMarkdown(evaluation: PolicyEvaluation): string {
+  const names = [
+    ...new Set([
+      ...Object.keys(evaluation.policies.pretrained),
+      ...Object.keys(evaluation.policies.finetuned),
+    ]),
+  ];
+  const show = (v: number | undefined) =>
+    v === undefined || !Number.isFinite(v)
+      ? "n/a"
+      : Math.abs(v) >= 100
+      ? v.toFixed(0)
+      : v.toFixed(3);
+  const lines = [
+    `# Pretrained vs fine-tuned policy`,
+    "",
+    `${evaluation.samples} samples of ${evaluation.length} tokens from each policy, same seed.`,
+    "",
+    "| metric | pretrained | fine-tuned |",
+    "| --- | ---: | ---: |",
+    ...names.map((name) =>
+      `| ${name} | ${show(evaluation.policies.pretrained[name])} | ${
+        show(evaluation.policies.finetuned[name])
+      } |`
+    ),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+export default definePlugin({
+  name: "eval/policies",
+  kind: "eval",
+  version: "1.0.0",
+  description:
+    "Compares the pretrained and fine-tuned policies on samples drawn with the same seed (RL Tuner's table: key, repeats, leaps, rewards, diversity, KL, validation NLL)",
+  params: {
+    samples: p.integer({ default: 16, min: 1, description: "Pieces sampled from each policy" }),
+    length: p.integer({ default: 256, min: 1, description: "Tokens sampled per piece" }),
+    temperature: p.number({ default: 1, min: 0, description: "Sampling temperature (0 = greedy)" }),
+    terms: p.components({
+      kind: "reward",
+      default: ["reward/harmony", "reward/rhythm", "reward/novelty", "reward/smoothness"],
+      description: "Reward terms averaged per policy (the total is their weighted mean)",
+    }),
+    minNotes: p.integer({
+      default: 16,
+      min: 0,
+      description: "Length guard of the total, as in reward/composite (0 = off)",
+    }),
+    seqLen: p.integer({ default: 128, min: 2, description: "Window length of the validation NLL" }),
+    nllWindows: p.integer({
+      default: 16,
+      min: 0,
+      description: "Validation windows scored for NLL; 0 = skip",
+    }),
+    ngramLength: p.integer({ default: 4, min: 1, description: "n of the distinct n-gram ratio" }),
+  },
+  inputs: {
+    pretrained: { type: "model", description: "The pretrained policy (also the KL reference)" },
+    finetuned: { type: "model", description: "The fine-tuned policy" },
+    tokens: {
+      type: "token-corpus",
+      description: "Token corpus whose validation split gives the NLL on real data",
+      optional: true,
+    },
+    corpus: {
+      type: "midi-corpus",
+      description: "Training corpus for the novelty term's copy check",
+      optional: true,
+    },
+  },
+  outputs: {
+    evaluation: { type: "metrics", description: "For each policy, the metrics by name" },
+    pretrainedPieces: { type: "pieces", description: "The pretrained policy's samples" },
+    finetunedPieces: { type: "pieces", description: "The fine-tuned policy's samples" },
+  },
+  async run(ctx, inputs, params) {
+    const pretrainedCkpt = inputs.pretrained as ModelCheckpoint;
+    const finetunedCkpt = inputs.finetuned as ModelCheckpoint;
+    const tokenizer = await loadTokenizer(finetunedCkpt.tokenizer);
+    const reference = await modelFor(pretrainedCkpt);
+    const corpus = inputs.corpus as MidiCorpus | undefined;
+    const context: RewardContext = corpus
+      ? { corpus: corpus.pieces.filter((piece) => piece.split === "train") }
+      : {};
+    const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
+    const evaluation: PolicyEvaluation = {
+      samples: params.samples,
+      length: params.length,
+      policies: { pretrained: {}, finetuned: {} },
+    };
+    const pieces: Record<string, Piece[]> = {};
+    for (
+      const [name, ckpt] of [["pretrained", pretrainedCkpt], ["finetuned", finetunedCkpt]] as const
+    ) {
+      if (ctx.signal.aborted) throw new Error("Interrupted");
+      const model = await modelFor(ckpt);
+      // Same seed for both policies: the comparison differs only in the weights.
+      const sample = await samplePolicy(model, {
+        count: params.samples,
+        length: params.length,
+        rng: createRng(ctx.seed),
+        temperature: params.temperature,
+        startToken: tokenizer.special.bos,
+        stopToken: tokenizer.special.eos,
+        signal: ctx.signal,
+      });
+      const decoded = sample.tokens.map((t, i) => tokenizer.decode(t, { id: `${name}-${i}` }));
+      pieces[name] = decoded;
+      const rewards = scoreWithTerms(decoded, terms, context, { minNotes: params.minNotes });
+      const row: Record<string, number> = {
+        notesInKey: mean(decoded.map(notesInKeyRate)),
+        notesExcessivelyRepeated: mean(decoded.map((piece) => excessiveRepeatRate(piece))),
+        leapsResolved: mean(decoded.map(leapResolutionRate)),
+        distinctNgramRatio: distinctNgramRatio(decoded, { ngramLength: params.ngramLength }),
+        notesPerPiece: mean(decoded.map((piece) => piece.notes.length)),
+      };
+      for (const [term, scores] of Object.entries(rewards.terms)) {
+        row[`reward/${term}`] = mean(scores);
+      }
+      row["reward/total"] = mean(rewards.total);
+      row["kl/pretrained"] = name === "pretrained"
+        ? 0
+        : await meanKl(model, reference, sample.tokens);
+      const tokens = inputs.tokens as TokenCorpus | undefined;
+      if (tokens && params.nllWindows > 0) {
+        row["nll/validation"] = await validationNll(model, tokens, {
+          seqLen: params.seqLen,
+          windows: params.nllWindows,
+        });
+      }
+      evaluation.policies[name] = row;
+      ctx.progress({ done: name === "pretrained" ? 1 : 2, total: 2, unit: "policies" });
+    }
+    const table = evaluationMarkdown(evaluation);
+    await writeFileAtomic(join(ctx.runDir, "evaluation.json"), JSON.stringify(evaluation, null, 2));
+    await writeFileAtomic(join(ctx.runDir, "evaluation.md"), table);
+    ctx.log.info(`\n${table}`);
+    return {
+      evaluation,
+      pretrainedPieces: pieces.pretrained,
+      finetunedPieces: pieces.finetuned,
+    };
+  },
+});
