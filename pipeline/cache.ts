@@ -34,6 +34,8 @@ export interface CacheEntry {
   metrics?: Record<string, { step: number; values: Record<string, number> }[]>;
   /** Files (relative paths) the stage wrote into its run directory. */
   published?: string[];
+  /** What the stage attached to its manifest entry with `ctx.note()`. */
+  notes?: Record<string, unknown>;
 }
 
 /** JSON with object keys sorted, so equal values always serialise equally. */
@@ -176,6 +178,7 @@ export class Cache {
       durationSec: number;
       metrics?: CacheEntry["metrics"];
       published?: { dir: string; files: string[] };
+      notes?: Record<string, unknown>;
     },
   ): Promise<CacheEntry> {
     await Deno.mkdir(this.root, { recursive: true });
@@ -201,6 +204,7 @@ export class Cache {
         durationSec: entry.durationSec,
         metrics: entry.metrics,
         published: entry.published?.files ?? [],
+        notes: entry.notes,
       };
       await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(stored, null, 2));
       await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});

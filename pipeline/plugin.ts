@@ -107,6 +107,12 @@ export interface StageContext {
   progress(update: ProgressUpdate): void;
   /** Records namespaced metrics (`loss/policy`, `reward/harmony`) at a step. */
   metrics(step: number, values: Record<string, number>): void;
+  /**
+   * Attaches a JSON value to this stage's entry in the run's `manifest.json`
+   * under `notes.<key>` (e.g. the files a loader skipped and why). Kept with
+   * the cached outputs, so a cached stage's notes appear in later runs too.
+   */
+  note(key: string, value: unknown): void;
 }
 
 /** Declarative fields shared by stage and component plugins. */

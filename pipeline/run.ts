@@ -70,6 +70,8 @@ export interface StageRecord {
   durationSec?: number;
   error?: string;
   metrics?: Record<string, number>;
+  /** What the stage attached with `ctx.note()`. */
+  notes?: Record<string, unknown>;
 }
 
 /** The result of a run (or, with `dryRun`, of planning one). */
@@ -388,6 +390,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   const recordCachedMetrics = async (node: StageNode, key: string) => {
     const entry = await cache.get(key);
     if (entry) await cache.restorePublished(entry, runDir);
+    if (entry?.notes) stages[node.name].notes = entry.notes;
     for (const [label, list] of Object.entries(entry?.metrics ?? {})) runMetrics[label] = list;
     await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
     stages[node.name].durationSec = entry?.durationSec;
@@ -428,6 +431,11 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     iteration,
     progress: (update) => events.progress(stageLabel, update),
     metrics: (step, metricValues) => events.metric(stageLabel, step, metricValues),
+    note: (key, value) => {
+      const top = stageLabel.split("/")[0];
+      const record = stages[top];
+      record.notes = { ...record.notes, [key]: value };
+    },
   });
 
   let status: RunResult["status"] = "ok";
@@ -493,6 +501,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
           durationSec,
           metrics: stageMetrics(events, node),
           published: { dir: runDir, files: await writtenSince(runDir, before) },
+          notes: record.notes,
         });
       } catch (error) {
         throw new StageError(

@@ -13,6 +13,7 @@ import type { ParamsSchema } from "./schema.ts";
 export interface TestContext extends StageContext {
   logs: { level: string; message: string }[];
   recorded: { step: number; values: Record<string, number> }[];
+  notes: Record<string, unknown>;
 }
 
 /**
@@ -27,6 +28,7 @@ export function testContext(
   const dir = options.dir ?? Deno.makeTempDirSync({ prefix: "harmonyrl-test-" });
   const logs: TestContext["logs"] = [];
   const recorded: TestContext["recorded"] = [];
+  const notes: Record<string, unknown> = {};
   const log = (level: string) => (message: string) => logs.push({ level, message });
   const seed = options.seed ?? 1;
   return {
@@ -43,8 +45,12 @@ export function testContext(
     metrics(step, values) {
       recorded.push({ step, values });
     },
+    note(key, value) {
+      notes[key] = value;
+    },
     logs,
     recorded,
+    notes,
   };
 }
 

@@ -184,6 +184,8 @@ export default definePlugin({
       `Loaded ${corpus.pieces.length} MAESTRO performances (${counts}; ${noteCount} notes) in ` +
         `${((performance.now() - startMs) / 1000).toFixed(1)} s, skipped ${corpus.skipped.length}`,
     );
+    // The run's manifest lists what was skipped and why.
+    if (corpus.skipped.length > 0) ctx.note("skipped", corpus.skipped);
     return { corpus };
   },
 });

@@ -160,6 +160,8 @@ export default definePlugin({
       `Loaded ${corpus.pieces.length} of ${files.length} MIDI files from "${params.dir}" ` +
         `(${validation} for validation, ${corpus.skipped.length} skipped)`,
     );
+    // The run's manifest lists what was skipped and why.
+    if (corpus.skipped.length > 0) ctx.note("skipped", corpus.skipped);
     return { corpus };
   },
 });

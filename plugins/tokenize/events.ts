@@ -566,6 +566,7 @@ export default definePlugin({
       onFallback: (reason) => ctx.log.warn(`Tokenizing in one thread: ${reason}`),
     });
     for (const { file, reason } of result.skipped) ctx.log.warn(`Skipped "${file}": ${reason}`);
+    if (result.skipped.length > 0) ctx.note("skipped", result.skipped);
     if (corpus.pieces.length > 0 && result.corpus.ids.length === 0) {
       throw new Error(
         `Cannot tokenize the corpus: none of its ${corpus.pieces.length} pieces could be encoded ` +
