@@ -108,7 +108,11 @@ export function explainChange(before: KeyParts | undefined, now: KeyParts): stri
   const changedInputs = [...inputs].filter((k) => before.inputs[k] !== now.inputs[k]);
   if (changedInputs.length > 0) reasons.push(`input changed: ${changedInputs.join(", ")}`);
   if (canonicalJson(before.extra) !== canonicalJson(now.extra)) {
-    reasons.push("code or loop body changed");
+    // A loop's body (its stages' params) or a user plugin's source hash.
+    const changed = typeof now.extra === "object" ? diffKeys(before.extra, now.extra) : [];
+    reasons.push(
+      changed.length > 0 ? `loop changed: ${changed.join(", ")}` : "plugin source changed",
+    );
   }
   return reasons.length > 0 ? reasons.join("; ") : "no cached result";
 }

@@ -153,6 +153,7 @@ Deno.test("a loop block carries its value through every episode, and an outer st
   });
   const plan = await runPipeline(longer, { runsDir, dryRun: true });
   assert.equal(plan.stages.train.status, "would-run");
+  assert.equal(plan.stages.train.reason, "loop changed: episodes 5 -> 6");
 });
 
 Deno.test("an interrupted loop resumes from its last checkpoint and ends with the same result", async () => {
