@@ -1,0 +1,461 @@
+/**
+ * `diffuse/pianoroll`: refines pieces with a trained piano-roll denoiser by
+ * SDEdit (Meng et al. 2022): each segment of `bars` bars is noised to level
+ * `strength` and denoised back with deterministic DDIM (Song et al. 2021), so
+ * the model pulls the roll towards what it learned music looks like while
+ * the low noise level keeps most of the original. Rolls as in Polyffusion
+ * (Min et al. 2023): `plugins/_music/pianoroll.ts`; maths:
+ * `plugins/_tf/diffusion.ts`.
+ *
+ * What the model may change is set by `preserve`:
+ *
+ * - `"none"`: the refined roll is the result. Original notes whose onset cell
+ *   survives keep their exact timing and velocity; new notes get grid timing
+ *   and the piece's mean velocity.
+ * - `"remove-only"`: the model can only delete notes. An original note stays
+ *   when its onset cell survives; nothing is added or moved.
+ * - `"in-key"`: original notes in the local key are kept whatever the model
+ *   says. Out-of-key notes are the suspects: each one stays if the model keeps
+ *   it, moves if the model put an in-key note within 2 semitones and 1 step of
+ *   it in its place (the moved note keeps the original timing and velocity),
+ *   and is deleted otherwise. Other notes the model adds are ignored.
+ * - `"consonant"` (default): as `"in-key"`, but an in-key note is a suspect
+ *   too when it sounds together (on the grid) with another note a minor
+ *   second, major seventh or tritone away, which catches wrong notes that
+ *   land on another scale degree (E → F in C major).
+ *
+ * The local key of a segment is the Krumhansl–Schmuckler key
+ * (`findKey`, `plugins/_music/theory.ts`) of the notes in that segment and its
+ * neighbours, about 8 bars in all; a minor key also admits its raised 7th
+ * (harmonic minor).
+ * Empty segments are not refined (the model is never asked to fill silence).
+ * Notes off the 88 keys pass through unchanged.
+ *
+ * Per piece, before and after: the dissonant-pair rate (share of pairs of
+ * notes sounding together at a minor second, major seventh or tritone,
+ * `dissonantPairRate`) and the out-of-key time rate (`outOfKeyTimeRate`),
+ * both from `plugins/_music/metrics.ts`, and the share of original notes
+ * kept unchanged. They go to `ctx.metrics` (step = piece index) and to the
+ * `metrics` output with their means.
+ *
+ * @module
+ */
+
+import { definePlugin, p } from "../../mod.ts";
+import type { StageContext } from "../../mod.ts";
+import type { Note, Piece } from "../_music/types.ts";
+import { dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
+import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
+import {
+  type GridNote,
+  gridNoteToNote,
+  joinRoll,
+  matchRollNotes,
+  meanVelocity,
+  pieceToGridNotes,
+  pieceToRoll,
+  quantizeNote,
+  rollToGridNotes,
+  segmentSteps,
+  sortNotes,
+  splitRoll,
+} from "../_music/pianoroll.ts";
+import { type Denoiser, refineRolls } from "../_tf/diffusion.ts";
+
+/** The `preserve` modes, see the module doc. */
+export const PRESERVE_MODES = ["none", "remove-only", "in-key", "consonant"] as const;
+/** What refinement may change. */
+export type PreserveMode = typeof PRESERVE_MODES[number];
+
+/** How far (semitones, grid steps) a suspect note may move. */
+const MOVE_SEMITONES = 2;
+const MOVE_STEPS = 1;
+/** Bars of music the local key is found from (segment plus neighbours). */
+const KEY_WINDOW_BARS = 8;
+
+/** Before/after figures of one refined piece. */
+export interface RefineFigures {
+  id: string;
+  notesBefore: number;
+  notesAfter: number;
+  /** Original notes kept unchanged (exact pitch, timing, velocity) / original notes. */
+  keptShare: number;
+  /** Original notes deleted. */
+  removed: number;
+  /** Original notes moved to another pitch. */
+  moved: number;
+  /** Notes with no original (only in `"none"` mode). */
+  added: number;
+  dissonanceBefore: number;
+  dissonanceAfter: number;
+  outOfKeyBefore: number;
+  outOfKeyAfter: number;
+}
+
+/**
+ * Pitch-class sets of the local key of each segment: the key of the notes in
+ * the segment and `radius` segments on each side, a minor key with its
+ * raised 7th.
+ *
+ * @param notes The piece's grid notes.
+ * @param options Steps per segment, number of segments, `radius` (default 1).
+ * @returns One 12-entry mask per segment.
+ */
+export function localKeys(
+  notes: readonly GridNote[],
+  options: { segmentSteps: number; segments: number; radius?: number },
+): boolean[][] {
+  const bySegment: Note[][] = Array.from({ length: options.segments }, () => []);
+  for (const n of notes) {
+    const s = Math.min(options.segments - 1, Math.floor(n.onStep / options.segmentSteps));
+    // findKey weights pitch classes by duration; steps stand in for seconds.
+    bySegment[s].push({ pitch: n.pitch, startSec: n.onStep, endSec: n.endStep, velocity: 64 });
+  }
+  const radius = options.radius ?? 1;
+  const out: boolean[][] = [];
+  for (let s = 0; s < options.segments; s++) {
+    const window = bySegment.slice(Math.max(0, s - radius), s + radius + 1).flat();
+    const { scale } = findKey(window);
+    const mask = [...scale.inScale];
+    if (scale.mode === "minor") mask[(scale.tonic + 11) % 12] = true;
+    out.push(mask);
+  }
+  return out;
+}
+
+/** Keys (`onStep * 128 + pitch`) of grid notes that sound with a sharp dissonance on the grid. */
+function dissonantCells(notes: readonly GridNote[]): Set<number> {
+  const out = new Set<number>();
+  let active: GridNote[] = [];
+  for (const n of notes) { // sorted by onStep
+    active = active.filter((a) => a.endStep > n.onStep);
+    for (const a of active) {
+      if (isDissonantInterval(a.pitch, n.pitch)) {
+        out.add(a.onStep * 128 + a.pitch);
+        out.add(n.onStep * 128 + n.pitch);
+      }
+    }
+    active.push(n);
+  }
+  return out;
+}
+
+/**
+ * Builds the refined piece from the refined roll's notes, following `preserve`.
+ *
+ * @param piece The original piece.
+ * @param refinedNotes Grid notes read from the refined roll.
+ * @param options Grid resolution, segment length in steps and in bars, and the mode.
+ * @returns The refined piece; how many original notes were kept unchanged
+ *   (notes off the keyboard included), removed and moved; how many were added.
+ */
+export function applyPreserve(
+  piece: Piece,
+  refinedNotes: readonly GridNote[],
+  options: { stepsPerBeat: number; segmentSteps: number; bars: number; preserve: PreserveMode },
+): { piece: Piece; removed: number; moved: number; added: number; kept: number } {
+  const { stepsPerBeat, preserve } = options;
+  const match = matchRollNotes(piece, refinedNotes, stepsPerBeat);
+  if (preserve === "none" || preserve === "remove-only") {
+    const velocity = meanVelocity(piece);
+    const added = preserve === "none"
+      ? match.added.map((g) => gridNoteToNote(piece, g, { stepsPerBeat, velocity }))
+      : [];
+    return {
+      piece: { ...piece, notes: sortNotes([...match.kept, ...match.outside, ...added]) },
+      removed: match.removed.length,
+      moved: 0,
+      added: added.length,
+      kept: match.kept.length + match.outside.length,
+    };
+  }
+  const grid = pieceToGridNotes(piece, stepsPerBeat);
+  let last = 0;
+  for (const g of grid) last = Math.max(last, g.onStep + 1);
+  const segments = Math.max(1, Math.ceil(last / options.segmentSteps));
+  // About 8 bars of context: enough notes for a stable key, short enough to follow modulations.
+  const radius = Math.max(1, Math.round((KEY_WINDOW_BARS / options.bars - 1) / 2));
+  const keys = localKeys(grid, { segmentSteps: options.segmentSteps, segments, radius });
+  const keyAt = (onStep: number) =>
+    keys[Math.min(segments - 1, Math.floor(onStep / options.segmentSteps))];
+  const clashes = preserve === "consonant" ? dissonantCells(grid) : new Set<number>();
+  const isSuspect = (note: Note) => {
+    const g = quantizeNote(piece, note, stepsPerBeat);
+    return !keyAt(g.onStep)[pitchClass(note.pitch)] || clashes.has(g.onStep * 128 + g.pitch);
+  };
+  const notes: Note[] = [...match.outside, ...match.kept];
+  let kept = notes.length;
+  // Protected notes the model dropped come back; suspects it dropped may move.
+  const used = new Set<GridNote>();
+  let removed = 0, moved = 0;
+  for (const note of match.removed) {
+    if (!isSuspect(note)) {
+      notes.push(note);
+      kept++;
+      continue;
+    }
+    const g = quantizeNote(piece, note, stepsPerBeat);
+    let best: GridNote | undefined;
+    let bestCost = Infinity;
+    for (const a of match.added) {
+      const dp = Math.abs(a.pitch - g.pitch), ds = Math.abs(a.onStep - g.onStep);
+      if (used.has(a) || dp === 0 || dp > MOVE_SEMITONES || ds > MOVE_STEPS) continue;
+      if (!keyAt(g.onStep)[pitchClass(a.pitch)]) continue;
+      const cost = dp * 10 + ds;
+      if (cost < bestCost) {
+        best = a;
+        bestCost = cost;
+      }
+    }
+    if (best) {
+      used.add(best);
+      notes.push({ ...note, pitch: best.pitch });
+      moved++;
+    } else {
+      removed++;
+    }
+  }
+  return { piece: { ...piece, notes: sortNotes(notes) }, removed, moved, added: 0, kept };
+}
+
+/** The pieces of the optional inputs, in order: `pieces`, `rollouts.pieces`, `corpus.pieces`. */
+function collectPieces(inputs: Record<string, unknown>): unknown[] {
+  const out: unknown[] = [];
+  const add = (value: unknown, port: string) => {
+    if (value === undefined) return;
+    if (!Array.isArray(value)) {
+      throw new Error(`Cannot refine pieces: input "${port}" is not a list of pieces`);
+    }
+    out.push(...value);
+  };
+  add(inputs.pieces, "pieces");
+  if (inputs.rollouts !== undefined) {
+    add((inputs.rollouts as { pieces?: unknown }).pieces, "rollouts.pieces");
+  }
+  if (inputs.corpus !== undefined) {
+    add((inputs.corpus as { pieces?: unknown }).pieces, "corpus.pieces");
+  }
+  return out;
+}
+
+/** Why a value is not a usable piece, or null when it is one. */
+function pieceProblem(value: unknown): string | null {
+  const piece = value as Piece;
+  if (typeof piece !== "object" || piece === null) return "not an object";
+  if (typeof piece.id !== "string") return `"id" is not a string`;
+  if (!Array.isArray(piece.notes)) return `"notes" is not a list`;
+  if (!Array.isArray(piece.beatsSec)) return `"beatsSec" is not a list`;
+  for (const n of piece.notes) {
+    if (
+      !Number.isFinite(n?.pitch) || !Number.isFinite(n?.startSec) || !Number.isFinite(n?.endSec) ||
+      !Number.isFinite(n?.velocity)
+    ) return "a note lacks a finite pitch, startSec, endSec or velocity";
+  }
+  return null;
+}
+
+function finiteMean(values: number[]): number {
+  const ok = values.filter(Number.isFinite);
+  return ok.length > 0 ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN;
+}
+
+export default definePlugin({
+  name: "diffuse/pianoroll",
+  kind: "diffuse",
+  version: "1.0.0",
+  description:
+    "Refines pieces with a piano-roll denoiser (SDEdit + DDIM), keeping what `preserve` protects",
+  params: {
+    strength: p.number({
+      default: 0.3,
+      min: 0.001,
+      max: 1,
+      description: "Noise level of SDEdit: the share of the diffusion steps to noise to (0..1]",
+    }),
+    steps: p.integer({ default: 20, min: 1, description: "DDIM denoising steps" }),
+    samples: p.integer({
+      default: 1,
+      min: 1,
+      description:
+        "Noise draws per segment; their refined rolls are averaged before thresholding (a soft vote)",
+    }),
+    preserve: p.string({
+      default: "consonant",
+      enum: PRESERVE_MODES,
+      description:
+        'What the model may change: "none" (anything), "remove-only" (delete notes), "in-key" (only out-of-key notes may go or move), "consonant" (also in-key notes in a minor second, major seventh or tritone)',
+    }),
+    threshold: p.number({
+      default: 0.5,
+      min: 0.01,
+      max: 0.99,
+      description: "A refined cell is on when its value in [0, 1] is above this",
+    }),
+    batchSize: p.integer({ default: 32, min: 1, description: "Roll segments per denoiser call" }),
+  },
+  inputs: {
+    denoiser: { type: "denoiser", description: "The trained denoiser" },
+    pieces: { type: "pieces", description: "Pieces to refine", optional: true },
+    rollouts: {
+      type: "rollouts",
+      description: "Rollouts whose decoded pieces to refine",
+      optional: true,
+    },
+    corpus: {
+      type: "midi-corpus",
+      description: "A corpus whose pieces (all splits) to refine",
+      optional: true,
+    },
+  },
+  outputs: {
+    pieces: { type: "pieces", description: "The refined pieces, same ids and order" },
+    metrics: {
+      type: "metrics",
+      description: "Per-piece dissonance, out-of-key time and kept-note share, before and after",
+    },
+  },
+  run(ctx, inputs, params) {
+    // A promise that rejects, also for bad inputs found before any work.
+    return Promise.resolve().then(() => refinePieces(ctx, inputs, params));
+  },
+});
+
+/** Params of `diffuse/pianoroll` (see its schema). */
+export interface RefineParams {
+  strength: number;
+  steps: number;
+  samples: number;
+  preserve: string;
+  threshold: number;
+  batchSize: number;
+}
+
+/** What `diffuse/pianoroll` returns. */
+export type RefineOutputs = { pieces: Piece[]; metrics: unknown };
+
+/**
+ * The body of `diffuse/pianoroll` (see the module doc).
+ *
+ * @param ctx The stage context (rng for the noise, logs, metrics, progress).
+ * @param inputs `denoiser` and at least one of `pieces`, `rollouts`, `corpus`.
+ * @param params The plugin's params.
+ * @returns The refined pieces and the before/after figures.
+ * @throws {Error} When the denoiser or every piece input is missing.
+ */
+export function refinePieces(
+  ctx: StageContext,
+  inputs: Record<string, unknown>,
+  params: RefineParams,
+): RefineOutputs {
+  const denoiser = inputs.denoiser as Denoiser | undefined;
+  if (!denoiser?.config || !denoiser.params) {
+    throw new Error(`Cannot refine pieces: input "denoiser" is missing or not a denoiser`);
+  }
+  if (inputs.pieces === undefined && inputs.rollouts === undefined && inputs.corpus === undefined) {
+    throw new Error(
+      `Cannot refine pieces: connect at least one of the inputs "pieces", "rollouts" or "corpus"`,
+    );
+  }
+  const { bars, stepsPerBeat } = denoiser.config;
+  const preserve = params.preserve as PreserveMode;
+
+  const pieces: Piece[] = [];
+  for (const [i, value] of collectPieces(inputs).entries()) {
+    const problem = pieceProblem(value);
+    if (problem) {
+      const id = (value as Piece)?.id;
+      ctx.log.warn(`Skipping piece ${typeof id === "string" ? `"${id}"` : `#${i}`}: ${problem}`);
+      continue;
+    }
+    const { split: _split, ...piece } = value as Piece & { split?: string };
+    pieces.push(piece);
+  }
+
+  // Cut every piece into segments; segments of one length go through the model together.
+  const segmentsOf: Float32Array[][] = [];
+  const byLength = new Map<number, Array<{ piece: number; index: number }>>();
+  pieces.forEach((piece, i) => {
+    const steps = segmentSteps(piece, { bars, stepsPerBeat });
+    const roll = pieceToRoll(piece, { stepsPerBeat, multipleOf: steps });
+    const segments = splitRoll(roll, steps);
+    segmentsOf.push(segments);
+    segments.forEach((seg, index) => {
+      if (!seg.some((v) => v > 0)) return; // silence stays silence
+      if (!byLength.has(steps)) byLength.set(steps, []);
+      byLength.get(steps)!.push({ piece: i, index });
+    });
+  });
+  let total = 0, done = 0;
+  for (const list of byLength.values()) total += list.length * params.samples;
+  for (const list of [...byLength.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1])) {
+    if (ctx.signal.aborted) throw new Error("Cannot finish refining: the run was aborted");
+    const refined = refineRolls(denoiser, list.map((r) => segmentsOf[r.piece][r.index]), {
+      strength: params.strength,
+      steps: params.steps,
+      samples: params.samples,
+      rng: ctx.rng,
+      batchSize: params.batchSize,
+      onBatch: (n) => ctx.progress({ done: done + n, total, unit: "segment samples" }),
+    });
+    list.forEach((r, k) => (segmentsOf[r.piece][r.index] = refined[k]));
+    done += list.length * params.samples;
+  }
+
+  const out: Piece[] = [];
+  const figures: RefineFigures[] = [];
+  pieces.forEach((piece, i) => {
+    const steps = segmentSteps(piece, { bars, stepsPerBeat });
+    const roll = joinRoll(segmentsOf[i], stepsPerBeat);
+    const refinedNotes = rollToGridNotes(roll.data, { threshold: params.threshold });
+    const result = applyPreserve(piece, refinedNotes, {
+      stepsPerBeat,
+      segmentSteps: steps,
+      bars,
+      preserve,
+    });
+    out.push(result.piece);
+    const f: RefineFigures = {
+      id: piece.id,
+      notesBefore: piece.notes.length,
+      notesAfter: result.piece.notes.length,
+      keptShare: piece.notes.length > 0 ? result.kept / piece.notes.length : NaN,
+      removed: result.removed,
+      moved: result.moved,
+      added: result.added,
+      dissonanceBefore: dissonantPairRate(piece),
+      dissonanceAfter: dissonantPairRate(result.piece),
+      outOfKeyBefore: outOfKeyTimeRate(piece),
+      outOfKeyAfter: outOfKeyTimeRate(result.piece),
+    };
+    figures.push(f);
+    const values: Record<string, number> = {
+      "dissonance/before": f.dissonanceBefore,
+      "dissonance/after": f.dissonanceAfter,
+      "outOfKey/before": f.outOfKeyBefore,
+      "outOfKey/after": f.outOfKeyAfter,
+      "notes/keptShare": f.keptShare,
+    };
+    ctx.metrics(
+      i,
+      Object.fromEntries(Object.entries(values).filter(([, v]) => Number.isFinite(v))),
+    );
+  });
+  const mean = {
+    keptShare: finiteMean(figures.map((f) => f.keptShare)),
+    dissonanceBefore: finiteMean(figures.map((f) => f.dissonanceBefore)),
+    dissonanceAfter: finiteMean(figures.map((f) => f.dissonanceAfter)),
+    outOfKeyBefore: finiteMean(figures.map((f) => f.outOfKeyBefore)),
+    outOfKeyAfter: finiteMean(figures.map((f) => f.outOfKeyAfter)),
+  };
+  ctx.log.info(
+    `Refined ${out.length} pieces (${preserve}, strength ${params.strength}): dissonance ${
+      mean.dissonanceBefore.toFixed(4)
+    } -> ${mean.dissonanceAfter.toFixed(4)}, out-of-key time ${mean.outOfKeyBefore.toFixed(4)} -> ${
+      mean.outOfKeyAfter.toFixed(4)
+    }, notes kept ${(100 * mean.keptShare).toFixed(1)}%`,
+  );
+  return {
+    pieces: out,
+    metrics: { plugin: "diffuse/pianoroll", params, mean, pieces: figures },
+  };
+}
