@@ -11,11 +11,15 @@ import type { Plugin } from "../pipeline/plugin.ts";
 
 const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
   "backend/tfjs": () => import("./backend/tfjs.ts"),
+  "diffuse/pianoroll": () => import("./diffuse/pianoroll.ts"),
+  "diffuse/train": () => import("./diffuse/train.ts"),
   "eval/metrics": () => import("./eval/metrics.ts"),
   "eval/policies": () => import("./eval/policies.ts"),
   "export/midi": () => import("./export/midi.ts"),
+  "load/denoiser": () => import("./load/denoiser.ts"),
   "load/maestro": () => import("./load/maestro.ts"),
   "load/midi-dir": () => import("./load/midi_dir.ts"),
+  "load/model": () => import("./load/model.ts"),
   "load/synthetic": () => import("./load/synthetic.ts"),
   "model/lstm": () => import("./model/lstm.ts"),
   "model/transformer": () => import("./model/transformer.ts"),

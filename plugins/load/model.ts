@@ -1,0 +1,30 @@
+/**
+ * `load/model`: a model checkpoint from disk, for graphs that sample from or
+ * fine-tune a model trained in another run. The directory is what the runner
+ * stores for a `model` output (`runs/.cache/<key>/outputs/model/`: `index.json`
+ * and `weights.bin`); copy it anywhere and point `path` at it.
+ *
+ * @module
+ */
+
+import { definePlugin, p } from "../../mod.ts";
+import { modelCodec } from "../_tf/model.ts";
+import { loadStoredArtifact } from "./_artifact.ts";
+
+export default definePlugin({
+  name: "load/model",
+  kind: "load",
+  version: "1.0.0",
+  description:
+    "Loads a model checkpoint directory (index.json + weights.bin) saved by an earlier run",
+  params: {
+    path: p.string({
+      description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/model",
+    }),
+  },
+  inputs: {},
+  outputs: { model: { type: "model", description: "The checkpoint", codec: modelCodec } },
+  async run(ctx, _inputs, params) {
+    return { model: await loadStoredArtifact(ctx, params.path, modelCodec, "model checkpoint") };
+  },
+});
