@@ -18,7 +18,6 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { ArtifactCodec, Rng } from "../../mod.ts";
-import type { Tokenizer } from "../_music/components.ts";
 
 /** Architectures this project builds. */
 export type ModelType = "lstm" | "transformer";
@@ -779,60 +778,4 @@ export async function loadCheckpointFile(path: string): Promise<ModelCheckpoint>
     bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + bytes.length),
   );
   return fromIndexAndData(index, data, path);
-}
-
-// ---------------------------------------------------------------- tokenizers
-
-/** A tokenizer as recorded by a token corpus and passed on by checkpoints. */
-export interface TokenizerSpec {
-  use: string;
-  with?: Record<string, unknown>;
-}
-
-/**
- * Rebuilds a tokenizer from its spec: `use` is a plugin name that the
- * built-in registry knows (`"tokenizer/performance"`; a name of that form not
- * in the registry loads `plugins/tokenizer/<name>.ts`), or a path or URL of a
- * `.ts` plugin file. Params missing from `with` take the plugin's defaults.
- *
- * @throws Error when the spec is malformed or the plugin cannot be loaded
- */
-export async function loadTokenizer(spec: unknown): Promise<Tokenizer> {
-  const s = spec as TokenizerSpec;
-  if (typeof s?.use !== "string") {
-    throw new Error(`Cannot load tokenizer: spec ${JSON.stringify(spec)} has no "use" name`);
-  }
-  type TokenizerPlugin = {
-    kind?: string;
-    params?: Record<string, { default?: unknown }>;
-    create?: (p: unknown) => Tokenizer;
-  };
-  let plugin: TokenizerPlugin | undefined;
-  try {
-    const { registry } = await import("../registry.ts");
-    plugin = (await registry.load(s.use)) as TokenizerPlugin | undefined;
-    if (plugin === undefined) {
-      let url: string;
-      if (/^tokenizer\/[a-z0-9][a-z0-9._-]*$/.test(s.use)) {
-        url = new URL(`../${s.use}.ts`, import.meta.url).href;
-      } else if (/^(file|https?):/.test(s.use)) {
-        url = s.use;
-      } else if (s.use.endsWith(".ts")) {
-        url = new URL(s.use, `file://${Deno.cwd()}/`).href;
-      } else {
-        throw new Error(`expected "tokenizer/<name>" or a .ts file`);
-      }
-      plugin = (await import(url)).default;
-    }
-  } catch (e) {
-    throw new Error(`Cannot load tokenizer "${s.use}": ${(e as Error).message.split("\n")[0]}`);
-  }
-  if (typeof plugin?.create !== "function" || plugin.kind !== "tokenizer") {
-    throw new Error(`Cannot load tokenizer "${s.use}": it is not a tokenizer plugin`);
-  }
-  const params: Record<string, unknown> = {};
-  for (const [key, field] of Object.entries(plugin.params ?? {})) {
-    if (field.default !== undefined) params[key] = structuredClone(field.default);
-  }
-  return plugin.create({ ...params, ...s.with });
 }

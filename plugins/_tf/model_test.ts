@@ -9,7 +9,6 @@ import {
   learningRateAt,
   loadCheckpointFile,
   loadModelFromCheckpoint,
-  loadTokenizer,
   modelCodec,
   nextTokenLoss,
   saveCheckpointFile,
@@ -177,21 +176,6 @@ Deno.test("assignWeights() names a missing or misshapen weight", () => {
     /"extra" is not a weight/,
   );
   model.dispose();
-});
-
-Deno.test("loadTokenizer() builds a tokenizer plugin from its spec with defaults filled in", async () => {
-  const standard = await loadTokenizer({ use: "tokenizer/performance", with: {} });
-  assert.equal(standard.vocabSize, 391);
-  const fewerVelocities = await loadTokenizer({
-    use: "tokenizer/performance",
-    with: { velocityBins: 16 },
-  });
-  assert.equal(fewerVelocities.vocabSize, 375);
-  await assert.rejects(
-    () => loadTokenizer({ use: "tokenizer/nope" }),
-    /Cannot load tokenizer "tokenizer\/nope"/,
-  );
-  await assert.rejects(() => loadTokenizer({}), /has no "use" name/);
 });
 
 Deno.test("unstackTime() and tanhViaSigmoid() on wasm equal tf.unstack and tf.tanh", async () => {

@@ -26,7 +26,8 @@ import {
   notesInKeyRate,
 } from "../_music/metrics.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
-import { loadTokenizer, type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
+import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
+import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
 import { scoreWithTerms } from "../reward/composite.ts";
 import { samplePolicy } from "../rollout/sample.ts";
@@ -178,7 +179,7 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const pretrainedCkpt = inputs.pretrained as ModelCheckpoint;
     const finetunedCkpt = inputs.finetuned as ModelCheckpoint;
-    const tokenizer = await loadTokenizer(finetunedCkpt.tokenizer);
+    const tokenizer = await createTokenizerFromSpec(finetunedCkpt.tokenizer);
     const reference = await modelFor(pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
     const context: RewardContext = corpus

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { createTokenizerFromSpec } from "../tokenize/events.ts";
+import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** What the export writes: the directory and the paths of the files in it. */

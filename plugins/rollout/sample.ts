@@ -18,7 +18,8 @@ import { type ArtifactCodec, definePlugin, p, type Piece, type Rng } from "../..
 import type { TokenCorpus } from "../_music/components.ts";
 import type { Split } from "../_music/types.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
-import { loadTokenizer, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
+import { type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
+import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 
 /** Settings of {@link samplePolicy}. */
 export interface SampleOptions {
@@ -493,7 +494,7 @@ export default definePlugin({
         `Cannot sample: the primer corpus has ${primer.vocabSize} token ids, the model ${ckpt.vocabSize}`,
       );
     }
-    const tokenizer = await loadTokenizer(ckpt.tokenizer);
+    const tokenizer = await createTokenizerFromSpec(ckpt.tokenizer);
     const prompts = primer === undefined
       ? Array.from({ length: params.count }, () => Int32Array.of(tokenizer.special.bos))
       : primerPrompts(primer, params.primerSplit as Split, params.primerLen, params.count, ctx.rng);

@@ -16,14 +16,9 @@ import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { ReadMidiOptions } from "../_music/midi.ts";
 import { buildTokenCorpus, tokenCorpusCodec } from "../_music/token_corpus.ts";
 import type { MidiCorpus, Note, Piece, Split } from "../_music/types.ts";
-import type { ComponentPlugin } from "../../pipeline/plugin.ts";
-import type { ParamsSchema } from "../../pipeline/schema.ts";
+import { createTokenizerFromSpec, type TokenizerSpec } from "../_music/tokenizer_spec.ts";
 
-/** A tokenizer plugin and its params, as written in YAML. */
-export interface TokenizerSpec {
-  use: string;
-  with?: Record<string, unknown>;
-}
+export { createTokenizerFromSpec, type TokenizerSpec };
 
 /** Options of `readMidi` that `tokenizeFiles` passes on to workers (plain values only). */
 export type ReadOptions = Omit<ReadMidiOptions, "id" | "source" | "onWarning">;
@@ -47,55 +42,6 @@ export interface TokenizeResult {
   skipped: Array<{ file: string; reason: string }>;
   /** Notes in the pieces that were encoded. */
   noteCount: number;
-}
-
-// ---------------------------------------------------------------------------
-// Building a tokenizer from a spec (here and in workers)
-
-/** Params with the schema's defaults filled in for keys the spec leaves out. */
-function withDefaults(
-  schema: ParamsSchema,
-  given: Record<string, unknown>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(schema)) {
-    if ("default" in spec && spec.default !== undefined) out[key] = structuredClone(spec.default);
-  }
-  return { ...out, ...given };
-}
-
-/**
- * Imports a tokenizer plugin by name (built-ins, through the registry or as
- * `plugins/tokenizer/<name>.ts`) or by path/URL (`.ts`/`.js`), and creates it.
- *
- * @param spec Plugin name or path, and params (defaults fill the rest).
- * @returns The tokenizer.
- * @throws {Error} When the plugin cannot be found or is not a tokenizer.
- */
-export async function createTokenizerFromSpec(spec: TokenizerSpec): Promise<Tokenizer> {
-  const where = `Cannot create tokenizer ${JSON.stringify(spec.use)}`;
-  // deno-lint-ignore no-explicit-any
-  let plugin: ComponentPlugin<any, any> | undefined;
-  try {
-    if (/\.(ts|js|mjs)$/.test(spec.use)) {
-      const url = /^(file|https?):/.test(spec.use)
-        ? spec.use
-        : new URL(spec.use, `file://${Deno.cwd()}/`).href;
-      plugin = (await import(url)).default;
-    } else {
-      const { registry } = await import("../registry.ts");
-      plugin = (await registry.load(spec.use)) as typeof plugin;
-      if (!plugin && /^tokenizer\/[a-z0-9._-]+$/.test(spec.use)) {
-        plugin = (await import(new URL(`../${spec.use}.ts`, import.meta.url).href)).default;
-      }
-    }
-  } catch (error) {
-    throw new Error(`${where}: the plugin module cannot be loaded (${errorMessage(error)})`);
-  }
-  if (!plugin || typeof plugin.create !== "function" || plugin.kind !== "tokenizer") {
-    throw new Error(`${where}: no tokenizer plugin of that name or path`);
-  }
-  return plugin.create(withDefaults(plugin.params, spec.with ?? {}));
 }
 
 /** The `{use, with}` of a tokenizer instance, or undefined when it does not carry one. */

@@ -16,7 +16,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin } from "../../mod.ts";
 import type { ModelCheckpoint } from "../_tf/model.ts";
-import { loadTokenizer } from "../_tf/model.ts";
+import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import {
   advantages,
   batchTensors,
@@ -43,7 +43,7 @@ export default definePlugin({
     const rollouts = inputs.rollouts as RolloutBatch;
     const rewardBatch = inputs.rewards as RewardBatch;
     const rewards = checkBatch(rollouts, rewardBatch);
-    const eos = (await loadTokenizer(ckpt.tokenizer)).special.eos;
+    const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
     const trainable = await trainableFor(ckpt, params);
     const reference = inputs.reference
       ? await modelFor(inputs.reference as ModelCheckpoint)
