@@ -38,6 +38,9 @@ export interface RolloutBatch {
 export interface RewardBatch {
   total: number[];
   terms: Record<string, number[]>;
+  weights?: Record<string, number>;
+  /** The composite's length guard per piece (1 when absent). */
+  lengthFactor?: number[];
 }
 
 /** Live models behind checkpoints, so an RL loop does not rebuild its policy every episode. */
@@ -260,20 +263,76 @@ export async function gradientStep(
   return result;
 }
 
-/** Advantages from rewards and an exponential-moving-average baseline. */
-export function advantages(
-  rewards: number[],
-  baseline: number | undefined,
-  normalize: boolean,
-): { advantages: number[]; baselineUsed: number } {
-  const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
-  const b = baseline ?? mean;
-  let adv = rewards.map((r) => r - b);
-  if (normalize && rewards.length > 1) {
-    const std = Math.sqrt(adv.reduce((a, x) => a + x * x, 0) / adv.length);
-    if (std > 1e-8) adv = adv.map((a) => a / std);
+/** How advantages are formed from the rewards (see {@linkcode computeAdvantages}). */
+export type AdvantageMode = "total" | "per-term";
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Subtracts a baseline and, optionally, divides by the standard deviation of the result. */
+function centre(values: number[], baseline: number, scale: boolean): number[] {
+  const out = values.map((v) => v - baseline);
+  if (!scale || out.length < 2) return out;
+  const std = Math.sqrt(out.reduce((a, x) => a + x * x, 0) / out.length);
+  return std > 1e-8 ? out.map((x) => x / std) : out.map(() => 0);
+}
+
+/**
+ * Advantages of a batch and the next exponential-moving-average baselines.
+ *
+ * - `"total"`: A = R − b with R the composite total and b its EMA baseline.
+ * - `"per-term"`: each weighted term k gets its own EMA baseline b_k and is
+ *   standardised in the batch, z_k = (L·r_k − b_k) / σ_k (L the composite's
+ *   length guard), and A = Σ w_k z_k / Σ w_k. A term whose scores vary little
+ *   (rhythm on a steady corpus) then pulls as hard as one that varies a lot
+ *   (harmony), which is what its weight in YAML asks for; with one total the
+ *   high-variance term decides the sign of nearly every advantage.
+ *
+ * Baselines are stored in the checkpoint's metrics (`rl/baseline`,
+ * `rl/baseline/<term>`); the first episode uses the batch mean.
+ *
+ * @returns Per-rollout advantages (divided by their standard deviation when
+ *   `normalize`) and the baselines to store for the next episode.
+ */
+export function computeAdvantages(
+  rewards: RewardBatch,
+  previous: Record<string, number>,
+  options: { mode: AdvantageMode; baselineBeta: number; normalize: boolean },
+): { advantages: number[]; baselines: Record<string, number> } {
+  const ema = (key: string, values: number[]) => {
+    const before = previous[key];
+    const next = before === undefined
+      ? mean(values)
+      : options.baselineBeta * before + (1 - options.baselineBeta) * mean(values);
+    return { used: before ?? mean(values), next };
+  };
+  const baselines: Record<string, number> = {};
+  const total = ema("rl/baseline", rewards.total);
+  baselines["rl/baseline"] = total.next;
+  const termKeys = Object.keys(rewards.terms ?? {});
+  if (options.mode === "total" || termKeys.length === 0) {
+    return { advantages: centre(rewards.total, total.used, options.normalize), baselines };
   }
-  return { advantages: adv, baselineUsed: b };
+  const guard = rewards.lengthFactor ?? rewards.total.map(() => 1);
+  const weights = termKeys.map((k) => rewards.weights?.[k] ?? 1);
+  const weightSum = weights.reduce((a, b) => a + b, 0) || 1;
+  const advantages = rewards.total.map(() => 0);
+  termKeys.forEach((key, t) => {
+    const scores = rewards.terms[key].map((r, i) => r * guard[i]);
+    const base = ema(`rl/baseline/${key}`, scores);
+    baselines[`rl/baseline/${key}`] = base.next;
+    centre(scores, base.used, true).forEach((z, i) =>
+      advantages[i] += (weights[t] * z) / weightSum
+    );
+  });
+  return { advantages: centre(advantages, 0, options.normalize), baselines };
+}
+
+/** EMA baselines stored in a checkpoint by an earlier RL update (none for a pretrained one). */
+export function storedBaselines(ckpt: ModelCheckpoint): Record<string, number> {
+  if (ckpt.metrics["rl/episodes"] === undefined) return {};
+  return Object.fromEntries(
+    Object.entries(ckpt.metrics).filter(([key]) => key.startsWith("rl/baseline")),
+  );
 }
 
 /** Checks the inputs of an update and returns the rewards. */
@@ -300,7 +359,7 @@ export async function finishUpdate(
   trainable: Trainable,
   previous: ModelCheckpoint,
   info: {
-    baseline: number;
+    baselines: Record<string, number>;
     rewards: RewardBatch;
     pass: PassResult;
     log: Logger;
@@ -315,7 +374,7 @@ export async function finishUpdate(
     "loss/total": info.pass.loss,
     "policy/entropy": info.pass.entropy,
     "policy/kl": info.pass.kl,
-    "rl/baseline": info.baseline,
+    "rl/baseline": info.baselines["rl/baseline"],
     "update/skipped": info.pass.finite ? 0 : 1,
     ...info.extra,
   };
@@ -327,7 +386,7 @@ export async function finishUpdate(
     tokenizer: previous.tokenizer,
     optimizer: trainable.optimizer,
     rngState: ctx.rng.getState(),
-    metrics: { ...previous.metrics, "rl/episodes": episode, "rl/baseline": info.baseline },
+    metrics: { ...previous.metrics, ...info.baselines, "rl/episodes": episode },
   });
   registerTrainable(ckpt, trainable);
   return ckpt;

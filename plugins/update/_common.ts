@@ -41,6 +41,12 @@ export const updateParams = {
       "Weight of KL(policy || reference) per token; needs the reference input (RL Tuner)",
   }),
   clipNorm: p.number({ default: 1, min: 0, description: "Global gradient-norm clip (0 = off)" }),
+  advantage: p.string({
+    default: "per-term",
+    enum: ["per-term", "total"],
+    description:
+      "per-term: standardise each reward term in the batch and weight them (each term pulls as its weight says); total: one advantage from the composite total",
+  }),
   normalizeAdvantages: p.boolean({
     default: true,
     description: "Divide advantages by their standard deviation in the batch",

@@ -19,15 +19,17 @@ import { definePlugin, p } from "../../mod.ts";
 import type { ModelCheckpoint } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import {
-  advantages,
+  type AdvantageMode,
   batchTensors,
   checkBatch,
+  computeAdvantages,
   finishUpdate,
   gradientStep,
   modelFor,
   type PassResult,
   type RewardBatch,
   type RolloutBatch,
+  storedBaselines,
   tokenTerms,
   trainableFor,
 } from "../_tf/policy_gradient.ts";
@@ -54,16 +56,17 @@ export default definePlugin({
     const ckpt = inputs.model as ModelCheckpoint;
     const rollouts = inputs.rollouts as RolloutBatch;
     const rewardBatch = inputs.rewards as RewardBatch;
-    const rewards = checkBatch(rollouts, rewardBatch);
+    checkBatch(rollouts, rewardBatch);
     const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
     const trainable = await trainableFor(ckpt, params);
     const reference = inputs.reference
       ? await modelFor(inputs.reference as ModelCheckpoint)
       : undefined;
-    const previousBaseline = ckpt.metrics["rl/episodes"] !== undefined
-      ? ckpt.metrics["rl/baseline"]
-      : undefined;
-    const { advantages: adv } = advantages(rewards, previousBaseline, params.normalizeAdvantages);
+    const { advantages: adv, baselines } = computeAdvantages(rewardBatch, storedBaselines(ckpt), {
+      mode: params.advantage as AdvantageMode,
+      baselineBeta: params.baselineBeta,
+      normalize: params.normalizeAdvantages,
+    });
     const batch = batchTensors(rollouts, eos);
     // Log-probs of the policy before this update: [rows][time].
     const oldLogProb = tf.tidy(() => {
@@ -94,12 +97,8 @@ export default definePlugin({
       clipSum += pass.clipFraction;
       if (!pass.finite) break;
     }
-    const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
-    const baseline = previousBaseline === undefined
-      ? mean
-      : params.baselineBeta * previousBaseline + (1 - params.baselineBeta) * mean;
     const model = await finishUpdate(ctx, trainable, ckpt, {
-      baseline,
+      baselines,
       rewards: rewardBatch,
       pass: pass!,
       log: ctx.log,

@@ -18,14 +18,16 @@ import { definePlugin } from "../../mod.ts";
 import type { ModelCheckpoint } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import {
-  advantages,
+  type AdvantageMode,
   batchTensors,
   checkBatch,
+  computeAdvantages,
   finishUpdate,
   gradientStep,
   modelFor,
   type RewardBatch,
   type RolloutBatch,
+  storedBaselines,
   trainableFor,
 } from "../_tf/policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
@@ -42,28 +44,25 @@ export default definePlugin({
     const ckpt = inputs.model as ModelCheckpoint;
     const rollouts = inputs.rollouts as RolloutBatch;
     const rewardBatch = inputs.rewards as RewardBatch;
-    const rewards = checkBatch(rollouts, rewardBatch);
+    checkBatch(rollouts, rewardBatch);
     const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
     const trainable = await trainableFor(ckpt, params);
     const reference = inputs.reference
       ? await modelFor(inputs.reference as ModelCheckpoint)
       : undefined;
-    const previousBaseline = ckpt.metrics["rl/episodes"] !== undefined
-      ? ckpt.metrics["rl/baseline"]
-      : undefined;
-    const { advantages: adv } = advantages(rewards, previousBaseline, params.normalizeAdvantages);
+    const { advantages: adv, baselines } = computeAdvantages(rewardBatch, storedBaselines(ckpt), {
+      mode: params.advantage as AdvantageMode,
+      baselineBeta: params.baselineBeta,
+      normalize: params.normalizeAdvantages,
+    });
     const batch = batchTensors(rollouts, eos);
     const pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
       const weights = tf.tensor2d(rows.map((i) => [adv[i]])); // [b, 1]
       // −Σ A·log π over scored tokens.
       return { loss: tf.neg(tf.sum(tf.mul(tf.mul(logProb, mask), weights))) as tf.Scalar };
     });
-    const mean = rewards.reduce((a, b) => a + b, 0) / rewards.length;
-    const baseline = previousBaseline === undefined
-      ? mean
-      : params.baselineBeta * previousBaseline + (1 - params.baselineBeta) * mean;
     const model = await finishUpdate(ctx, trainable, ckpt, {
-      baseline,
+      baselines,
       rewards: rewardBatch,
       pass,
       log: ctx.log,

@@ -140,3 +140,40 @@ Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the pri
   assert.deepEqual(batch.targets, [[1, 2, 3, EOS, 4], [1, 5, EOS, EOS, EOS]]);
   assert.deepEqual(batch.mask, [[0, 1, 1, 1, 0], [0, 1, 0, 0, 0]]);
 });
+
+Deno.test("computeAdvantages() standardises each term per batch, or uses the total", async () => {
+  const { computeAdvantages } = await import("../_tf/policy_gradient.ts");
+  const rewards = {
+    total: [0.7, 0.25, 0.55],
+    terms: { a: [1, 0, 0.5], b: [0.4, 0.5, 0.6] },
+    weights: { a: 1, b: 1 },
+  };
+  // Per term: z_a = [√1.5, −√1.5, 0], z_b = [−√1.5, 0, √1.5]; A = (z_a + z_b) / 2.
+  const perTerm = computeAdvantages(rewards, {}, {
+    mode: "per-term",
+    baselineBeta: 0.9,
+    normalize: false,
+  });
+  const z = Math.sqrt(1.5);
+  perTerm.advantages.forEach((a, i) => assert.ok(Math.abs(a - [0, -z / 2, z / 2][i]) < 1e-12));
+  assert.deepEqual(perTerm.baselines, {
+    "rl/baseline": 0.5,
+    "rl/baseline/a": 0.5,
+    "rl/baseline/b": 0.5,
+  });
+  // With one total, the high-variance term a decides: the first piece is best.
+  const total = computeAdvantages(rewards, {}, {
+    mode: "total",
+    baselineBeta: 0.9,
+    normalize: false,
+  });
+  total.advantages.forEach((a, i) => assert.ok(Math.abs(a - [0.2, -0.25, 0.05][i]) < 1e-12));
+  // A stored baseline is used, then moved towards the batch mean by 1 − beta.
+  const next = computeAdvantages(rewards, { "rl/baseline": 0.4 }, {
+    mode: "total",
+    baselineBeta: 0.9,
+    normalize: false,
+  });
+  assert.ok(Math.abs(next.advantages[0] - 0.3) < 1e-12);
+  assert.ok(Math.abs(next.baselines["rl/baseline"] - (0.9 * 0.4 + 0.1 * 0.5)) < 1e-12);
+});
