@@ -17,6 +17,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Logger, StageContext } from "../../mod.ts";
+import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import {
   AdamW,
   checkpointFromModel,
@@ -333,6 +334,50 @@ export function storedBaselines(ckpt: ModelCheckpoint): Record<string, number> {
   return Object.fromEntries(
     Object.entries(ckpt.metrics).filter(([key]) => key.startsWith("rl/baseline")),
   );
+}
+
+/** Everything an update step needs, prepared the same way for REINFORCE and PPO. */
+export interface PreparedUpdate {
+  ckpt: ModelCheckpoint;
+  rewards: RewardBatch;
+  trainable: Trainable;
+  reference?: SequenceModel;
+  advantages: number[];
+  baselines: Record<string, number>;
+  batch: { inputs: number[][]; targets: number[][]; mask: number[][] };
+}
+
+/**
+ * Checks an update's inputs and prepares it: the live policy, the frozen
+ * reference, the advantages and the padded batch.
+ *
+ * @param inputs The update stage's inputs (`model`, `reference`, `rollouts`, `rewards`).
+ * @param params The shared update params.
+ * @throws {Error} When the rollouts are empty or the rewards do not match them.
+ */
+export async function prepareUpdate(
+  inputs: Record<string, unknown>,
+  params: UpdateParams & { advantage: string; normalizeAdvantages: boolean },
+): Promise<PreparedUpdate> {
+  const ckpt = inputs.model as ModelCheckpoint;
+  const rollouts = inputs.rollouts as RolloutBatch;
+  const rewards = inputs.rewards as RewardBatch;
+  checkBatch(rollouts, rewards);
+  const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
+  const { advantages, baselines } = computeAdvantages(rewards, storedBaselines(ckpt), {
+    mode: params.advantage as AdvantageMode,
+    baselineBeta: params.baselineBeta,
+    normalize: params.normalizeAdvantages,
+  });
+  return {
+    ckpt,
+    rewards,
+    trainable: await trainableFor(ckpt, params),
+    reference: inputs.reference ? await modelFor(inputs.reference as ModelCheckpoint) : undefined,
+    advantages,
+    baselines,
+    batch: batchTensors(rollouts, eos),
+  };
 }
 
 /** Checks the inputs of an update and returns the rewards. */

@@ -16,22 +16,12 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin, p } from "../../mod.ts";
-import type { ModelCheckpoint } from "../_tf/model.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import {
-  type AdvantageMode,
-  batchTensors,
-  checkBatch,
-  computeAdvantages,
   finishUpdate,
   gradientStep,
-  modelFor,
   type PassResult,
-  type RewardBatch,
-  type RolloutBatch,
-  storedBaselines,
+  prepareUpdate,
   tokenTerms,
-  trainableFor,
 } from "../_tf/policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
@@ -53,21 +43,8 @@ export default definePlugin({
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const ckpt = inputs.model as ModelCheckpoint;
-    const rollouts = inputs.rollouts as RolloutBatch;
-    const rewardBatch = inputs.rewards as RewardBatch;
-    checkBatch(rollouts, rewardBatch);
-    const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
-    const trainable = await trainableFor(ckpt, params);
-    const reference = inputs.reference
-      ? await modelFor(inputs.reference as ModelCheckpoint)
-      : undefined;
-    const { advantages: adv, baselines } = computeAdvantages(rewardBatch, storedBaselines(ckpt), {
-      mode: params.advantage as AdvantageMode,
-      baselineBeta: params.baselineBeta,
-      normalize: params.normalizeAdvantages,
-    });
-    const batch = batchTensors(rollouts, eos);
+    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } =
+      await prepareUpdate(inputs, params);
     // Log-probs of the policy before this update: [rows][time].
     const oldLogProb = tf.tidy(() => {
       const inputsT = tf.tensor2d(batch.inputs, undefined, "int32");
@@ -82,7 +59,7 @@ export default definePlugin({
       if (ctx.signal.aborted) break;
       pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
         const oldT = tf.tensor2d(rows.map((i) => old[i])); // [b, T]
-        const advT = tf.tensor2d(rows.map((i) => [adv[i]])); // [b, 1]
+        const advT = tf.tensor2d(rows.map((i) => [advantages[i]])); // [b, 1]
         const ratio = tf.exp(tf.sub(logProb, oldT)); // [b, T]
         const clippedRatio = tf.clipByValue(ratio, 1 - params.clipRatio, 1 + params.clipRatio);
         const surrogate = tf.minimum(tf.mul(ratio, advT), tf.mul(clippedRatio, advT)); // [b, T]
@@ -99,7 +76,7 @@ export default definePlugin({
     }
     const model = await finishUpdate(ctx, trainable, ckpt, {
       baselines,
-      rewards: rewardBatch,
+      rewards,
       pass: pass!,
       log: ctx.log,
       extra: { "ppo/clipFraction": clipSum / params.epochs },

@@ -15,21 +15,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin } from "../../mod.ts";
-import type { ModelCheckpoint } from "../_tf/model.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
-import {
-  type AdvantageMode,
-  batchTensors,
-  checkBatch,
-  computeAdvantages,
-  finishUpdate,
-  gradientStep,
-  modelFor,
-  type RewardBatch,
-  type RolloutBatch,
-  storedBaselines,
-  trainableFor,
-} from "../_tf/policy_gradient.ts";
+import { finishUpdate, gradientStep, prepareUpdate } from "../_tf/policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
 export default definePlugin({
@@ -41,29 +27,16 @@ export default definePlugin({
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const ckpt = inputs.model as ModelCheckpoint;
-    const rollouts = inputs.rollouts as RolloutBatch;
-    const rewardBatch = inputs.rewards as RewardBatch;
-    checkBatch(rollouts, rewardBatch);
-    const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
-    const trainable = await trainableFor(ckpt, params);
-    const reference = inputs.reference
-      ? await modelFor(inputs.reference as ModelCheckpoint)
-      : undefined;
-    const { advantages: adv, baselines } = computeAdvantages(rewardBatch, storedBaselines(ckpt), {
-      mode: params.advantage as AdvantageMode,
-      baselineBeta: params.baselineBeta,
-      normalize: params.normalizeAdvantages,
-    });
-    const batch = batchTensors(rollouts, eos);
+    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } =
+      await prepareUpdate(inputs, params);
     const pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
-      const weights = tf.tensor2d(rows.map((i) => [adv[i]])); // [b, 1]
+      const weights = tf.tensor2d(rows.map((i) => [advantages[i]])); // [b, 1]
       // −Σ A·log π over scored tokens.
       return { loss: tf.neg(tf.sum(tf.mul(tf.mul(logProb, mask), weights))) as tf.Scalar };
     });
     const model = await finishUpdate(ctx, trainable, ckpt, {
       baselines,
-      rewards: rewardBatch,
+      rewards,
       pass,
       log: ctx.log,
     });
