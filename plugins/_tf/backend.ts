@@ -153,6 +153,11 @@ const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|softpipe|swiftshader|basic render dr
 async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
   const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
   if (gpu === undefined) throw new Error("navigator.gpu is missing in this runtime");
+  // Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on every probe when it is unset
+  // (containers, CI); a private directory of our own quiets them and changes nothing else.
+  if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+    Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+  }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (adapter === null) {
     throw new Error("no WebGPU adapter found (no Vulkan, Metal or D3D12 driver)");
