@@ -69,3 +69,15 @@ Deno.test("transposeTokens() shifts NOTE_ON and NOTE_OFF ids and refuses to leav
   assert.equal(transposeTokens(Int32Array.from([107]), 2), null);
   assert.deepEqual(Array.from(tokens), [389, 375, 60, 305, 188, 390], "the input is not modified");
 });
+
+Deno.test("stretchTokens() scales time shifts without drift and keeps other tokens", async () => {
+  const { stretchTokens } = await import("./augment.ts");
+  // NOTE_ON 60, shift 10 steps (id 265), NOTE_OFF 60, shift 100 + 50 steps, NOTE_ON 62.
+  const tokens = [60, 265, 188, 355, 305, 62];
+  // x1.1: 10 -> 11 steps (id 266); 150 -> 165 cumulative: 176 total - 11 = 165 = 100 + 65.
+  assert.deepEqual(Array.from(stretchTokens(tokens, 1.1)), [60, 266, 188, 355, 320, 62]);
+  assert.deepEqual(Array.from(stretchTokens(tokens, 1)), tokens);
+  // x0.95: 10 -> 9.5 rounds to 10 (id 265); total 160 * 0.95 = 152 -> 142 more = 100 + 42.
+  assert.deepEqual(Array.from(stretchTokens(tokens, 0.95)), [60, 265, 188, 355, 297, 62]);
+  assert.throws(() => stretchTokens(tokens, 0), /factor must be a number > 0/);
+});

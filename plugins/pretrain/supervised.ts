@@ -24,7 +24,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { type ArtifactCodec, definePlugin, p } from "../../mod.ts";
-import { transposeTokens } from "../_music/augment.ts";
+import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { sequencesOf, validateTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
@@ -145,6 +145,13 @@ export default definePlugin({
       min: 0,
       description: "Stop after this many epochs without a better validation NLL; 0 = never",
     }),
+    stretch: p.number({
+      default: 0,
+      min: 0,
+      max: 0.5,
+      description:
+        "Time-stretch each window by a random factor in [1 - stretch, 1 + stretch] (performance encoding; Music Transformer used 0.05); 0 = off",
+    }),
     transpose: p.boolean({
       default: true,
       description:
@@ -195,6 +202,7 @@ export default definePlugin({
       );
     }
     const transposing = params.transpose && corpus.tokenizer.use === "tokenizer/performance";
+    const stretching = params.stretch > 0 && corpus.tokenizer.use === "tokenizer/performance";
     const totalSteps = epochs * stepsPerEpoch;
     const schedule = {
       peakLr: params.lr,
@@ -253,12 +261,20 @@ export default definePlugin({
       const window = new Int32Array(batchSize * (seqLen + 1));
       while (loop.step < totalSteps && !loop.stopped) {
         for (let b = 0; b < batchSize; b++) {
-          const at = ctx.rng.int(train.length - seqLen);
-          let w: Int32Array = train.subarray(at, at + seqLen + 1);
+          // Stretching can shorten a window, so a stretched one is cut from a longer slice.
+          const slack = stretching ? Math.ceil((seqLen + 1) * 0.25) : 0;
+          const at = ctx.rng.int(Math.max(1, train.length - seqLen - slack));
+          let w: Int32Array = train.subarray(at, at + seqLen + 1 + slack);
           if (transposing) {
             const shift = ctx.rng.int(2 * MAX_TRANSPOSE + 1) - MAX_TRANSPOSE;
             w = transposeTokens(w, shift, { minPitch: 0, maxPitch: 127 }) ?? w;
           }
+          if (stretching) {
+            const factor = 1 + (2 * ctx.rng.next() - 1) * params.stretch;
+            const stretched = stretchTokens(w, factor);
+            w = stretched.length >= seqLen + 1 ? stretched : w;
+          }
+          w = w.subarray(0, seqLen + 1);
           window.set(w, b * (seqLen + 1));
         }
         const lr = learningRateAt(loop.step, schedule);

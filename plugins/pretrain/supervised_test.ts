@@ -154,3 +154,29 @@ Deno.test("pretrain/supervised rejects windows longer than the train split", asy
     /the train split has 252 tokens, fewer than seqLen \+ 1 = 501; lower "seqLen"/,
   );
 });
+
+Deno.test("pretrain/supervised trains on time-stretched performance windows", async () => {
+  // A repeated figure with time shifts, long enough for stretched windows of 8 + 1 tokens.
+  const figure = [60, 280, 188, 62, 280, 190];
+  const train = [389, ...Array.from({ length: 20 }, () => figure).flat(), 390];
+  const performance = buildTokenCorpus(
+    { tokenizer: { use: "tokenizer/performance", with: {} }, vocabSize: 391 },
+    [
+      { id: "a", split: "train", tokens: train },
+      { id: "b", split: "validation", tokens: train.slice(0, 40) },
+    ],
+  );
+  const params = defaultParams(plugin, {
+    model: tinySpec(),
+    ...base,
+    seqLen: 8,
+    epochs: 1,
+    stepsPerEpoch: 3,
+    stretch: 0.05,
+  });
+  const ctx = testContext();
+  const out = await plugin.run(ctx, { tokens: performance }, params as never);
+  const ckpt = out.model as ModelCheckpoint;
+  assert.equal(ckpt.step, 3);
+  assert.ok(ctx.recorded.every((m) => Object.values(m.values).every(Number.isFinite)));
+});
