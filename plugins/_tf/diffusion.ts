@@ -697,7 +697,8 @@ export function trainStep(
       return tf.mean(tf.squaredDifference(eps, noise)) as tf.Scalar;
     };
     const { value, grads } = tf.valueAndGrads(lossFn)(names.map((n) => denoiser.params[n]));
-    const sumSquares = tf.addN(grads.map((g) => tf.sum(tf.square(g))));
+    // A chain of adds: the webgpu backend's AddN is wrong past a few inputs (see model.ts).
+    const sumSquares = grads.map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b));
     const scale = tf.minimum(1, tf.div(maxNorm, tf.add(tf.sqrt(sumSquares), 1e-6)));
     const newParams: tf.Tensor[] = [], newM: tf.Tensor[] = [], newV: tf.Tensor[] = [];
     names.forEach((name, i) => {

@@ -491,8 +491,12 @@ export async function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
 ): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
+  // A chain of adds, not tf.addN: the webgpu backend's AddN gives wrong sums past a few
+  // inputs (0 for 29 gradients), found by tests/model_backend_parity_test.ts.
   const normT = tf.tidy(() =>
-    tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))))
+    tf.sqrt(
+      [...grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)),
+    )
   );
   const norm = (await normT.data())[0];
   normT.dispose();
