@@ -137,7 +137,13 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
   const limit = Math.max(2, Math.floor(word.length / 3));
-  return best !== "" && bestDistance <= limit ? ` Did you mean "${best}"?` : "";
+  if (best !== "" && bestDistance <= limit) return ` Did you mean "${best}"?`;
+  // A shortened name ("hidden" for "hiddenDim") is far in edits but plainly meant.
+  const lower = word.toLowerCase();
+  const prefixed = word.length >= 3
+    ? candidates.filter((c) => c.toLowerCase().startsWith(lower))
+    : [];
+  return prefixed.length === 1 ? ` Did you mean "${prefixed[0]}"?` : "";
 }
 
 const isMap = (v: unknown): v is Record<string, unknown> =>

@@ -163,6 +163,8 @@ Deno.test("didYouMean() suggests only close names", () => {
     ' Did you mean "reward/harmony"?',
   );
   assert.equal(didYouMean("zzz", ["reward/harmony"]), "");
+  assert.equal(didYouMean("hidden", ["embedDim", "hiddenDim"]), ' Did you mean "hiddenDim"?');
+  assert.equal(didYouMean("d", ["dModel", "dropout"]), "");
 });
 
 Deno.test("toMermaid() draws stages, edges and the loop as a subgraph", async () => {
