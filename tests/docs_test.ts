@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { pluginRows, pluginsMarkdown } from "../pipeline/cli.ts";
 import { graphJsonSchema } from "../pipeline/jsonschema.ts";
 import { registry } from "../plugins/registry.ts";
+import Ajv2020 from "ajv/dist/2020.js";
+import { parse } from "yaml";
 
 const root = new URL("../", import.meta.url);
 
@@ -32,4 +34,23 @@ Deno.test("every built-in plugin in the registry loads and declares its name as 
     const plugin = await registry.load(name);
     assert.equal(plugin?.name, name);
   }
+});
+
+Deno.test("every shipped graph validates against configs/graph.schema.json, and a bad one does not", async () => {
+  const schema = JSON.parse(await Deno.readTextFile(new URL("configs/graph.schema.json", root)));
+  // Ajv is what editors' YAML language servers use to check files against a schema.
+  const Ajv = Ajv2020 as unknown as new (options: object) => {
+    compile(schema: object): ((data: unknown) => boolean) & { errors?: unknown[] };
+  };
+  const validate = new Ajv({ strict: false, allErrors: true }).compile(schema);
+  const configs = [...Deno.readDirSync(new URL("configs/", root))]
+    .map((e) => e.name)
+    .filter((name) => name.endsWith(".yaml"));
+  assert.ok(configs.length >= 5);
+  for (const name of configs) {
+    const graph = parse(await Deno.readTextFile(new URL(`configs/${name}`, root)));
+    assert.ok(validate(graph), `${name}: ${JSON.stringify(validate.errors)}`);
+  }
+  const bad = "stages:\n  a: { use: load/synthetic, with: { count: -1, colour: 1 } }\n";
+  assert.equal(validate(parse(bad)), false);
 });
