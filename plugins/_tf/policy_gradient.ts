@@ -271,6 +271,9 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 /** Subtracts a baseline and, optionally, divides by the standard deviation of the result. */
 function centre(values: number[], baseline: number, scale: boolean): number[] {
+  // A non-finite reward poisons the whole batch: the loss becomes NaN and the update is
+  // skipped and logged (standardising would otherwise quietly turn it into zeros).
+  if (!values.every(Number.isFinite) || !Number.isFinite(baseline)) return values.map(() => NaN);
   const out = values.map((v) => v - baseline);
   if (!scale || out.length < 2) return out;
   const std = Math.sqrt(out.reduce((a, x) => a + x * x, 0) / out.length);
@@ -299,16 +302,19 @@ export function computeAdvantages(
   previous: Record<string, number>,
   options: { mode: AdvantageMode; baselineBeta: number; normalize: boolean },
 ): { advantages: number[]; baselines: Record<string, number> } {
+  const baselines: Record<string, number> = {};
   const ema = (key: string, values: number[]) => {
     const before = previous[key];
+    const batchMean = mean(values);
     const next = before === undefined
-      ? mean(values)
-      : options.baselineBeta * before + (1 - options.baselineBeta) * mean(values);
-    return { used: before ?? mean(values), next };
+      ? batchMean
+      : options.baselineBeta * before + (1 - options.baselineBeta) * batchMean;
+    // A batch with a non-finite reward leaves the stored baseline as it was.
+    const kept = Number.isFinite(next) ? next : before;
+    if (kept !== undefined) baselines[key] = kept;
+    return { used: before ?? batchMean };
   };
-  const baselines: Record<string, number> = {};
   const total = ema("rl/baseline", rewards.total);
-  baselines["rl/baseline"] = total.next;
   const termKeys = Object.keys(rewards.terms ?? {});
   if (options.mode === "total" || termKeys.length === 0) {
     return { advantages: centre(rewards.total, total.used, options.normalize), baselines };
@@ -320,7 +326,6 @@ export function computeAdvantages(
   termKeys.forEach((key, t) => {
     const scores = rewards.terms[key].map((r, i) => r * guard[i]);
     const base = ema(`rl/baseline/${key}`, scores);
-    baselines[`rl/baseline/${key}`] = base.next;
     centre(scores, base.used, true).forEach((z, i) =>
       advantages[i] += (weights[t] * z) / weightSum
     );

@@ -177,3 +177,28 @@ Deno.test("computeAdvantages() standardises each term per batch, or uses the tot
   assert.ok(Math.abs(next.advantages[0] - 0.3) < 1e-12);
   assert.ok(Math.abs(next.baselines["rl/baseline"] - (0.9 * 0.4 + 0.1 * 0.5)) < 1e-12);
 });
+
+Deno.test("update/reinforce skips and logs an update whose loss is not finite, leaving the policy as it was", async () => {
+  const start = await tinyPolicy();
+  const ctx = testContext();
+  const broken = { total: [NaN, 0, 1, 0], terms: { toy: [NaN, 0, 1, 0] }, weights: { toy: 1 } };
+  const out = await reinforce.run(
+    ctx,
+    { model: start, rollouts, rewards: broken },
+    defaultParams(reinforce, { lr: 1e-2 }) as never,
+  );
+  const ckpt = out.model as ModelCheckpoint;
+  assert.equal(ctx.recorded[0].values["update/skipped"], 1);
+  assert.ok(ctx.logs.some((l) => l.level === "warn" && /not finite/.test(l.message)));
+  for (const [name, tensor] of Object.entries(start.weights)) {
+    assert.deepEqual(ckpt.weights[name].data, tensor.data, `${name} changed`);
+  }
+  // No NaN baseline is stored, so the next episode updates normally.
+  assert.ok(Object.entries(ckpt.metrics).every(([, v]) => Number.isFinite(v)));
+  await reinforce.run(
+    ctx,
+    { model: ckpt, rollouts, rewards },
+    defaultParams(reinforce, { lr: 1e-2 }) as never,
+  );
+  assert.equal(ctx.recorded[1].values["update/skipped"], 0);
+});
