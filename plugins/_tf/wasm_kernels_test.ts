@@ -120,3 +120,27 @@ Deno.test("Conv2DBackpropFilter on wasm (conv1d and conv2d filter gradients) equ
     assertClose(wasm, cpu, 1e-5, `case ${i}`);
   }
 });
+
+Deno.test("the wasm SplitV replacement equals cpu on every axis, even and uneven splits", async () => {
+  const x = () => tf.tensor3d(Array.from({ length: 2 * 6 * 4 }, (_, i) => i * 0.5 - 7), [2, 6, 4]);
+  const cases: [number | number[], number][] = [[3, 1], [[1, 2, 3], 1], [2, 0], [[3, 1], -1], [
+    4,
+    2,
+  ]];
+  for (const [splits, axis] of cases) {
+    const cpu = await runOn("cpu", () => tf.split(x(), splits, axis));
+    const wasm = await runOn("wasm", () => tf.split(x(), splits, axis));
+    assert.equal(wasm.length, cpu.length);
+    cpu.forEach((values, k) =>
+      assert.deepEqual(wasm[k], values, `split ${splits} axis ${axis} part ${k}`)
+    );
+  }
+  // Its gradient (a concat) flows through as before.
+  const grad = (backend: "cpu" | "wasm") =>
+    runOn(backend, () =>
+      tf.grad((t: tf.Tensor) => {
+        const [a, b] = tf.split(t, [1, 3], 1);
+        return tf.add(tf.sum(tf.mul(a, 2)), tf.sum(tf.square(b)));
+      })(tf.tensor2d([[1, 2, 3, 4], [5, 6, 7, 8]])));
+  assert.deepEqual(await grad("wasm"), await grad("cpu"));
+});
