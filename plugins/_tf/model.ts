@@ -550,33 +550,6 @@ export async function optimizeStep(
 
 // ---------------------------------------------------------------- checkpoints
 
-const BUILDERS: Record<ModelType, () => Promise<{ default: { create(p: never): unknown } }>> = {
-  lstm: () => import("../model/lstm.ts"),
-  transformer: () => import("../model/transformer.ts"),
-};
-
-/**
- * Builds a model from its config (fresh weights).
- *
- * @throws Error when `config.type` is not a known architecture
- */
-export async function buildModel(
-  config: ModelConfig,
-  vocabSize: number,
-  seed = 0,
-): Promise<SequenceModel> {
-  const load = BUILDERS[config.type];
-  if (load === undefined) {
-    throw new Error(
-      `Cannot build model: unknown type "${config.type}", expected one of ${
-        Object.keys(BUILDERS).map((k) => `"${k}"`).join(", ")
-      }`,
-    );
-  }
-  const plugin = (await load()).default as { create(p: unknown): ModelSpec };
-  return plugin.create(config).build(vocabSize, seed);
-}
-
 /**
  * Snapshot of a model (and optionally its optimizer) as a checkpoint.
  *
@@ -603,22 +576,6 @@ export async function checkpointFromModel(
     rngState: extra.rngState,
     metrics: { ...extra.metrics },
   };
-}
-
-/**
- * Rebuilds the model a checkpoint describes and loads its weights.
- *
- * @throws Error when the architecture is unknown or the weights do not fit it
- */
-export async function loadModelFromCheckpoint(ckpt: ModelCheckpoint): Promise<SequenceModel> {
-  const model = await buildModel(ckpt.spec.config, ckpt.vocabSize, 0);
-  try {
-    assignWeights(model, ckpt.weights);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
-  return model;
 }
 
 interface CheckpointIndex {

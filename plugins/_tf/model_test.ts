@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { loadModelFromCheckpoint } from "../model/_build.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
 import {
@@ -8,7 +9,6 @@ import {
   clipByGlobalNorm,
   learningRateAt,
   loadCheckpointFile,
-  loadModelFromCheckpoint,
   modelCodec,
   nextTokenLoss,
   saveCheckpointFile,

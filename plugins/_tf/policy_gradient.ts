@@ -18,11 +18,11 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Logger, StageContext } from "../../mod.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
+import { loadModelFromCheckpoint } from "../model/_build.ts";
 import {
   AdamW,
   checkpointFromModel,
   clipByGlobalNorm,
-  loadModelFromCheckpoint,
   type ModelCheckpoint,
   type SequenceModel,
 } from "./model.ts";

@@ -26,7 +26,7 @@ async function tinyPolicy(): Promise<ModelCheckpoint> {
 }
 
 async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<number> {
-  const { loadModelFromCheckpoint } = await import("../_tf/model.ts");
+  const { loadModelFromCheckpoint } = await import("../model/_build.ts");
   const model = await loadModelFromCheckpoint(ckpt);
   const value = tf.tidy(() => {
     const inputs = tf.tensor2d([Array.from(seq.slice(0, -1))], undefined, "int32");
