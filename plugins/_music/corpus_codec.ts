@@ -20,6 +20,7 @@
  * @module
  */
 
+import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
 import type { ArtifactCodec } from "../../pipeline/plugin.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 
@@ -44,16 +45,6 @@ interface IndexFile {
   skipped: MidiCorpus["skipped"];
 }
 
-function assertLittleEndian(): void {
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-    throw new Error("Cannot use the midi-corpus codec: it needs a little-endian machine");
-  }
-}
-
-function asBytes(array: ArrayBufferView): Uint8Array {
-  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-}
-
 /**
  * Stores a {@linkcode MidiCorpus} as typed-array columns plus a small JSON
  * index (see the module doc). `load` checks every size against the index and
@@ -71,7 +62,7 @@ function asBytes(array: ArrayBufferView): Uint8Array {
  */
 export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
   async save(corpus, dir) {
-    assertLittleEndian();
+    assertLittleEndian("midi-corpus");
     let noteCount = 0, beatCount = 0;
     for (const piece of corpus.pieces) {
       noteCount += piece.notes.length;
@@ -114,19 +105,9 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
   },
 
   async load(dir) {
-    assertLittleEndian();
+    assertLittleEndian("midi-corpus");
     const where = `Cannot load MIDI corpus from ${JSON.stringify(dir)}`;
-    let index: IndexFile;
-    try {
-      index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
-    } catch (error) {
-      throw new Error(`${where}: "index.json" is missing or not JSON (${errorMessage(error)})`);
-    }
-    if (index?.format !== FORMAT || index.version !== VERSION) {
-      throw new Error(
-        `${where}: "index.json" is not a ${FORMAT} index of version ${VERSION}`,
-      );
-    }
+    const index = await readIndex<IndexFile>(dir, { format: FORMAT, version: VERSION }, where);
     if (!Array.isArray(index.pieces) || !Array.isArray(index.skipped)) {
       throw new Error(`${where}: "index.json" lacks its "pieces" or "skipped" list`);
     }
@@ -149,21 +130,8 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       );
     }
 
-    const readColumn = async (name: string, bytesPerItem: number, items: number) => {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(`${dir}/${name}`);
-      } catch (error) {
-        throw new Error(`${where}: cannot read "${name}" (${errorMessage(error)})`);
-      }
-      if (bytes.byteLength !== bytesPerItem * items) {
-        throw new Error(
-          `${where}: "${name}" holds ${bytes.byteLength} bytes, expected ` +
-            `${bytesPerItem * items} (${bytesPerItem} x ${items})`,
-        );
-      }
-      return bytes;
-    };
+    const readColumn = (name: string, bytesPerItem: number, items: number) =>
+      readSized(dir, { name, bytesPerItem, items }, where);
     // Float64Array needs an 8-byte aligned offset; Deno.readFile returns a fresh buffer at 0.
     const f64 = (bytes: Uint8Array) =>
       new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
@@ -191,7 +159,3 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
     return { pieces, skipped: index.skipped };
   },
 };
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

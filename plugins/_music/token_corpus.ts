@@ -12,6 +12,7 @@
  * @module
  */
 
+import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
 import type { ArtifactCodec } from "../../pipeline/plugin.ts";
 import type { TokenCorpus } from "./components.ts";
 import type { Split } from "./types.ts";
@@ -34,20 +35,6 @@ interface IndexFile {
   counts: Record<Split, number>;
   ids: string[];
   splits: Split[];
-}
-
-function assertLittleEndian(): void {
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-    throw new Error("Cannot use the token-corpus codec: it needs a little-endian machine");
-  }
-}
-
-function asBytes(array: ArrayBufferView): Uint8Array {
-  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Sequences per split. */
@@ -125,7 +112,7 @@ export function validateTokenCorpus(corpus: TokenCorpus, where: string): void {
  */
 export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
   async save(corpus, dir) {
-    assertLittleEndian();
+    assertLittleEndian("token-corpus");
     validateTokenCorpus(corpus, `Cannot save token corpus to ${JSON.stringify(dir)}`);
     const index: IndexFile = {
       format: FORMAT,
@@ -144,17 +131,9 @@ export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
   },
 
   async load(dir) {
-    assertLittleEndian();
+    assertLittleEndian("token-corpus");
     const where = `Cannot load token corpus from ${JSON.stringify(dir)}`;
-    let index: IndexFile;
-    try {
-      index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
-    } catch (error) {
-      throw new Error(`${where}: "index.json" is missing or not JSON (${errorMessage(error)})`);
-    }
-    if (index?.format !== FORMAT || index.version !== VERSION) {
-      throw new Error(`${where}: "index.json" is not a ${FORMAT} index of version ${VERSION}`);
-    }
+    const index = await readIndex<IndexFile>(dir, { format: FORMAT, version: VERSION }, where);
     const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
     if (
       !isCount(index.sequenceCount) || !isCount(index.tokenCount) || !isCount(index.vocabSize) ||
@@ -165,25 +144,17 @@ export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
         `${where}: "index.json" lacks valid "sequenceCount", "tokenCount", "vocabSize", "ids", "splits" or "tokenizer"`,
       );
     }
-    const read = async (name: string, expectedBytes: number) => {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(`${dir}/${name}`);
-      } catch (error) {
-        throw new Error(`${where}: cannot read "${name}" (${errorMessage(error)})`);
-      }
-      if (bytes.byteLength !== expectedBytes) {
-        throw new Error(
-          `${where}: "${name}" holds ${bytes.byteLength} bytes, expected ${expectedBytes} (4 x ${
-            expectedBytes / 4
-          }) as "index.json" says`,
-        );
-      }
-      return bytes;
-    };
     // Deno.readFile returns a fresh buffer at offset 0, so 4-byte views are aligned.
-    const tokenBytes = await read("tokens.i32", 4 * index.tokenCount);
-    const offsetBytes = await read("offsets.u32", 4 * (index.sequenceCount + 1));
+    const tokenBytes = await readSized(
+      dir,
+      { name: "tokens.i32", bytesPerItem: 4, items: index.tokenCount },
+      where,
+    );
+    const offsetBytes = await readSized(
+      dir,
+      { name: "offsets.u32", bytesPerItem: 4, items: index.sequenceCount + 1 },
+      where,
+    );
     const corpus: TokenCorpus = {
       tokenizer: { use: index.tokenizer.use, with: index.tokenizer.with ?? {} },
       vocabSize: index.vocabSize,
