@@ -183,19 +183,24 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
  * @throws {Error} When a required field is missing or malformed.
  * @example
  * ```ts
- * import { definePlugin, p } from "./mod.ts";
+ * import { definePlugin, p, type Piece } from "../mod.ts";
  *
  * export default definePlugin({
  *   name: "reward/pitch-range",
  *   kind: "reward",
  *   version: "1.0.0",
- *   description: "Rewards pieces whose pitch range stays within an octave",
- *   params: { maxSemitones: p.number({ default: 12, min: 0, description: "Widest range that scores 1" }) },
+ *   description: "Rewards pieces whose pitch range stays within maxSemitones",
+ *   params: {
+ *     maxSemitones: p.number({ default: 12, min: 1, description: "Widest range that scores 1" }),
+ *   },
  *   create: (params) => ({
- *     score(piece: { notes: { pitch: number }[] }) {
- *       const pitches = piece.notes.map((n) => n.pitch);
- *       const range = Math.max(...pitches) - Math.min(...pitches);
- *       return range <= params.maxSemitones ? 1 : params.maxSemitones / range;
+ *     // One score per piece, each in [0, 1].
+ *     score(pieces: Piece[]): number[] {
+ *       return pieces.map((piece) => {
+ *         const pitches = piece.notes.map((n) => n.pitch);
+ *         const range = Math.max(...pitches) - Math.min(...pitches);
+ *         return range <= params.maxSemitones ? 1 : params.maxSemitones / range;
+ *       });
  *     },
  *   }),
  * });
