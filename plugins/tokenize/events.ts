@@ -320,34 +320,21 @@ function assemble(
  * console.assert(corpus.ids[0] === "a");
  * ```
  */
-export async function tokenizeCorpus(
+export function tokenizeCorpus(
   pieces: ReadonlyArray<Piece & { split: Split }>,
   tokenizer: Tokenizer | TokenizerSpec,
   options: TokenizeOptions = {},
 ): Promise<TokenizeResult> {
-  const instance = "encode" in tokenizer ? tokenizer : await createTokenizerFromSpec(tokenizer);
-  const header = {
-    tokenizer: specAsRecord(specOf(instance) ?? { use: instance.name }),
-    vocabSize: instance.vocabSize,
-  };
   const items = pieces.map((piece) => ({
     id: piece.id,
     split: piece.split,
     label: piece.source ?? piece.id,
   }));
-  const workers = Math.max(1, Math.floor(options.workers ?? 2));
-  const spec = specOf(tokenizer);
-  if (workers > 1 && pieces.length > 1) {
-    if (!spec) {
-      options.onFallback?.(
-        `tokenizer "${instance.name}" carries no spec, so workers cannot rebuild it`,
-      );
-    } else {
-      // Batches of about 20,000 notes: small enough to balance, large enough
-      // that messages cost little.
-      const indices = pieces.map((_, i) => i);
-      const groups = chunk(indices, (i) => pieces[i].notes.length + 1, 20_000);
-      const batches: Batch[] = groups.map((group) => ({
+  return tokenizeItems(tokenizer, items, options, {
+    // Batches of about 20,000 notes: small enough to balance, large enough
+    // that messages cost little.
+    batches: () =>
+      chunk(pieces.map((_, i) => i), (i) => pieces[i].notes.length + 1, 20_000).map((group) => ({
         size: group.length,
         request: (job) => {
           const packed = packPieces(group.map((i) => pieces[i]));
@@ -356,27 +343,13 @@ export async function tokenizeCorpus(
             transfer: packedBuffers(packed),
           };
         },
-      }));
-      try {
-        const results = await runBatches(spec, workers, batches, options);
-        return assemble(header, items, results.flat());
-      } catch (error) {
-        if (options.signal?.aborted) throw error;
-        options.onFallback?.(errorMessage(error));
-      }
-    }
-  }
-  const results: ItemResult[] = [];
-  for (const [i, piece] of pieces.entries()) {
-    if (options.signal?.aborted) throw new Error("Cannot finish tokenizing: the run was aborted");
-    try {
-      results.push({ tokens: instance.encode(piece), noteCount: piece.notes.length });
-    } catch (error) {
-      results.push({ error: errorMessage(error), noteCount: piece.notes.length });
-    }
-    if (i % 25 === 24 || i === pieces.length - 1) options.onProgress?.(i + 1, pieces.length);
-  }
-  return assemble(header, items, results);
+      })),
+    encode: (instance, i) => ({
+      tokens: instance.encode(pieces[i]),
+      noteCount: pieces[i].notes.length,
+    }),
+    failedNoteCount: (i) => pieces[i].notes.length,
+  });
 }
 
 /** A MIDI file for {@linkcode tokenizeFiles}: path, and optionally id and split. */
@@ -414,25 +387,14 @@ export async function tokenizeFiles(
       split: entry.split ?? "train" as Split,
     };
   });
-  const instance = "encode" in tokenizer ? tokenizer : await createTokenizerFromSpec(tokenizer);
-  const header = {
-    tokenizer: specAsRecord(specOf(instance) ?? { use: instance.name }),
-    vocabSize: instance.vocabSize,
-  };
   const items = entries.map((entry) => ({ id: entry.id, split: entry.split, label: entry.path }));
   const readOptions = options.readOptions ?? {};
-  const workers = Math.max(1, Math.floor(options.workers ?? 2));
-  const spec = specOf(tokenizer);
-  if (workers > 1 && entries.length > 1) {
-    if (!spec) {
-      options.onFallback?.(
-        `tokenizer "${instance.name}" carries no spec, so workers cannot rebuild it`,
-      );
-    } else {
-      // Small batches (4 files): MAESTRO files vary tenfold in size, and the
-      // last batches decide when the slowest worker finishes.
-      const groups = chunk(entries, () => 1, 4);
-      const batches: Batch[] = groups.map((group) => ({
+  const { readMidi } = await import("../_music/midi.ts");
+  return tokenizeItems(tokenizer, items, options, {
+    // Small batches (4 files): MAESTRO files vary tenfold in size, and the
+    // last batches decide when the slowest worker finishes.
+    batches: () =>
+      chunk(entries, () => 1, 4).map((group) => ({
         size: group.length,
         request: (job) => ({
           message: {
@@ -443,9 +405,52 @@ export async function tokenizeFiles(
           },
           transfer: [],
         }),
-      }));
+      })),
+    encode: async (instance, i) => {
+      const entry = entries[i];
+      const bytes = await Deno.readFile(entry.path);
+      const piece = readMidi(bytes, { ...readOptions, id: entry.id, source: entry.path });
+      return { tokens: instance.encode(piece), noteCount: piece.notes.length };
+    },
+    failedNoteCount: () => 0,
+  });
+}
+
+/** How one kind of input is tokenized: in worker batches, or one item at a time here. */
+interface TokenizePlan {
+  /** Worker batches covering every item, in order. */
+  batches: () => Batch[];
+  /** Encodes item `i` in this thread (throws on a bad item). */
+  encode: (instance: Tokenizer, i: number) => ItemResult | Promise<ItemResult>;
+  /** Notes counted for item `i` when it fails. */
+  failedNoteCount: (i: number) => number;
+}
+
+/**
+ * Tokenizes items on `workers` Deno workers when the tokenizer carries a spec
+ * they can rebuild it from, else (or when the workers fail) in this thread.
+ */
+async function tokenizeItems(
+  tokenizer: Tokenizer | TokenizerSpec,
+  items: { id: string; split: Split; label: string }[],
+  options: TokenizeOptions,
+  plan: TokenizePlan,
+): Promise<TokenizeResult> {
+  const instance = "encode" in tokenizer ? tokenizer : await createTokenizerFromSpec(tokenizer);
+  const header = {
+    tokenizer: specAsRecord(specOf(instance) ?? { use: instance.name }),
+    vocabSize: instance.vocabSize,
+  };
+  const workers = Math.max(1, Math.floor(options.workers ?? 2));
+  const spec = specOf(tokenizer);
+  if (workers > 1 && items.length > 1) {
+    if (!spec) {
+      options.onFallback?.(
+        `tokenizer "${instance.name}" carries no spec, so workers cannot rebuild it`,
+      );
+    } else {
       try {
-        const results = await runBatches(spec, workers, batches, options);
+        const results = await runBatches(spec, workers, plan.batches(), options);
         return assemble(header, items, results.flat());
       } catch (error) {
         if (options.signal?.aborted) throw error;
@@ -453,18 +458,15 @@ export async function tokenizeFiles(
       }
     }
   }
-  const { readMidi } = await import("../_music/midi.ts");
   const results: ItemResult[] = [];
-  for (const [i, entry] of entries.entries()) {
+  for (let i = 0; i < items.length; i++) {
     if (options.signal?.aborted) throw new Error("Cannot finish tokenizing: the run was aborted");
     try {
-      const bytes = await Deno.readFile(entry.path);
-      const piece = readMidi(bytes, { ...readOptions, id: entry.id, source: entry.path });
-      results.push({ tokens: instance.encode(piece), noteCount: piece.notes.length });
+      results.push(await plan.encode(instance, i));
     } catch (error) {
-      results.push({ error: errorMessage(error), noteCount: 0 });
+      results.push({ error: errorMessage(error), noteCount: plan.failedNoteCount(i) });
     }
-    if (i % 25 === 24 || i === entries.length - 1) options.onProgress?.(i + 1, entries.length);
+    if (i % 25 === 24 || i === items.length - 1) options.onProgress?.(i + 1, items.length);
   }
   return assemble(header, items, results);
 }
