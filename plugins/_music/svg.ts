@@ -57,6 +57,20 @@ function textWidth(text: string, fontSizePx: number): number {
   return text.length * fontSizePx * 0.58;
 }
 
+/** A grey panel with a centred message, drawn where a figure has nothing to show. */
+function emptyPanel(
+  box: { left: number; top: number; right: number; bottom: number },
+  message: string,
+): string {
+  const { left, top, right, bottom } = box;
+  return `<rect x="${left}" y="${top}" width="${right - left}" height="${
+    bottom - top
+  }" fill="#f8f9fb" stroke="#c5ccd6"/>` +
+    `<text x="${(left + right) / 2}" y="${
+      (top + bottom) / 2
+    }" text-anchor="middle" fill="#7b8794">${message}</text>`;
+}
+
 function svgOpen(width: number, height: number, title: string): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
     `viewBox="0 0 ${width} ${height}" role="img" font-family="${FONT}" font-size="12">` +
@@ -279,14 +293,7 @@ export function linePlot(options: LinePlotOptions): string {
   const bottom = plotHeight - 44;
 
   if (finite.length === 0) {
-    parts.push(
-      `<rect x="${left}" y="${top}" width="${right - left}" height="${
-        bottom - top
-      }" fill="#f8f9fb" stroke="#c5ccd6"/>`,
-      `<text x="${(left + right) / 2}" y="${
-        (top + bottom) / 2
-      }" text-anchor="middle" fill="#7b8794">No data</text>`,
-    );
+    parts.push(emptyPanel({ left, top, right, bottom }, "No data"));
   } else {
     // The x axis spans the data; the y axis spans whole ticks, so every point is inside.
     const x0 = xs.length > 0 && Math.min(...xs) < Math.max(...xs)
@@ -476,15 +483,7 @@ export function pianoRollSvg(piece: Piece, options: PianoRollOptions = {}): stri
   const top = 6;
   const bottom = height - 22;
   if (shown.length === 0) {
-    parts.push(
-      `<rect x="${left}" y="${top}" width="${right - left}" height="${
-        bottom - top
-      }" fill="#f8f9fb" stroke="#c5ccd6"/>`,
-      `<text x="${(left + right) / 2}" y="${
-        (top + bottom) / 2
-      }" text-anchor="middle" fill="#7b8794">No notes</text>`,
-      `</svg>`,
-    );
+    parts.push(emptyPanel({ left, top, right, bottom }, "No notes"), `</svg>`);
     return parts.join("");
   }
 
