@@ -326,6 +326,31 @@ class TrackDecoder {
     return packed;
   }
 
+  /**
+   * Reads a variable-length length at `pos` and checks that that many data
+   * bytes fit in the track (meta events and sysex).
+   *
+   * @returns Where the data starts, and its length.
+   */
+  #lengthPrefixed(
+    track: number,
+    pos: number,
+    end: number,
+    names: { vlq: string; data: string },
+  ): { pos: number; length: number } {
+    const packed = this.#vlq(track, pos, end, names.vlq);
+    const length = Math.floor(packed / 8);
+    const start = pos + (packed % 8);
+    if (length > end - start) {
+      this.#fail(
+        track,
+        start,
+        `${names.data} ${length} runs past the end of the track (${end - start} bytes left)`,
+      );
+    }
+    return { pos: start, length };
+  }
+
   /** Decodes the events in `bytes[start, end)` of track number `track` (1-based). */
   decodeTrack(start: number, end: number, track: number): void {
     const bytes = this.#bytes;
@@ -440,18 +465,12 @@ class TrackDecoder {
       if (status === 0xff) {
         if (pos >= end) this.#fail(track, pos, "meta event runs past the end of the track");
         const type = bytes[pos++];
-        const packed = this.#vlq(track, pos, end, "meta event length");
-        const length = Math.floor(packed / 8);
-        pos += packed % 8;
-        if (length > end - pos) {
-          this.#fail(
-            track,
-            pos,
-            `meta event ${hex(type)} length ${length} runs past the end of the track (${
-              end - pos
-            } bytes left)`,
-          );
-        }
+        const data = this.#lengthPrefixed(track, pos, end, {
+          vlq: "meta event length",
+          data: `meta event ${hex(type)} length`,
+        });
+        const length = data.length;
+        pos = data.pos;
         if (type === 0x2f) {
           sawEndOfTrack = true;
           pos += length;
@@ -466,17 +485,11 @@ class TrackDecoder {
         else if (type === 0x58) this.#timeSignature(track, tick, pos, length);
         pos += length;
       } else if (status === 0xf0 || status === 0xf7) {
-        const packed = this.#vlq(track, pos, end, "sysex length");
-        const length = Math.floor(packed / 8);
-        pos += packed % 8;
-        if (length > end - pos) {
-          this.#fail(
-            track,
-            pos,
-            `sysex length ${length} runs past the end of the track (${end - pos} bytes left)`,
-          );
-        }
-        pos += length;
+        const data = this.#lengthPrefixed(track, pos, end, {
+          vlq: "sysex length",
+          data: "sysex length",
+        });
+        pos = data.pos + data.length;
       } else {
         this.#fail(track, pos - 1, `undefined status byte ${hex(status)}`);
       }
