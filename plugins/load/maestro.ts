@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
 import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
-import { readMidi } from "../_music/midi.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
+import { readPieceOrSkip } from "./_read.ts";
 
 /** Where users get the data, named in every "data missing" error. */
 const HOW_TO_GET =
@@ -134,33 +134,22 @@ export default definePlugin({
     for (const [i, entry] of selected.entries()) {
       if (ctx.signal.aborted) throw new Error("Cannot finish loading MAESTRO: the run was aborted");
       const file = entry.midiFilename;
-      const path = join(root, file);
-      let bytes: Uint8Array | undefined;
-      try {
-        bytes = await Deno.readFile(path);
-      } catch (error) {
-        const reason = error instanceof Deno.errors.NotFound
-          ? "the file listed in the metadata is missing"
-          : `cannot open it (${error instanceof Error ? error.message : error})`;
-        ctx.log.warn(`Skipped "${file}": ${reason}`);
-        corpus.skipped.push({ file, reason });
-      }
-      if (bytes !== undefined) {
-        try {
-          const piece = readMidi(bytes, {
-            id: file.replace(/^.*\//, "").replace(/\.midi?$/i, ""),
-            source: path,
-            sustain: params.sustain,
-            onWarning: (message) => ctx.log.warn(`Repaired "${file}": ${message}`),
-          });
-          noteCount += piece.notes.length;
-          corpus.pieces.push({ ...piece, split: entry.split as Split });
-        } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
-          const reason = message.replace(/^Cannot read "[^"]*": /, "");
-          ctx.log.warn(`Skipped "${file}": ${reason}`);
-          corpus.skipped.push({ file, reason });
-        }
+      const piece = await readPieceOrSkip(
+        ctx,
+        {
+          path: join(root, file),
+          label: file,
+          missingReason: "the file listed in the metadata is missing",
+        },
+        {
+          id: file.replace(/^.*\//, "").replace(/\.midi?$/i, ""),
+          sustain: params.sustain,
+          skipped: corpus.skipped,
+        },
+      );
+      if (piece) {
+        noteCount += piece.notes.length;
+        corpus.pieces.push({ ...piece, split: entry.split as Split });
       }
       if (i % 25 === 24 || i === selected.length - 1) {
         ctx.progress({

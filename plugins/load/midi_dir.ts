@@ -9,8 +9,8 @@
 import { basename, relative, resolve, sep } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
-import { readMidi } from "../_music/midi.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
+import { readPieceOrSkip } from "./_read.ts";
 
 /**
  * A stable number in [0, 1) for a relative path: FNV-1a over its UTF-8
@@ -67,12 +67,6 @@ export async function listMidiFiles(dir: string): Promise<string[]> {
   return found.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** The reason part of a reader error, without a leading `Cannot read "<file>": `. */
-export function errorReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/^Cannot read "[^"]*": /, "");
-}
-
 export default definePlugin({
   name: "load/midi-dir",
   kind: "load",
@@ -123,22 +117,20 @@ export default definePlugin({
       }
       const id = seen.get(baseId(file))! > 1 ? file.replace(/\.midi?$/i, "") : baseId(file);
       const path = `${params.dir.replace(/[\/\\]+$/, "")}/${file}`;
-      try {
-        const bytes = await Deno.readFile(path);
-        const piece = readMidi(bytes, {
+      const piece = await readPieceOrSkip(
+        ctx,
+        { path, label: file },
+        {
           id,
-          source: path,
           sustain: params.sustain,
           drums: params.drums,
           instruments: params.instruments,
-          onWarning: (message) => ctx.log.warn(`Repaired "${file}": ${message}`),
-        });
+          skipped: corpus.skipped,
+        },
+      );
+      if (piece) {
         const split: Split = pathFraction(file) < params.validationShare ? "validation" : "train";
         corpus.pieces.push({ ...piece, split });
-      } catch (error) {
-        const reason = errorReason(error);
-        ctx.log.warn(`Skipped "${file}": ${reason}`);
-        corpus.skipped.push({ file, reason });
       }
       if (i % 25 === 24 || i === files.length - 1) {
         ctx.progress({ done: i + 1, total: files.length, unit: "files" });
