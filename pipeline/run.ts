@@ -8,11 +8,10 @@
  * @module
  */
 
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import {
   Cache,
   cacheKey,
-  canonicalJson,
   explainChange,
   type KeyParts,
   listFiles,
@@ -519,7 +518,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       await Deno.remove(workDir, { recursive: true }).catch(() => {});
       record.status = "done";
       record.durationSec = Math.round(durationSec * 1000) / 1000;
-      record.metrics = lastMetrics(events, node);
+      record.metrics = lastValues(entry.metrics ?? {});
       for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
       await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
       events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
@@ -589,11 +588,13 @@ function stageMetrics(
   );
 }
 
-function lastMetrics(events: EventLog, node: StageNode): Record<string, number> | undefined {
-  const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
+/** The last value of every metric in a stage's metric history (undefined when none). */
+function lastValues(
+  metrics: Record<string, { step: number; values: Record<string, number> }[]>,
+): Record<string, number> | undefined {
   const out: Record<string, number> = {};
-  for (const label of labels) {
-    for (const { values } of events.metrics.get(label) ?? []) Object.assign(out, values);
+  for (const list of Object.values(metrics)) {
+    for (const { values } of list) Object.assign(out, values);
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
@@ -779,11 +780,3 @@ export function formatStages(graph: Graph, result: RunResult): string {
   }
   return rows.join("\n");
 }
-
-/** Relative path for messages. */
-export function shortPath(path: string): string {
-  const rel = relative(Deno.cwd(), path);
-  return rel.startsWith("..") ? path : rel;
-}
-
-export { canonicalJson };
