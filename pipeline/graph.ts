@@ -543,15 +543,7 @@ class Validator {
       node.plugin = loaded.plugin;
       node.use = raw.use;
       node.sourceHash = loaded.hash;
-      outputs.set(
-        name,
-        new Map(
-          Object.entries(loaded.plugin.outputs).map(([port, spec]) => [
-            port,
-            { type: spec.type, codec: (spec.codec ?? jsonCodec) as ArtifactCodec },
-          ]),
-        ),
-      );
+      outputs.set(name, pluginOutputs(loaded.plugin));
       pending.push({ node, raw, path: stagePath });
     }
 
@@ -738,15 +730,7 @@ class Validator {
       }
     }
     const bodyOutputs = new Map(
-      body.filter((s) => s.plugin).map((s) => [
-        s.name,
-        new Map(
-          Object.entries(s.plugin!.outputs).map(([port, spec]) => [
-            port,
-            { type: spec.type, codec: (spec.codec ?? jsonCodec) as ArtifactCodec },
-          ]),
-        ),
-      ]),
+      body.filter((s) => s.plugin).map((s) => [s.name, pluginOutputs(s.plugin!)]),
     );
     const carry: Record<string, Carry> = {};
     for (const [carryName, init] of inits) {
@@ -826,16 +810,19 @@ function findCycle(nodes: StageNode[], byName: Map<string, StageNode>): string[]
   return [nodes[0].name];
 }
 
+/** A stage plugin's output ports with their types and codecs (JSON when none is given). */
+function pluginOutputs(plugin: StagePlugin): Map<string, OutputInfo> {
+  return new Map(
+    Object.entries(plugin.outputs).map(([port, spec]) => [
+      port,
+      { type: spec.type, codec: (spec.codec ?? jsonCodec) as ArtifactCodec },
+    ]),
+  );
+}
+
 /** Output ports of a validated stage (for a loop: its carried values) with type and codec. */
 export function stageOutputs(node: StageNode): Map<string, OutputInfo> {
-  if (node.plugin) {
-    return new Map(
-      Object.entries(node.plugin.outputs).map(([port, spec]) => [
-        port,
-        { type: spec.type, codec: (spec.codec ?? jsonCodec) as ArtifactCodec },
-      ]),
-    );
-  }
+  if (node.plugin) return pluginOutputs(node.plugin);
   const out = new Map<string, OutputInfo>();
   for (const [name, carry] of Object.entries(node.loop!.carry)) {
     const producer = node.loop!.body.find((s) => s.name === carry.next.stage)!;
