@@ -7,7 +7,8 @@ import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import plugin, { findMaestroRoot } from "./maestro.ts";
 
-const MAESTRO = "../shared/data/maestro-v3.0.0";
+// The shared dataset beside the project checkout (absent on a fresh clone: the test is ignored).
+const MAESTRO = new URL("../../../shared/data/maestro-v3.0.0", import.meta.url).pathname;
 const hasMaestro = await Deno.stat(`${MAESTRO}/maestro-v3.0.0.csv`).then(() => true, () => false);
 
 async function load(dir: string, overrides: Record<string, unknown> = {}) {
@@ -121,7 +122,8 @@ Deno.test("load/maestro rejects an unknown split name", () => {
 });
 
 Deno.test({
-  name: "load/maestro reads real MAESTRO performances with the sustain pedal (needs shared data)",
+  name:
+    "load/maestro reads real MAESTRO performances with the sustain pedal (needs ../shared/data/maestro-v3.0.0)",
   ignore: !hasMaestro,
   async fn() {
     const params = { splits: ["test"], composers: ["chopin"], limit: 2 };

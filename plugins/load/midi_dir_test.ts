@@ -6,7 +6,8 @@ import { createRng } from "../../pipeline/rng.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import plugin, { listMidiFiles, pathFraction } from "./midi_dir.ts";
 
-const BAD_MIDI = "../shared/data/bad-midi";
+// The shared corpus beside the project checkout (absent on a fresh clone: the test is ignored).
+const BAD_MIDI = new URL("../../../shared/data/bad-midi", import.meta.url).pathname;
 const hasBadMidi = await Deno.stat(BAD_MIDI).then(() => true, () => false);
 
 async function load(dir: string, overrides: Record<string, unknown> = {}) {
@@ -109,7 +110,7 @@ Deno.test("load/midi-dir names the directory when it is missing, empty or all br
 
 Deno.test({
   name:
-    "load/midi-dir loads the valid files of the shared bad-midi set and skips the rest (needs shared data)",
+    "load/midi-dir loads the valid files of the shared bad-midi set and skips the rest (needs ../shared/data/bad-midi)",
   ignore: !hasBadMidi,
   async fn() {
     const { corpus, ctx } = await load(BAD_MIDI);
