@@ -13,6 +13,7 @@ export type {
   Logger,
   Plugin,
   PortSpec,
+  PreflightProblem,
   ProgressUpdate,
   Rng,
   StageContext,

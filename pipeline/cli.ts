@@ -1,8 +1,9 @@
 /**
  * The command line: `deno task pipeline [command] [options]`.
  *
- * Exit status: 0 success, 2 invalid config or graph (or bad arguments),
- * 1 a stage failed, 130 interrupted.
+ * Exit status: 0 success, 2 nothing ran (invalid config, graph or arguments,
+ * missing data, an input with no cached result), 1 a stage failed, 130
+ * interrupted.
  *
  * @module
  */
@@ -254,6 +255,12 @@ export async function main(args: string[], registry: Registry): Promise<number> 
       });
     } catch (error) {
       console.error(`error: ${(error as Error).message}`);
+      return 2;
+    }
+    if (result.status === "failed" && result.runDir === undefined) {
+      // Found while planning (missing data, an input with no cached result): nothing ran, so
+      // the problem alone is the answer, with no table of stages that never started.
+      for (const line of result.error!.message.split("\n")) console.error(`error: ${line}`);
       return 2;
     }
     const heading = dryRun

@@ -124,6 +124,17 @@ interface PluginBase<S extends ParamsSchema> {
   params: S;
 }
 
+/** What a stage's `preflight` found missing. */
+export interface PreflightProblem {
+  /** The param that names the missing thing, e.g. `"dir"`. */
+  param: string;
+  /**
+   * What is wrong and how to get it, e.g. `Cannot load MAESTRO from "data/x": the directory
+   * does not exist; download ...`.
+   */
+  message: string;
+}
+
 /** A plugin that runs as a stage of a graph. */
 export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends PluginBase<S> {
   kind: StageKind;
@@ -134,6 +145,17 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    * default `true`: outputs are cached by key.
    */
   cache?: boolean;
+  /**
+   * Checks, before anything runs, that what the stage reads from outside the
+   * graph is there (a dataset folder, a checkpoint), so that a missing one
+   * stops the run at once with one message rather than after earlier stages
+   * ran. The runner calls it for every stage that is about to run (not for
+   * cached ones) and, for a problem, adds how to set the param with `--set`.
+   *
+   * @param params Params with defaults filled in (components not created yet).
+   * @returns The problem and the param it concerns, or undefined when all is there.
+   */
+  preflight?(params: Infer<S>): Promise<PreflightProblem | undefined>;
   /**
    * Runs the stage.
    *

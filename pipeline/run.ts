@@ -189,6 +189,28 @@ function outerRefs(node: StageNode): Map<string, { stage: string; output: string
   return new Map(Object.values(node.inputs).map((ref) => [`${ref.stage}.${ref.output}`, ref]));
 }
 
+/**
+ * Runs the `preflight` of a stage (of each body stage for a loop): the first
+ * problem as one line that names the stage and the `--set` path of the param.
+ */
+async function preflight(node: StageNode): Promise<string | undefined> {
+  const checks = node.loop
+    ? node.loop.body.map((stage) => ({
+      stage,
+      label: `${node.name}/${stage.name}`,
+      path: `stages.${node.name}.loop.stages.${stage.name}.with`,
+    }))
+    : [{ stage: node, label: node.name, path: `stages.${node.name}.with` }];
+  for (const { stage, label, path } of checks) {
+    const problem = await stage.plugin?.preflight?.(stage.params);
+    if (problem !== undefined) {
+      return `Stage "${label}" (${stage.plugin!.name}) cannot run: ${problem.message}; ` +
+        `or point "${problem.param}" elsewhere with --set ${path}.${problem.param}=...`;
+    }
+  }
+  return undefined;
+}
+
 /** Which stages are selected by --only/--from/--until, and which are forced. */
 function select(graph: Graph, options: RunOptions): { selected: Set<string>; forced: Set<string> } {
   const names = graph.stages.map((s) => s.name);
@@ -340,6 +362,12 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         : found.parts
         ? explainChange(await cache.lastParts(graph.name, node.name), found.parts)
         : "an input will be recomputed";
+      // A missing dataset stops the run here, before the backend starts or anything runs.
+      const problem = await preflight(node);
+      if (problem !== undefined) {
+        record.status = "failed";
+        record.error = problem;
+      }
     }
   }
   const planFailures = Object.entries(stages).filter(([, r]) => r.status === "failed");

@@ -176,3 +176,50 @@ Deno.test("an interrupted loop resumes from its last checkpoint and ends with th
   assert.equal(calls.get("train/add"), 5);
   assert.equal(await totalOf(resumed.runDir!, "train", "value"), 21);
 });
+
+Deno.test("a stage whose data is missing stops the run before anything runs, with one message", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const data = join(runsDir, "numbers.json");
+  calls.clear();
+  const text = `name: preflight\nstages:\n  first: { use: toy/numbers }\n` +
+    `  load: { use: toy/read, with: { path: ${JSON.stringify(data)} } }\n` +
+    `  total: { use: toy/sum, in: { numbers: load.numbers } }\n`;
+  const graph = await parseGraph(text, "preflight.yaml", { registry });
+  const missing = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(missing.status, "failed");
+  assert.equal(
+    missing.error!.message,
+    `Stage "load" (toy/read) cannot run: Cannot read numbers from "${data}": no such file; ` +
+      `write one first; or point "path" elsewhere with --set stages.load.with.path=...`,
+  );
+  assert.equal(missing.runDir, undefined);
+  assert.equal(calls.size, 0, "no stage ran, not even the one before");
+  assert.deepEqual([...Deno.readDirSync(runsDir)], []);
+  const plan = await runPipeline(graph, { runsDir, dryRun: true });
+  assert.equal(plan.error!.message, missing.error!.message);
+
+  // With the file there it runs; once cached, the file is not needed any more.
+  await Deno.writeTextFile(data, "[1, 2, 3]");
+  const ok = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(ok.status, "ok", ok.error?.message);
+  await Deno.remove(data);
+  const cached = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(cached.status, "ok", cached.error?.message);
+  assert.equal(cached.stages.load.status, "cached");
+});
+
+Deno.test("a loop body stage's missing data names the loop's --set path", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const graph = await loadGraph(`${dir}loop.yaml`, {
+    registry,
+    overrides: [
+      "stages.train.loop.stages.extra={use: toy/read, with: {path: /nonexistent/n.json}}",
+    ],
+  });
+  const result = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error!.message,
+    /^Stage "train\/extra" \(toy\/read\) cannot run: Cannot read numbers from "\/nonexistent\/n\.json": .*--set stages\.train\.loop\.stages\.extra\.with\.path=\.\.\.$/,
+  );
+});

@@ -33,6 +33,27 @@ const numbers = definePlugin({
   },
 });
 
+const read = definePlugin({
+  name: "toy/read",
+  kind: "load",
+  version: "1.0.0",
+  description: "Reads numbers from a JSON file; checks before the run that the file is there",
+  params: { path: p.string({ description: "JSON file holding a list of numbers" }) },
+  inputs: {},
+  outputs: { numbers: { type: "numbers", description: "The numbers read" } },
+  async preflight(params) {
+    const there = await Deno.stat(params.path).then((info) => info.isFile, () => false);
+    return there ? undefined : {
+      param: "path",
+      message: `Cannot read numbers from "${params.path}": no such file; write one first`,
+    };
+  },
+  async run(ctx, _inputs, params) {
+    count(ctx.stage);
+    return { numbers: JSON.parse(await Deno.readTextFile(params.path)) };
+  },
+});
+
 const scale = definePlugin({
   name: "toy/scale",
   kind: "tokenize",
@@ -139,6 +160,7 @@ const plugins: Record<string, Plugin> = {
   "toy/fail": fail,
   "toy/numbers": numbers,
   "toy/offset": offset,
+  "toy/read": read,
   "toy/scale": scale,
   "toy/step": step,
   "toy/sum": sum,

@@ -9,7 +9,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import { denoiserCodec } from "../_tf/diffusion.ts";
-import { loadStoredArtifact } from "./_artifact.ts";
+import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
 export default definePlugin({
   name: "load/denoiser",
@@ -23,6 +23,10 @@ export default definePlugin({
   },
   inputs: {},
   outputs: { denoiser: { type: "denoiser", description: "The denoiser", codec: denoiserCodec } },
+  async preflight(params) {
+    const message = await checkArtifactDir(params.path, "denoiser");
+    return message === undefined ? undefined : { param: "path", message };
+  },
   async run(ctx, _inputs, params) {
     return { denoiser: await loadStoredArtifact(ctx, params.path, denoiserCodec, "denoiser") };
   },

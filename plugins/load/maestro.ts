@@ -13,20 +13,26 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
 import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
 
-/** Where users get the data, named in every "data missing" error. */
-const HOW_TO_GET =
-  'download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ' +
-  'and unzip it there, or set "dir" to the folder that holds maestro-v3.0.0.csv';
-
 /** The folder the official zip unpacks to, looked for inside `dir` as a convenience. */
 const ZIP_FOLDER = "maestro-v3.0.0";
+
+/**
+ * Where users get the data, named in every "data missing" error: the official
+ * zip unpacks to `maestro-v3.0.0/`, so it is unzipped in the folder above a
+ * `dir` of that name (`data/` for the default), else in `dir` itself.
+ */
+function howToGet(dir: string): string {
+  const into = basename(dir) === ZIP_FOLDER ? dirname(dir) : dir;
+  return 'download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ' +
+    `and unzip it in "${into}" (it unpacks to "${ZIP_FOLDER}"; see "Data" in README.md)`;
+}
 
 async function isDirectory(path: string): Promise<boolean> {
   try {
@@ -55,7 +61,7 @@ async function hasMetadata(dir: string): Promise<boolean> {
 export async function findMaestroRoot(dir: string): Promise<string> {
   if (!(await isDirectory(dir))) {
     throw new Error(
-      `Cannot load MAESTRO from "${dir}": the directory does not exist; ${HOW_TO_GET}`,
+      `Cannot load MAESTRO from "${dir}": the directory does not exist; ${howToGet(dir)}`,
     );
   }
   if (await hasMetadata(dir)) return dir;
@@ -63,7 +69,7 @@ export async function findMaestroRoot(dir: string): Promise<string> {
   if ((await isDirectory(nested)) && (await hasMetadata(nested))) return nested;
   throw new Error(
     `Cannot load MAESTRO from "${dir}": it has no "maestro-v3.0.0.csv" or "maestro-v3.0.0.json" ` +
-      `metadata file; ${HOW_TO_GET}`,
+      `metadata file; ${howToGet(dir)}`,
   );
 }
 
@@ -75,9 +81,9 @@ export default definePlugin({
     "Loads the MAESTRO v3.0.0 piano performances with their official train/validation/test split",
   params: {
     dir: p.string({
-      default: "data/maestro",
+      default: "data/maestro-v3.0.0",
       description:
-        "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv)",
+        "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv), or the folder it was unzipped in",
     }),
     splits: p.array({
       items: p.string({ enum: ["train", "validation", "test"], description: "An official split" }),
@@ -108,6 +114,14 @@ export default definePlugin({
   inputs: {},
   outputs: {
     corpus: { type: "midi-corpus", description: "The performances read", codec: midiCorpusCodec },
+  },
+  async preflight(params) {
+    try {
+      await findMaestroRoot(params.dir);
+      return undefined;
+    } catch (error) {
+      return { param: "dir", message: (error as Error).message };
+    }
   },
   async run(ctx, _inputs, params) {
     const root = await findMaestroRoot(params.dir);

@@ -34,6 +34,26 @@ export function pathFraction(relativePath: string): number {
 }
 
 /**
+ * Checks that `dir` is a directory, for the error before anything runs.
+ *
+ * @param dir The directory to load.
+ * @returns The problem (`Cannot load MIDI files from "<dir>": ...`), or undefined.
+ */
+async function checkMidiDir(dir: string): Promise<string | undefined> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir);
+  } catch {
+    return `Cannot load MIDI files from "${dir}": the directory does not exist; give a folder ` +
+      `of your own .mid files, or get the example data (MAESTRO: see "Data" in README.md)`;
+  }
+  if (!info.isDirectory) {
+    return `Cannot load MIDI files from "${dir}": it is a file, not a directory`;
+  }
+  return undefined;
+}
+
+/**
  * Lists the MIDI files under `dir`, recursively, as sorted relative paths
  * with `/` separators. Symbolic links are not followed.
  *
@@ -42,15 +62,8 @@ export function pathFraction(relativePath: string): number {
  * @throws {Error} When `dir` does not exist or is not a directory.
  */
 export async function listMidiFiles(dir: string): Promise<string[]> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(dir);
-  } catch {
-    throw new Error(`Cannot load MIDI files from "${dir}": the directory does not exist`);
-  }
-  if (!info.isDirectory) {
-    throw new Error(`Cannot load MIDI files from "${dir}": it is a file, not a directory`);
-  }
+  const problem = await checkMidiDir(dir);
+  if (problem !== undefined) throw new Error(problem);
   const root = resolve(dir);
   const found: string[] = [];
   const walk = async (path: string) => {
@@ -99,6 +112,10 @@ export default definePlugin({
   inputs: {},
   outputs: {
     corpus: { type: "midi-corpus", description: "The pieces read", codec: midiCorpusCodec },
+  },
+  async preflight(params) {
+    const message = await checkMidiDir(params.dir);
+    return message === undefined ? undefined : { param: "dir", message };
   },
   async run(ctx, _inputs, params) {
     const files = await listMidiFiles(params.dir);

@@ -9,7 +9,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import { modelCodec } from "../_tf/model.ts";
-import { loadStoredArtifact } from "./_artifact.ts";
+import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
 export default definePlugin({
   name: "load/model",
@@ -24,6 +24,10 @@ export default definePlugin({
   },
   inputs: {},
   outputs: { model: { type: "model", description: "The checkpoint", codec: modelCodec } },
+  async preflight(params) {
+    const message = await checkArtifactDir(params.path, "model checkpoint");
+    return message === undefined ? undefined : { param: "path", message };
+  },
   async run(ctx, _inputs, params) {
     return { model: await loadStoredArtifact(ctx, params.path, modelCodec, "model checkpoint") };
   },
