@@ -38,7 +38,8 @@ Options:
   --runs-dir DIR    Where run directories and the cache go (default: runs)
   --json            plugins: print JSON instead of text
   --markdown        plugins: print the Markdown reference used in the README
-  --quiet, --verbose
+  --quiet           Print only warnings and errors
+  --verbose         Also print details: the tensor backends tried and skipped, and why
   -h, --help`;
 
 /** Default graph: `configs/pipeline.yaml` in the working directory, else the one shipped here. */

@@ -69,3 +69,38 @@ Deno.test("plan, graph and plugins print without running anything", async () => 
     "numbers (optional)",
   );
 });
+
+Deno.test("the backend choice is one line at the start; --verbose adds what was skipped and why", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const args = ["--config", `${dir}chain.yaml`, "--runs-dir", runsDir, "--set", "backend=auto"];
+  const plain = await cli(args);
+  assert.equal(plain.code, 0, plain.err);
+  const backendLines = (text: string) => text.split("\n").filter((l) => l.startsWith("backend: "));
+  // One line on stderr as the run starts, and one short line in the summary at the end.
+  assert.deepEqual(backendLines(plain.err), [
+    'backend: none (toy): "auto" picked the fastest that starts here; ' +
+    "2 faster ones skipped (--verbose says why)",
+  ]);
+  assert.ok(plain.err.split("\n")[0].startsWith("backend: "), plain.err);
+  assert.deepEqual(backendLines(plain.out), ["backend: none (toy)"]);
+  assert.doesNotMatch(plain.err + plain.out, /libfast|no device/);
+
+  const verbose = await cli([...args, "--force", "--verbose"]);
+  assert.equal(verbose.code, 0, verbose.err);
+  assert.deepEqual(backendLines(verbose.err), [
+    'backend: skipped "fast": no "libfast.so" in /usr/lib, /opt/lib',
+    'backend: skipped "faster": no device',
+    'backend: none (toy): "auto" picked the fastest that starts here',
+  ]);
+  assert.deepEqual(backendLines(verbose.out), ["backend: none (toy)"]);
+
+  // The manifest keeps the whole story either way.
+  const manifest = JSON.parse(await Deno.readTextFile(`${runsDir}/chain/latest/manifest.json`));
+  assert.deepEqual(manifest.backend.skipped.map((s: { name: string }) => s.name), [
+    "fast",
+    "faster",
+  ]);
+
+  const named = await cli([...args.slice(0, -1), "backend=cpu", "--force"]);
+  assert.deepEqual(backendLines(named.err), ["backend: none (toy): named in the config"]);
+});

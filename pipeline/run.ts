@@ -29,10 +29,27 @@ import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
 import type { ParamsSchema, WeightedComponent } from "./schema.ts";
 
+/** Which tensor backend a run uses, and why (the run's manifest records it). */
+export interface BackendChoice {
+  /** The backend that runs, e.g. `"wasm-openblas"`. */
+  name: string;
+  /** What runs, in a few words, e.g. `"SIMD on, 1 thread"`. */
+  detail: string;
+  /** Why this one, e.g. `"auto" picked the fastest that starts here`. */
+  reason?: string;
+  /** Backends tried before it that could not start, with why (shown with --verbose). */
+  skipped?: { name: string; reason: string }[];
+}
+
 /** What a backend component's `create()` returns. */
 export interface BackendHandle {
-  /** Loads and selects the backend; returns the name that actually runs and details. */
-  init(log: (message: string) => void): Promise<{ name: string; detail: string }>;
+  /**
+   * Loads and selects the backend.
+   *
+   * @param log Receives details for the verbose log (backends tried and skipped, libraries).
+   * @returns What runs and why.
+   */
+  init(log: (message: string) => void): Promise<BackendChoice>;
 }
 
 /** Options for {@linkcode runPipeline}. */
@@ -78,7 +95,7 @@ export interface RunResult {
   status: "ok" | "failed" | "interrupted" | "planned";
   runDir?: string;
   stages: Record<string, StageRecord>;
-  backend?: { name: string; detail: string };
+  backend?: BackendChoice;
   /** The failure, wrapped with stage and plugin names, when status is "failed". */
   error?: Error;
 }
@@ -392,7 +409,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   await Deno.symlink(runId, tmpLink);
   await Deno.rename(tmpLink, latest);
   const started = new Date();
-  let backend: { name: string; detail: string } | undefined;
+  let backend: BackendChoice | undefined;
   const writeManifest = async (status: string) => {
     const manifest = {
       harmonyrl: VERSION,
@@ -492,7 +509,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         : explainChange(await cache.lastParts(graph.name, node.name), parts);
       record.key = key;
       if (!backend) {
-        backend = await initBackend(graph.backend, events);
+        backend = await initBackend(graph.backend, events, options.verbose ?? false);
         await writeManifest("running");
       }
       events.log("info", `running: ${record.reason}`, { stage: node.name, plugin: record.plugin });
@@ -627,16 +644,37 @@ function lastValues(
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/**
+ * Starts the graph's backend and says so in one line: which backend and why. The backends
+ * tried and skipped (and the libraries looked for) go to the debug log, shown with --verbose.
+ */
 async function initBackend(
   component: ResolvedComponent,
   events: EventLog,
-): Promise<{ name: string; detail: string }> {
+  verbose: boolean,
+): Promise<BackendChoice> {
   const handle = component.plugin.create(
     instantiate(component.plugin, component.params),
   ) as BackendHandle;
-  const info = await handle.init((message) => events.log("info", message, { stage: "backend" }));
-  events.log("info", `tensor backend: ${info.name} (${info.detail})`, { stage: "backend" });
+  const info = await handle.init((message) => events.log("debug", message, { stage: "backend" }));
+  events.log("info", backendLine(info, verbose), { stage: "backend" });
   return info;
+}
+
+/**
+ * The one line that says which backend runs and why, e.g. `wasm (SIMD on, 1 thread): "auto"
+ * picked the fastest that starts here; 4 faster ones skipped (--verbose says why)`.
+ *
+ * @param info What the backend component started.
+ * @param verbose Whether the skipped backends were logged already (no pointer to --verbose then).
+ * @returns The line, without the `backend: ` tag.
+ */
+export function backendLine(info: BackendChoice, verbose: boolean): string {
+  const skipped = info.skipped?.length ?? 0;
+  const hint = skipped === 0 || verbose
+    ? ""
+    : `; ${skipped} faster ${skipped === 1 ? "one" : "ones"} skipped (--verbose says why)`;
+  return `${info.name} (${info.detail})${info.reason ? `: ${info.reason}` : ""}${hint}`;
 }
 
 type ValueOf = (stage: string, port: string) => Promise<unknown>;

@@ -168,9 +168,26 @@ const plugins: Record<string, Plugin> = {
     name: "backend/tfjs",
     kind: "backend",
     version: "1.0.0",
-    description: "No tensors in toy graphs",
-    params: { name: p.string({ default: "auto", description: "Ignored" }) },
-    create: () => ({ init: () => Promise.resolve({ name: "none", detail: "toy" }) }),
+    description: 'No tensors in toy graphs; "auto" pretends two faster backends were missing',
+    params: { name: p.string({ default: "auto", description: "Backend asked for" }) },
+    create: (params) => ({
+      init: (log: (message: string) => void) => {
+        if (params.name !== "auto") {
+          return Promise.resolve({ name: "none", detail: "toy", reason: "named in the config" });
+        }
+        const skipped = [
+          { name: "fast", reason: 'no "libfast.so" in /usr/lib, /opt/lib' },
+          { name: "faster", reason: "no device" },
+        ];
+        for (const s of skipped) log(`skipped "${s.name}": ${s.reason}`);
+        return Promise.resolve({
+          name: "none",
+          detail: "toy",
+          reason: '"auto" picked the fastest that starts here',
+          skipped,
+        });
+      },
+    }),
   }),
 };
 

@@ -119,7 +119,10 @@ export function loadOpenBlas(library?: string): OpenBlasInfo {
       if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
         throw new Error("Cannot load OpenBLAS: FFI is not allowed, run Deno with --allow-ffi");
       }
-      reasons.push(`"${candidate}": ${firstLine(e)}`);
+      // Deno says "Could not open library: Could not open library: <name>: <why>": keep <why>.
+      const why = firstLine(e).replace(/^(Could not open library: )+/, "")
+        .replace(`${candidate}: `, "");
+      reasons.push(`"${candidate}": ${why}`);
       continue;
     }
     const configPtr = lib.symbols.openblas_get_config?.() ?? null;

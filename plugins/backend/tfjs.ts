@@ -32,7 +32,7 @@ export default definePlugin({
         log,
         openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
       });
-      return { name: info.name, detail: info.detail };
+      return { name: info.name, detail: info.detail, reason: info.reason, skipped: info.skipped };
     },
   }),
 });
