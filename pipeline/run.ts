@@ -669,7 +669,7 @@ async function initBackend(
  * @param verbose Whether the skipped backends were logged already (no pointer to --verbose then).
  * @returns The line, without the `backend: ` tag.
  */
-export function backendLine(info: BackendChoice, verbose: boolean): string {
+function backendLine(info: BackendChoice, verbose: boolean): string {
   const skipped = info.skipped?.length ?? 0;
   const hint = skipped === 0 || verbose
     ? ""
