@@ -6,7 +6,7 @@
  * @module
  */
 
-export { definePlugin, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
   ComponentPlugin,

@@ -115,6 +115,32 @@ export interface StageContext {
   note(key: string, value: unknown): void;
 }
 
+/**
+ * Thrown when training diverges: a loss, gradient or output that is not finite
+ * (or no longer means anything). The runner fails the stage with this message,
+ * caches nothing of it and deletes its work directory, so the next run starts
+ * the stage afresh instead of resuming from a diverged checkpoint. The runner
+ * also throws it itself when a stage records a non-finite `loss/...` metric for
+ * several steps in a row, or ends with one.
+ *
+ * @example
+ * ```ts
+ * import { DivergenceError } from "../mod.ts";
+ * const nll = NaN;
+ * const error = new DivergenceError(`validation NLL is ${nll} at epoch 2`, { step: 400 });
+ * console.log(error.step); // 400
+ * ```
+ */
+export class DivergenceError extends Error {
+  /** The step (or loop episode index) at which divergence was seen. */
+  readonly step?: number;
+  constructor(message: string, options: { step?: number; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "DivergenceError";
+    this.step = options.step;
+  }
+}
+
 /** Declarative fields shared by stage and component plugins. */
 interface PluginBase<S extends ParamsSchema> {
   /** `"kind/name"` for built-ins, e.g. `"reward/harmony"`; any unique name for user plugins. */

@@ -24,6 +24,7 @@ import {
   stageOutputs,
   toMermaid,
 } from "./graph.ts";
+import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { EventLog } from "./log.ts";
 import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
@@ -411,6 +412,34 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     return value;
   };
 
+  // Divergence: non-finite losses fail a stage (see divergence.ts); the hint names its learning rate.
+  const watch = new DivergenceWatch();
+  const paramsByLabel = new Map<string, Record<string, unknown>>();
+  for (const node of graph.stages) {
+    paramsByLabel.set(node.name, node.params);
+    for (const body of node.loop?.body ?? []) {
+      paramsByLabel.set(`${node.name}/${body.name}`, body.params);
+    }
+  }
+  const hintFor = (label: string) => divergenceHint(paramsByLabel.get(label) ?? {});
+  /** Fails a stage that ended with a non-finite loss (each body stage of a loop). */
+  const checkEnd = (node: StageNode) => {
+    const labels = node.loop
+      ? node.loop.body.map((b) => [`${node.name}/${b.name}`, b.name])
+      : [[node.name, ""]];
+    for (const [label, body] of labels) {
+      try {
+        watch.checkEnd(label, events.metrics.get(label) ?? [], {
+          episodes: node.loop !== undefined,
+          hint: hintFor(label),
+        });
+      } catch (error) {
+        if (!body) throw error;
+        throw new Error(`body stage "${body}": ${(error as Error).message}`, { cause: error });
+      }
+    }
+  };
+
   const makeContext = (
     stageLabel: string,
     plugin: string,
@@ -429,7 +458,13 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     backend: backend?.name ?? "none",
     iteration,
     progress: (update) => events.progress(stageLabel, update),
-    metrics: (step, metricValues) => events.metric(stageLabel, step, metricValues),
+    metrics: (step, metricValues) => {
+      events.metric(stageLabel, step, metricValues);
+      watch.record(stageLabel, step, metricValues, {
+        episodes: iteration !== undefined,
+        hint: hintFor(stageLabel),
+      });
+    },
     note: (key, value) => {
       const top = stageLabel.split("/")[0];
       const record = stages[top];
@@ -481,8 +516,11 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
             valueOf,
             makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
           );
+        if (!signal.aborted) checkEnd(node);
       } catch (error) {
         if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
+        // A diverged stage leaves nothing behind: no entry, and no checkpoint to resume from.
+        if (isDivergence(error)) await Deno.remove(workDir, { recursive: true }).catch(() => {});
         throw new StageError(node.name, record.plugin, error);
       }
       if (signal.aborted) throw new AbortedError();

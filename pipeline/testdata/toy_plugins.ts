@@ -129,6 +129,31 @@ const step = definePlugin({
   },
 });
 
+const train = definePlugin({
+  name: "toy/train",
+  kind: "pretrain",
+  version: "1.0.0",
+  description: "Records a loss per step (NaN from nanFrom to nanUntil) and keeps a checkpoint",
+  params: {
+    steps: p.integer({ default: 10, min: 1, description: "Steps to record" }),
+    lr: p.number({ default: 0.1, min: 0, description: "Shown in the divergence hint" }),
+    nanFrom: p.integer({ default: -1, description: "First step whose loss is NaN; -1 = none" }),
+    nanUntil: p.integer({ default: 1000, description: "Last step whose loss is NaN" }),
+  },
+  inputs: { value: { type: "number", description: "Passed through", optional: true } },
+  outputs: { value: { type: "number", description: "The input value plus the steps" } },
+  async run(ctx, inputs, params) {
+    count(ctx.stage);
+    for (let i = 0; i < params.steps; i++) {
+      const step = ctx.iteration ?? i;
+      await Deno.writeTextFile(`${ctx.workDir}/checkpoint.txt`, String(step));
+      const nan = step >= params.nanFrom && step <= params.nanUntil && params.nanFrom >= 0;
+      ctx.metrics(step, { "loss/train": nan ? NaN : 1 / (step + 1), "toy/rate": NaN });
+    }
+    return { value: ((inputs.value as number) ?? 0) + params.steps };
+  },
+});
+
 /** Called by toy/step at `abortAt`: tests set it to abort their controller. */
 export let abortHook: (() => void) | undefined;
 export function setAbortHook(hook: (() => void) | undefined): void {
@@ -142,6 +167,7 @@ const plugins: Record<string, Plugin> = {
   "toy/scale": scale,
   "toy/step": step,
   "toy/sum": sum,
+  "toy/train": train,
   "backend/tfjs": definePlugin({
     name: "backend/tfjs",
     kind: "backend",

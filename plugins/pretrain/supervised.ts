@@ -23,7 +23,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type ArtifactCodec, definePlugin, p } from "../../mod.ts";
+import { type ArtifactCodec, definePlugin, DivergenceError, p } from "../../mod.ts";
 import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { sequencesOf, validateTokenCorpus } from "../_music/token_corpus.ts";
@@ -84,6 +84,42 @@ function concatRows(rows: Int32Array[]): Int32Array {
   const out = new Int32Array(rows.length * rows[0].length);
   rows.forEach((r, i) => out.set(r, i * r.length));
   return out;
+}
+
+/** Names the first weight of `model` that holds NaN or ±Infinity, or undefined when all are finite. */
+async function nonFiniteWeight(model: SequenceModel): Promise<string | undefined> {
+  for (const [name, variable] of model.variables) {
+    const finite = tf.tidy(() => tf.all(tf.isFinite(variable)));
+    const ok = (await finite.data())[0] === 1;
+    finite.dispose();
+    if (!ok) return name;
+  }
+  return undefined;
+}
+
+/**
+ * Fails a training whose validation NLL is not finite or more than twice that
+ * of a uniform guess over the vocabulary (ln V): an untrained model starts near
+ * ln V and training only lowers it, so anything far above is a broken model.
+ */
+function checkValidationNll(
+  nll: number,
+  at: { epoch: number; step: number; vocabSize: number; lr: number },
+): void {
+  const uniform = Math.log(at.vocabSize);
+  if (Number.isFinite(nll) && nll <= 2 * uniform) return;
+  const what = Number.isFinite(nll)
+    ? `${
+      nll.toPrecision(4)
+    } per token, more than twice that of a uniform guess over the ${at.vocabSize} tokens (${
+      uniform.toFixed(2)
+    })`
+    : `${nll}`;
+  throw new DivergenceError(
+    `Training diverged at epoch ${at.epoch} (step ${at.step}): the validation NLL is ${what}; ` +
+      `likely cause: a learning rate too high ("lr" is ${at.lr}): lower it`,
+    { step: at.step },
+  );
 }
 
 /** What `last.ckpt` keeps besides the model, in its metrics. */
@@ -310,6 +346,12 @@ export default definePlugin({
             const nll = await validationNll(model, validationWindows, batchSize);
             ctx.metrics(loop.step, { "nll/validation": nll });
             ctx.log.info(`Epoch ${epoch}: validation NLL ${nll.toFixed(4)} per token`);
+            checkValidationNll(nll, {
+              epoch,
+              step: loop.step,
+              vocabSize: corpus.vocabSize,
+              lr: params.lr,
+            });
             if (nll < loop.bestNll) {
               loop.bestNll = nll;
               loop.badEpochs = 0;
@@ -337,6 +379,14 @@ export default definePlugin({
 
       const best = validationWindows.length > 0 ? await readIfExists(bestPath) : null;
       if (best !== null) return { model: best };
+      const broken = await nonFiniteWeight(model);
+      if (broken !== undefined) {
+        throw new DivergenceError(
+          `Training diverged: weight "${broken}" holds values that are not finite after step ${loop.step}; ` +
+            `likely cause: a learning rate too high ("lr" is ${params.lr}): lower it`,
+          { step: loop.step },
+        );
+      }
       const last: ModelCheckpoint = await snapshot({
         epoch: Math.floor(loop.step / stepsPerEpoch),
       });

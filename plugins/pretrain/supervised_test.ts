@@ -6,6 +6,7 @@ import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
 import lstm from "../model/lstm.ts";
 import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { DivergenceError } from "../../mod.ts";
 import plugin from "./supervised.ts";
 
 await initBackend("cpu");
@@ -179,4 +180,29 @@ Deno.test("pretrain/supervised trains on time-stretched performance windows", as
   const ckpt = out.model as ModelCheckpoint;
   assert.equal(ckpt.step, 3);
   assert.ok(ctx.recorded.every((m) => Object.values(m.values).every(Number.isFinite)));
+});
+
+Deno.test("pretrain/supervised fails with DivergenceError when the learning rate blows the model up", async () => {
+  const before = tf.memory().numTensors;
+  const diverged = await run({ lr: 1e9, minLr: 1e8 }).then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  assert.ok(diverged instanceof DivergenceError, `expected DivergenceError, got ${diverged}`);
+  assert.match(
+    diverged.message,
+    /^Training diverged at epoch 1 \(step 4\): the validation NLL is .*; likely cause: a learning rate too high \("lr" is 1000000000\): lower it$/,
+  );
+  assert.equal(diverged.step, 4);
+  assert.equal(tf.memory().numTensors, before);
+  // Without validation, the weights themselves are checked before the model is returned.
+  const unchecked = await run({ lr: 1e9, minLr: 1e8, validationBatches: 0 }).then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  assert.ok(unchecked instanceof DivergenceError, `expected DivergenceError, got ${unchecked}`);
+  assert.match(
+    unchecked.message,
+    /^Training diverged: weight ".*" holds values that are not finite after step 8/,
+  );
 });
