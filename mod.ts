@@ -19,6 +19,7 @@ export type {
   StageKind,
   StagePlugin,
 } from "./pipeline/plugin.ts";
+export { fingerprintFiles } from "./pipeline/fingerprint.ts";
 export { p } from "./pipeline/schema.ts";
 export type {
   ComponentKind,

@@ -161,6 +161,19 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    */
   cache?: boolean;
   /**
+   * What the stage reads besides its inputs (files, folders), as a JSON value
+   * that changes when they change, e.g. `fingerprintFiles(dir, files)`: each
+   * file's size and modification time. The runner calls it when it plans a
+   * run, adds it to the stage's cache key, and when it changes re-runs the
+   * stage and says what changed (`files changed: added "c.mid"`). It must only
+   * read, and be quick: stat files, do not read them. Without it, a stage that
+   * reads files is cached by its params alone and misses their changes.
+   *
+   * @param params Params with defaults filled in and components created.
+   * @returns Any JSON value; an error is recorded as the fingerprint, and the stage runs.
+   */
+  fingerprint?(params: Infer<S>): Promise<unknown>;
+  /**
    * Runs the stage.
    *
    * @param ctx The stage's context.

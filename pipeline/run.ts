@@ -151,7 +151,7 @@ function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<st
 }
 
 /** Describes a stage's params, inputs and body for the key (loops hash their whole body). */
-function loopExtra(node: StageNode): unknown {
+function loopExtra(node: StageNode, sources: Map<string, unknown>): unknown {
   const loop = node.loop!;
   return {
     episodes: loop.episodes,
@@ -163,8 +163,32 @@ function loopExtra(node: StageNode): unknown {
       source: s.sourceHash,
       params: canonicalParams(s.params),
       inputs: s.inputs,
+      sources: sources.get(`${node.name}/${s.name}`),
     })),
   };
+}
+
+/**
+ * What each stage reads besides its inputs, by stage label, from the plugins'
+ * `fingerprint` hooks. A hook that throws gives `{ unreadable: message }`: the
+ * stage then runs and reports the problem itself.
+ */
+async function fingerprints(graph: Graph): Promise<Map<string, unknown>> {
+  const out = new Map<string, unknown>();
+  const one = async (label: string, node: StageNode) => {
+    const plugin = node.plugin;
+    if (!plugin?.fingerprint) return;
+    try {
+      out.set(label, await plugin.fingerprint(instantiate(plugin, node.params)));
+    } catch (error) {
+      out.set(label, { unreadable: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  for (const node of graph.stages) {
+    await one(node.name, node);
+    for (const body of node.loop?.body ?? []) await one(`${node.name}/${body.name}`, body);
+  }
+  return out;
 }
 
 /** Outer references a loop needs: carry inits and body inputs that point outside the body. */
@@ -278,6 +302,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   const keys = new Map<string, string>();
   const values = new Map<string, unknown>();
   const byName = new Map(graph.stages.map((s) => [s.name, s]));
+  const sources = await fingerprints(graph);
 
   const stageSeed = (...parts: (string | number)[]) =>
     hashString32([graph.seed, ...parts].join("/"));
@@ -295,7 +320,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       params: canonicalParams(node.params),
       inputs,
       seed: stageSeed(node.name),
-      extra: node.loop ? loopExtra(node) : node.sourceHash,
+      extra: node.loop ? loopExtra(node, sources) : node.sourceHash,
+      sources: node.loop ? undefined : sources.get(node.name),
     };
   };
   /** Looks a stage up in the cache; records hashes when found. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { denoiserCodec } from "../_tf/diffusion.ts";
 import { loadStoredArtifact } from "./_artifact.ts";
 
@@ -23,6 +23,8 @@ export default definePlugin({
   },
   inputs: {},
   outputs: { denoiser: { type: "denoiser", description: "The denoiser", codec: denoiserCodec } },
+  // The cache key covers every file of the checkpoint directory (size and modification time).
+  fingerprint: (params) => fingerprintFiles(params.path),
   async run(ctx, _inputs, params) {
     return { denoiser: await loadStoredArtifact(ctx, params.path, denoiserCodec, "denoiser") };
   },

@@ -7,7 +7,7 @@
  */
 
 import { basename, relative, resolve, sep } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
@@ -99,6 +99,10 @@ export default definePlugin({
   inputs: {},
   outputs: {
     corpus: { type: "midi-corpus", description: "The pieces read", codec: midiCorpusCodec },
+  },
+  // The cache key covers the file list with each file's size and modification time.
+  async fingerprint(params) {
+    return await fingerprintFiles(params.dir, await listMidiFiles(params.dir));
   },
   async run(ctx, _inputs, params) {
     const files = await listMidiFiles(params.dir);

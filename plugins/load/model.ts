@@ -7,7 +7,7 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { modelCodec } from "../_tf/model.ts";
 import { loadStoredArtifact } from "./_artifact.ts";
 
@@ -24,6 +24,8 @@ export default definePlugin({
   },
   inputs: {},
   outputs: { model: { type: "model", description: "The checkpoint", codec: modelCodec } },
+  // The cache key covers every file of the checkpoint directory (size and modification time).
+  fingerprint: (params) => fingerprintFiles(params.path),
   async run(ctx, _inputs, params) {
     return { model: await loadStoredArtifact(ctx, params.path, modelCodec, "model checkpoint") };
   },
