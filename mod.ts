@@ -31,6 +31,6 @@ export type {
 } from "./pipeline/schema.ts";
 export { GraphError, loadGraph, parseGraph } from "./pipeline/graph.ts";
 export type { Graph, Registry } from "./pipeline/graph.ts";
-export { runPipeline, StageError } from "./pipeline/run.ts";
+export { PlanError, runPipeline, StageError } from "./pipeline/run.ts";
 export type { RunOptions, RunResult, StageRecord } from "./pipeline/run.ts";
 export type { Note, Piece } from "./plugins/_music/types.ts";

@@ -1,8 +1,8 @@
 /**
  * The command line: `deno task pipeline [command] [options]`.
  *
- * Exit status: 0 success, 2 invalid config or graph (or bad arguments),
- * 1 a stage failed, 130 interrupted.
+ * Exit status: 0 success, 2 invalid config or graph, bad arguments, or a run
+ * that cannot start (nothing ran), 1 a stage failed, 130 interrupted.
  *
  * @module
  */
@@ -13,7 +13,7 @@ import { relative } from "node:path";
 import { GraphError, loadGraph, type Registry, toMermaid } from "./graph.ts";
 import { graphJsonSchema } from "./jsonschema.ts";
 import { isStagePlugin } from "./plugin.ts";
-import { formatStages, runPipeline } from "./run.ts";
+import { formatStages, PlanError, runPipeline } from "./run.ts";
 import { describeSpec, type ParamsSchema } from "./schema.ts";
 import { formatIssue } from "./yaml.ts";
 
@@ -264,7 +264,8 @@ export async function main(args: string[], registry: Registry): Promise<number> 
     if (result.runDir) console.log(`run directory: ${result.runDir}`);
     if (result.status === "failed") {
       console.error(`error: ${result.error?.message}`);
-      return 1;
+      // A run that could not start ran nothing: that is a problem with the arguments.
+      return result.error instanceof PlanError ? 2 : 1;
     }
     if (result.status === "interrupted") return 130;
     return 0;

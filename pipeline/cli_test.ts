@@ -50,6 +50,24 @@ Deno.test("the CLI exits 0 on success, 1 when a stage fails, and 2 on a bad argu
   );
 });
 
+Deno.test("the CLI exits 2 when --only needs inputs that are not cached: nothing ran", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const only = await cli([
+    "--config",
+    `${dir}chain.yaml`,
+    "--runs-dir",
+    runsDir,
+    "--only",
+    "total",
+  ]);
+  assert.equal(only.code, 2);
+  assert.match(
+    only.err,
+    /Stage "total" needs "scale\.numbers", "load\.numbers", which has no cached result/,
+  );
+  assert.deepEqual([...Deno.readDirSync(runsDir)], []);
+});
+
 Deno.test("plan, graph and plugins print without running anything", async () => {
   const runsDir = await Deno.makeTempDir();
   const plan = await cli(["plan", "--config", `${dir}chain.yaml`, "--runs-dir", runsDir]);

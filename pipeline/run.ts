@@ -97,6 +97,14 @@ export class StageError extends Error {
   }
 }
 
+/** A run that cannot start (e.g. --only with inputs that are not cached): nothing ran. */
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlanError";
+  }
+}
+
 class AbortedError extends Error {
   constructor() {
     super("Interrupted");
@@ -375,7 +383,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       status: planFailures.length > 0 ? "failed" : "planned",
       stages,
       error: planFailures.length > 0
-        ? new Error(planFailures.map(([, r]) => r.error).join("\n"))
+        ? new PlanError(planFailures.map(([, r]) => r.error).join("\n"))
         : undefined,
     };
   }

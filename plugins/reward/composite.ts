@@ -42,6 +42,9 @@ function trainPieces(corpus: MidiCorpus): Piece[] {
   return pieces;
 }
 
+/** Keys the composite logs itself (`reward/total`, `reward/lengthFactor`): no term may take them. */
+const OWN_KEYS = ["total", "lengthFactor"];
+
 /**
  * Short key of a term for `terms`, `weights` and metric names:
  * `"reward/harmony"` → `"harmony"`, `"./my/reward.ts"` → `"reward"`.
@@ -77,10 +80,11 @@ export function scoreWithTerms(
         `Cannot score rollouts with reward term "${term.name}": weight must be a number >= 0, received ${term.weight}`,
       );
     }
-    // The same term listed twice (with different params) gets "harmony_2".
+    // The same term listed twice (with different params) gets "harmony_2"; a term named like
+    // the composite's own figures gets "total_2", so it cannot overwrite reward/total.
     const base = termKey(term.name);
     let key = base;
-    for (let k = 2; keys.includes(key); k++) key = `${base}_${k}`;
+    for (let k = 2; keys.includes(key) || OWN_KEYS.includes(key); k++) key = `${base}_${k}`;
     keys.push(key);
   }
   const weightSum = terms.reduce((sum, t) => sum + t.weight, 0);

@@ -83,6 +83,21 @@ Deno.test("termKey() shortens plugin names and paths; duplicates get a suffix", 
   assert.deepEqual(Object.keys(rewards.terms), ["harmony", "harmony_2"]);
 });
 
+Deno.test("a term named like the composite's total or length factor cannot overwrite them", async () => {
+  const ctx = testContext();
+  const params = defaultParams(composite, {
+    terms: [term("user/total", 1, fixed([0, 0])), term("x/lengthFactor", 1, fixed([1, 1]))],
+    minNotes: 0,
+  });
+  const out = await composite.run(ctx, { rollouts: { pieces: PIECES } }, params as never);
+  assert.deepEqual(Object.keys((out.rewards as Rewards).terms), ["total_2", "lengthFactor_2"]);
+  const logged = ctx.recorded[0].values;
+  assert.equal(logged["reward/total_2"], 0);
+  assert.equal(logged["reward/lengthFactor_2"], 1);
+  assert.equal(logged["reward/total"], 0.5);
+  assert.equal(logged["reward/lengthFactor"], 1);
+});
+
 Deno.test("reward/composite scores rollouts, passes train pieces and logs metrics", async () => {
   const seen: (readonly Piece[] | undefined)[] = [];
   const spy: RewardTerm = {
