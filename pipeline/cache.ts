@@ -215,8 +215,12 @@ export class Cache {
         notes: entry.notes,
       };
       await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(stored, null, 2));
-      await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});
+      // An entry made again (--force) is moved aside first: a directory cannot be renamed
+      // over a full one, and the old one is gone only once the new one is in place.
+      const trash = `${this.root}/.trash-${key}-${crypto.randomUUID().slice(0, 8)}`;
+      const replaced = await Deno.rename(this.entryDir(key), trash).then(() => true, () => false);
       await Deno.rename(tmp, this.entryDir(key));
+      if (replaced) await Deno.remove(trash, { recursive: true }).catch(() => {});
       return stored;
     } catch (error) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});

@@ -14,6 +14,7 @@ import { GraphError, loadGraph, type Registry, toMermaid } from "./graph.ts";
 import { graphJsonSchema } from "./jsonschema.ts";
 import { isStagePlugin } from "./plugin.ts";
 import { formatStages, PlanError, runPipeline } from "./run.ts";
+import { collectGarbage } from "./runs.ts";
 import { describeSpec, type ParamsSchema } from "./schema.ts";
 import { formatIssue } from "./yaml.ts";
 
@@ -25,6 +26,8 @@ Commands:
   graph      Print the graph as a Mermaid flowchart
   plugins    List every built-in plugin with its kind, ports and params
   schema     Print the JSON Schema of graph files (for editors)
+  gc         Remove old runs, cache entries no kept run uses, work folders nothing will
+             resume and leftovers of killed runs (--keep N, --dry-run to list only)
 
 Options:
   --config FILE     Graph file (default: configs/pipeline.yaml)
@@ -35,6 +38,8 @@ Options:
   --from STAGE      Re-run STAGE and run everything after it
   --until STAGE     Run STAGE and what it needs, nothing after it
   --runs-dir DIR    Where run directories and the cache go (default: runs)
+  --keep N          gc: runs kept per graph, newest first (default 10; the latest and
+                    running ones are always kept)
   --json            plugins: print JSON instead of text
   --markdown        plugins: print the Markdown reference used in the README
   --quiet, --verbose
@@ -156,6 +161,33 @@ async function listPlugins(
   }
 }
 
+/** The `gc` command: collects garbage in a runs folder and lists what went (or would go). */
+async function garbageCollect(
+  runsDir: string,
+  options: { keep: number; dryRun: boolean },
+): Promise<void> {
+  const report = await collectGarbage(runsDir, options);
+  for (const dir of report.interrupted) console.log(`marked interrupted  ${dir}`);
+  const rows: [string, string[]][] = [
+    ["run", report.runs],
+    ["cache entry", report.entries],
+    ["work folder", report.work],
+    ["leftover", report.leftovers],
+    ["lock", report.locks],
+  ];
+  const verb = options.dryRun ? "would remove" : "removed";
+  for (const [what, paths] of rows) {
+    for (const path of paths) console.log(`${verb}  ${what.padEnd(11)}  ${path}`);
+  }
+  const count = rows.reduce((n, [, paths]) => n + paths.length, 0);
+  const mib = (report.bytes / 2 ** 20).toFixed(1);
+  console.log(
+    options.dryRun
+      ? `Dry run: ${count} item(s), ${mib} MiB would be freed in "${runsDir}"; nothing was removed`
+      : `Removed ${count} item(s), ${mib} MiB freed in "${runsDir}"`,
+  );
+}
+
 /**
  * Runs the CLI.
  *
@@ -178,6 +210,7 @@ export async function main(args: string[], registry: Registry): Promise<number> 
         from: { type: "string" },
         until: { type: "string" },
         "runs-dir": { type: "string" },
+        keep: { type: "string" },
         json: { type: "boolean" },
         markdown: { type: "boolean" },
         quiet: { type: "boolean" },
@@ -195,7 +228,8 @@ export async function main(args: string[], registry: Registry): Promise<number> 
     return 0;
   }
   const command = positionals[0] ?? "run";
-  if (positionals.length > 1 || !["run", "plan", "graph", "plugins", "schema"].includes(command)) {
+  const commands = ["run", "plan", "graph", "plugins", "schema", "gc"];
+  if (positionals.length > 1 || !commands.includes(command)) {
     console.error(`error: unknown command "${positionals.join(" ")}"\n\n${USAGE}`);
     return 2;
   }
@@ -205,6 +239,18 @@ export async function main(args: string[], registry: Registry): Promise<number> 
   }
   if (command === "schema") {
     console.log(JSON.stringify(await graphJsonSchema(registry), null, 2));
+    return 0;
+  }
+  if (command === "gc") {
+    const keep = Number(values.keep ?? 10);
+    if (!Number.isInteger(keep) || keep < 0) {
+      console.error(`error: --keep expects an integer >= 0, received "${values.keep}"\n\n${USAGE}`);
+      return 2;
+    }
+    await garbageCollect(values["runs-dir"] ?? "runs", {
+      keep,
+      dryRun: values["dry-run"] ?? false,
+    });
     return 0;
   }
 

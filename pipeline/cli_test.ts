@@ -87,3 +87,22 @@ Deno.test("plan, graph and plugins print without running anything", async () => 
     "numbers (optional)",
   );
 });
+
+Deno.test("gc --dry-run lists what gc removes, and a bad --keep exits 2", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const args = ["--config", `${dir}chain.yaml`, "--runs-dir", runsDir, "--quiet"];
+  assert.equal((await cli(args)).code, 0);
+  assert.equal((await cli([...args, "--force"])).code, 0);
+  const dry = await cli(["gc", "--runs-dir", runsDir, "--keep", "1", "--dry-run"]);
+  assert.equal(dry.code, 0, dry.err);
+  assert.match(dry.out, /^would remove {2}run {9}.*\/chain\/\d{8}-\d{6}-[0-9a-f]{4}$/m);
+  assert.match(
+    dry.out,
+    /Dry run: \d+ item\(s\), [\d.]+ MiB would be freed in ".*"; nothing was removed/,
+  );
+  assert.equal([...Deno.readDirSync(`${runsDir}/chain`)].length, 3); // two runs and "latest"
+  const real = await cli(["gc", "--runs-dir", runsDir, "--keep", "1"]);
+  assert.match(real.out, /^removed {2}run /m);
+  assert.equal([...Deno.readDirSync(`${runsDir}/chain`)].length, 2);
+  assert.equal((await cli(["gc", "--runs-dir", runsDir, "--keep", "-1"])).code, 2);
+});

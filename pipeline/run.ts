@@ -25,7 +25,9 @@ import {
   toMermaid,
 } from "./graph.ts";
 import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
+import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
+import { JOURNAL, keyLockPath, markDeadRuns, RUN_LOCK } from "./runs.ts";
 import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
 import type { ParamsSchema, WeightedComponent } from "./schema.ts";
@@ -72,6 +74,8 @@ export interface StageRecord {
   metrics?: Record<string, number>;
   /** What the stage attached with `ctx.note()`. */
   notes?: Record<string, unknown>;
+  /** The run whose killed attempt at this stage this run resumed (its history is kept). */
+  resumedFrom?: string;
 }
 
 /** The result of a run (or, with `dryRun`, of planning one). */
@@ -390,10 +394,25 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
 
   // A run directory, the event log and the manifest.
   const graphDir = join(runsDir, graph.name);
-  const runId = newRunId();
+  await Deno.mkdir(graphDir, { recursive: true });
+  // Claim a run directory atomically (another run may pick the same id in the same second),
+  // and hold its lock for the whole run: a free lock tells later runs that this one died.
+  let runId = newRunId();
+  while (true) {
+    try {
+      await Deno.mkdir(join(graphDir, runId));
+      break;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      runId = newRunId();
+    }
+  }
   const runDir = join(graphDir, runId);
-  await Deno.mkdir(runDir, { recursive: true });
+  const runLock = await FileLock.acquire(join(runDir, RUN_LOCK));
   await events.open(join(runDir, "events.jsonl"));
+  for (const dead of await markDeadRuns(runsDir, graph.name)) {
+    events.log("info", `marked run "${dead}" as interrupted: its process is gone`);
+  }
   const latest = join(graphDir, "latest");
   const tmpLink = `${latest}.tmp-${runId}`;
   await Deno.symlink(runId, tmpLink);
@@ -463,7 +482,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       : [[node.name, ""]];
     for (const [label, body] of labels) {
       try {
-        watch.checkEnd(label, events.metrics.get(label) ?? [], {
+        watch.checkEnd(label, events.history(label), {
           episodes: node.loop !== undefined,
           hint: hintFor(label),
         });
@@ -513,92 +532,139 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       const record = stages[node.name];
       if (record.status !== "pending") continue;
       if (signal.aborted) throw new AbortedError();
-      // Upstream stages that ran may have produced the same content: check the cache again.
-      const found = await lookup(node);
-      if (found.hit && !forced.has(node.name) && node.plugin?.cache !== false) {
+      const cacheable = !forced.has(node.name) && node.plugin?.cache !== false;
+      const takeCached = async (key: string) => {
         record.status = "cached";
-        record.key = found.key;
+        record.key = key;
         record.reason = undefined;
-        await recordCachedMetrics(node, found.key!);
-        events.log("info", `cached (${found.key})`, { stage: node.name, plugin: record.plugin });
+        await recordCachedMetrics(node, key);
+        events.log("info", `cached (${key})`, { stage: node.name, plugin: record.plugin });
         events.stage(node.name, "cached");
+      };
+      // Upstream stages that ran may have produced the same content: check the cache again.
+      let found = await lookup(node);
+      if (found.hit && cacheable) {
+        await takeCached(found.key!);
         continue;
       }
       const parts = found.parts!;
       const key = found.key!;
-      record.reason = forced.has(node.name)
-        ? "forced"
-        : node.plugin?.cache === false
-        ? "not cached: runs every time"
-        : explainChange(await cache.lastParts(graph.name, node.name), parts);
-      record.key = key;
-      if (!backend) {
-        backend = await initBackend(graph.backend, events);
-        await writeManifest("running");
-      }
-      events.log("info", `running: ${record.reason}`, { stage: node.name, plugin: record.plugin });
-      events.stage(node.name, "running", record.reason);
-      const workDir = await cache.workDir(key);
-      const before = await listFiles(runDir);
-      const t0 = performance.now();
-      let outputs: Map<string, unknown>;
-      try {
-        outputs = node.loop
-          ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
-          : await runStage(
-            node,
-            valueOf,
-            makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
-          );
-        if (!signal.aborted) checkEnd(node);
-      } catch (error) {
-        if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
-        // A diverged stage leaves nothing behind: no entry, and no checkpoint to resume from.
-        if (isDivergence(error)) await Deno.remove(workDir, { recursive: true }).catch(() => {});
-        throw new StageError(node.name, record.plugin, error);
-      }
-      if (signal.aborted) throw new AbortedError();
-      const durationSec = (performance.now() - t0) / 1000;
-      const infos = stageOutputs(node);
-      const toStore = new Map<string, { value: unknown; codec: ArtifactCodec }>();
-      for (const [port, info] of infos) {
-        toStore.set(port, { value: outputs.get(port), codec: info.codec });
-      }
-      let entry;
-      try {
-        entry = await cache.put(key, {
-          parts,
-          outputs: toStore,
-          durationSec,
-          metrics: stageMetrics(events, node),
-          published: { dir: runDir, files: await writtenSince(runDir, before) },
-          notes: record.notes,
-        });
-      } catch (error) {
-        throw new StageError(
-          node.name,
-          record.plugin,
-          new Error(`Cannot store outputs: ${(error as Error).message}`),
-        );
-      }
-      await cache.setLastParts(graph.name, node.name, parts);
-      for (const [port, value] of outputs) values.set(`${node.name}.${port}`, value);
-      for (const [port, hash] of Object.entries(entry.outputs)) {
-        hashes.set(`${node.name}.${port}`, hash);
-      }
-      keys.set(node.name, key);
-      await Deno.remove(workDir, { recursive: true }).catch(() => {});
-      record.status = "done";
-      record.durationSec = Math.round(durationSec * 1000) / 1000;
-      record.metrics = lastValues(entry.metrics ?? {});
-      for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
-      await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
-      events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
-        stage: node.name,
-        plugin: record.plugin,
+      // One run at a time computes a key; the others wait, then take its result from the cache.
+      const keyLock = await FileLock.acquire(keyLockPath(cache.root, key), {
+        signal,
+        onWait: () =>
+          events.log("info", `waiting: another run is computing this stage (${key})`, {
+            stage: node.name,
+            plugin: record.plugin,
+          }),
+      }).catch((error) => {
+        throw signal.aborted ? new AbortedError() : error;
       });
-      events.stage(node.name, "done", undefined, durationSec);
-      await writeManifest("running");
+      const workDir = await cache.workDir(key);
+      try {
+        if (cacheable) {
+          found = await lookup(node);
+          if (found.hit) {
+            await takeCached(key);
+            continue;
+          }
+        }
+        record.reason = forced.has(node.name)
+          ? "forced"
+          : node.plugin?.cache === false
+          ? "not cached: runs every time"
+          : explainChange(await cache.lastParts(graph.name, node.name), parts);
+        record.key = key;
+        if (!backend) backend = await initBackend(graph.backend, events);
+        // The manifest names the stage in progress, so a killed run can be marked interrupted.
+        await writeManifest("running");
+        // A killed attempt's history (metrics, log lines) is kept when its checkpoints are:
+        // the stage resumes from them, and its metrics and the report show every step.
+        if (!(await hasCheckpoint(workDir))) {
+          await Deno.remove(join(workDir, JOURNAL)).catch(() => {});
+        }
+        const resumedFrom = await events.startJournal(join(workDir, JOURNAL), runId);
+        if (resumedFrom !== undefined) record.resumedFrom = resumedFrom;
+        events.log(
+          "info",
+          `running: ${record.reason}${
+            resumedFrom
+              ? ` (resuming the attempt of run "${resumedFrom}", whose history is kept)`
+              : ""
+          }`,
+          { stage: node.name, plugin: record.plugin },
+        );
+        events.stage(node.name, "running", record.reason);
+        const before = await listFiles(runDir);
+        const t0 = performance.now();
+        let outputs: Map<string, unknown>;
+        try {
+          outputs = node.loop
+            ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
+            : await runStage(
+              node,
+              valueOf,
+              makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
+            );
+          if (!signal.aborted) checkEnd(node);
+        } catch (error) {
+          events.stopJournal();
+          if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
+          // A diverged stage leaves nothing behind: no entry, and no checkpoint to resume from.
+          if (isDivergence(error)) await Deno.remove(workDir, { recursive: true }).catch(() => {});
+          throw new StageError(node.name, record.plugin, error);
+        }
+        events.stopJournal();
+        if (signal.aborted) throw new AbortedError();
+        const durationSec = (performance.now() - t0) / 1000;
+        const infos = stageOutputs(node);
+        const toStore = new Map<string, { value: unknown; codec: ArtifactCodec }>();
+        for (const [port, info] of infos) {
+          toStore.set(port, { value: outputs.get(port), codec: info.codec });
+        }
+        let entry;
+        try {
+          entry = await cache.put(key, {
+            parts,
+            outputs: toStore,
+            durationSec,
+            metrics: stageMetrics(events, node),
+            published: { dir: runDir, files: await writtenSince(runDir, before) },
+            notes: record.notes,
+          });
+        } catch (error) {
+          throw new StageError(
+            node.name,
+            record.plugin,
+            new Error(`Cannot store outputs: ${(error as Error).message}`),
+          );
+        }
+        await cache.setLastParts(graph.name, node.name, parts);
+        for (const [port, value] of outputs) values.set(`${node.name}.${port}`, value);
+        for (const [port, hash] of Object.entries(entry.outputs)) {
+          hashes.set(`${node.name}.${port}`, hash);
+        }
+        keys.set(node.name, key);
+        await Deno.remove(workDir, { recursive: true }).catch(() => {});
+        record.status = "done";
+        record.durationSec = Math.round(durationSec * 1000) / 1000;
+        record.metrics = lastValues(entry.metrics ?? {});
+        for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
+        await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
+        events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
+          stage: node.name,
+          plugin: record.plugin,
+        });
+        events.stage(node.name, "done", undefined, durationSec);
+        await writeManifest("running");
+      } finally {
+        events.stopJournal();
+        // A work folder with no checkpoint in it has nothing to resume: do not leave it behind.
+        if (!(await hasCheckpoint(workDir))) {
+          await Deno.remove(workDir, { recursive: true }).catch(() => {});
+        }
+        keyLock.release();
+      }
     }
   } catch (error) {
     const running = Object.entries(stages).find(([, r]) => r.status === "pending" && r.key);
@@ -618,11 +684,28 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   }
   await writeManifest(status);
   events.close();
+  runLock.release();
   return { status, runDir, stages, backend, error: failure };
 }
 
+/** True when a work folder holds something besides the stage's journal (a checkpoint). */
+async function hasCheckpoint(workDir: string): Promise<boolean> {
+  try {
+    for await (const entry of Deno.readDir(workDir)) if (entry.name !== JOURNAL) return true;
+  } catch {
+    // no folder: nothing to resume
+  }
+  return false;
+}
+
 /** Files the runner itself keeps in a run directory; never attributed to a stage. */
-const RUNNER_FILES = new Set(["manifest.json", "events.jsonl", "metrics.json", "graph.mmd"]);
+const RUNNER_FILES = new Set([
+  "manifest.json",
+  "events.jsonl",
+  "metrics.json",
+  "graph.mmd",
+  RUN_LOCK,
+]);
 
 /** Files written or changed in `runDir` since the `before` listing (a stage's published files). */
 async function writtenSince(runDir: string, before: Map<string, number>): Promise<string[]> {
@@ -655,8 +738,10 @@ function stageMetrics(
   node: StageNode,
 ): Record<string, { step: number; values: Record<string, number> }[]> {
   const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
+  // The whole history: a resumed stage keeps what its killed attempt recorded.
+  const known = new Set(events.historyLabels());
   return Object.fromEntries(
-    labels.filter((l) => events.metrics.has(l)).map((l) => [l, events.metrics.get(l)!]),
+    labels.filter((l) => known.has(l)).map((l) => [l, events.history(l)]),
   );
 }
 

@@ -123,6 +123,10 @@ const step = definePlugin({
     count(ctx.stage);
     ctx.metrics(ctx.iteration ?? 0, { "toy/value": inputs.value as number });
     if (params.abortAt === ctx.iteration) abortHook?.();
+    // Tests of kill -9: the process dies here, with no chance to clean up.
+    if (Deno.env.get("HARMONYRL_TOY_KILL_AT") === String(ctx.iteration)) {
+      Deno.kill(Deno.pid, "SIGKILL");
+    }
     return Promise.resolve({
       value: (inputs.value as number) + params.delta + ((inputs.bonus as number) ?? 0),
     });
@@ -139,6 +143,11 @@ const train = definePlugin({
     lr: p.number({ default: 0.1, min: 0, description: "Shown in the divergence hint" }),
     nanFrom: p.integer({ default: -1, description: "First step whose loss is NaN; -1 = none" }),
     nanUntil: p.integer({ default: 1000, description: "Last step whose loss is NaN" }),
+    sleepMs: p.integer({
+      default: 0,
+      min: 0,
+      description: "Pause while each step's checkpoint is half written (concurrency tests)",
+    }),
   },
   inputs: { value: { type: "number", description: "Passed through", optional: true } },
   outputs: { value: { type: "number", description: "The input value plus the steps" } },
@@ -146,7 +155,10 @@ const train = definePlugin({
     count(ctx.stage);
     for (let i = 0; i < params.steps; i++) {
       const step = ctx.iteration ?? i;
-      await Deno.writeTextFile(`${ctx.workDir}/checkpoint.txt`, String(step));
+      // A checkpoint written as a temporary file and renamed, like the real stages do.
+      await Deno.writeTextFile(`${ctx.workDir}/checkpoint.txt.tmp`, String(step));
+      if (params.sleepMs > 0) await new Promise((r) => setTimeout(r, params.sleepMs));
+      await Deno.rename(`${ctx.workDir}/checkpoint.txt.tmp`, `${ctx.workDir}/checkpoint.txt`);
       const nan = step >= params.nanFrom && step <= params.nanUntil && params.nanFrom >= 0;
       ctx.metrics(step, { "loss/train": nan ? NaN : 1 / (step + 1), "toy/rate": NaN });
     }

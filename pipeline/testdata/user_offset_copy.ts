@@ -1,5 +1,5 @@
 // A second user plugin that takes the name of the first (user/offset): it must be refused.
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin } from "../../mod.ts";
 
 export default definePlugin({
   name: "user/offset",
