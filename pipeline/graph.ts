@@ -339,6 +339,12 @@ class Validator {
   async #loadPluginUncached(
     use: string,
   ): Promise<{ plugin?: Plugin; hash?: string; error?: string }> {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(use) && !/^[a-z]:[\\/]/i.test(use)) {
+      return {
+        error: `Cannot load plugin "${use}": plugins are loaded from files only, never from URLs` +
+          ` or other schemes; download it, read it, and give its path (e.g. "./my_plugin.ts")`,
+      };
+    }
     const isPath = use.startsWith("./") || use.startsWith("../") || use.startsWith("/") ||
       use.endsWith(".ts") || use.endsWith(".js");
     if (!isPath) {
