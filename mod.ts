@@ -12,6 +12,7 @@ export type {
   ComponentPlugin,
   Logger,
   Plugin,
+  PluginPermissions,
   PortSpec,
   ProgressUpdate,
   Rng,
@@ -20,7 +21,7 @@ export type {
   StagePlugin,
 } from "./pipeline/plugin.ts";
 export { fingerprintFiles } from "./pipeline/fingerprint.ts";
-export { p } from "./pipeline/schema.ts";
+export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,
   ComponentRef,

@@ -9,12 +9,13 @@
 
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { relative } from "node:path";
-import { GraphError, loadGraph, type Registry, toMermaid } from "./graph.ts";
+import { basename, relative, resolve } from "node:path";
+import { type Graph, GraphError, loadGraph, type Registry, toMermaid } from "./graph.ts";
 import { graphJsonSchema } from "./jsonschema.ts";
 import { isStagePlugin } from "./plugin.ts";
-import { formatStages, PlanError, runPipeline } from "./run.ts";
+import { formatStages, linkLatest, PlanError, type RunOptions, runPipeline } from "./run.ts";
 import { collectGarbage } from "./runs.ts";
+import { dropToReadOnly, sandboxFlags, type SandboxPlan, sandboxPlan } from "./sandbox.ts";
 import { describeSpec, type ParamsSchema } from "./schema.ts";
 import { formatIssue } from "./yaml.ts";
 
@@ -42,8 +43,29 @@ Options:
                     running ones are always kept)
   --json            plugins: print JSON instead of text
   --markdown        plugins: print the Markdown reference used in the README
+  --no-sandbox      run: give plugins every permission of the task instead of only
+                    what the graph needs (see the README before using it)
   --quiet, --verbose
   -h, --help`;
+
+/** The options of every command (`parseArgs` form). */
+const OPTIONS = {
+  config: { type: "string" },
+  set: { type: "string", multiple: true },
+  "dry-run": { type: "boolean" },
+  force: { type: "boolean" },
+  only: { type: "string" },
+  from: { type: "string" },
+  until: { type: "string" },
+  "runs-dir": { type: "string" },
+  keep: { type: "string" },
+  json: { type: "boolean" },
+  markdown: { type: "boolean" },
+  quiet: { type: "boolean" },
+  verbose: { type: "boolean" },
+  "no-sandbox": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 /** Default graph: `configs/pipeline.yaml` in the working directory, else the one shipped here. */
 function defaultConfig(): string {
@@ -188,6 +210,24 @@ async function garbageCollect(
   );
 }
 
+/** Loads a graph, or prints every problem in it and returns undefined. */
+async function loadOrReport(
+  config: string,
+  overrides: string[],
+  registry: Registry,
+): Promise<Graph | undefined> {
+  try {
+    return await loadGraph(config, { registry, overrides });
+  } catch (error) {
+    if (error instanceof GraphError) {
+      for (const issue of error.issues) console.error(formatIssue(issue));
+      console.error(`\n${error.issues.length} problem(s) in "${config}": nothing was run`);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
 /**
  * Runs the CLI.
  *
@@ -195,29 +235,14 @@ async function garbageCollect(
  * @param registry The built-in plugins.
  * @returns The process exit status.
  */
-export async function main(args: string[], registry: Registry): Promise<number> {
+export async function main(
+  args: string[],
+  registry: Registry,
+  options: { linkLatest?: RunOptions["linkLatest"] } = {},
+): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        config: { type: "string" },
-        set: { type: "string", multiple: true },
-        "dry-run": { type: "boolean" },
-        force: { type: "boolean" },
-        only: { type: "string" },
-        from: { type: "string" },
-        until: { type: "string" },
-        "runs-dir": { type: "string" },
-        keep: { type: "string" },
-        json: { type: "boolean" },
-        markdown: { type: "boolean" },
-        quiet: { type: "boolean" },
-        verbose: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    parsed = parseArgs({ args, allowPositionals: true, options: OPTIONS });
   } catch (error) {
     console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
@@ -255,17 +280,8 @@ export async function main(args: string[], registry: Registry): Promise<number> 
   }
 
   const config = values.config ?? defaultConfig();
-  let graph;
-  try {
-    graph = await loadGraph(config, { registry, overrides: values.set ?? [] });
-  } catch (error) {
-    if (error instanceof GraphError) {
-      for (const issue of error.issues) console.error(formatIssue(issue));
-      console.error(`\n${error.issues.length} problem(s) in "${config}": nothing was run`);
-      return 2;
-    }
-    throw error;
-  }
+  const graph = await loadOrReport(config, values.set ?? [], registry);
+  if (!graph) return 2;
   if (command === "graph") {
     console.log(toMermaid(graph));
     return 0;
@@ -297,6 +313,7 @@ export async function main(args: string[], registry: Registry): Promise<number> 
         signal: controller.signal,
         quiet: values.quiet,
         verbose: values.verbose,
+        linkLatest: options.linkLatest,
       });
     } catch (error) {
       console.error(`error: ${(error as Error).message}`);
@@ -320,7 +337,202 @@ export async function main(args: string[], registry: Registry): Promise<number> 
   }
 }
 
+// ------------------------------------------------------------------ sandbox
+
+/** Set in the child processes of a sandboxed run: "plan" or "run". */
+const SANDBOX_ENV = "HARMONYRL_SANDBOX";
+/** Where a sandboxed run asks its parent to point `latest` at it. */
+const LATEST_ENV = "HARMONYRL_LATEST_REQUEST";
+const PROJECT_ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI_FILE = fileURLToPath(import.meta.url);
+
+function envOf(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The program's entry: the commands of {@linkcode main}, each with the least
+ * privilege it needs (see `sandbox.ts`). Commands that only look drop every
+ * permission but reading before a plugin loads; `run` validates the graph in
+ * a read-only child process, then runs it in a child process that may touch
+ * only what the graph needs. `--no-sandbox` runs it here, with the task's
+ * permissions.
+ *
+ * @param args Command-line arguments.
+ * @param registry The built-in plugins.
+ * @returns The exit status.
+ */
+export async function sandboxedMain(args: string[], registry: Registry): Promise<number> {
+  const mode = envOf(SANDBOX_ENV);
+  if (mode === "plan") return await planChild(args, registry);
+  if (mode === "run") {
+    const request = envOf(LATEST_ENV);
+    return await main(args, registry, {
+      linkLatest: request
+        ? (graphDir, runId) =>
+          Deno.writeTextFile(request, JSON.stringify({ graph: basename(graphDir), runId }))
+        : undefined,
+    });
+  }
+  let values;
+  let command;
+  try {
+    const parsed = parseArgs({ args, allowPositionals: true, options: OPTIONS });
+    values = parsed.values;
+    command = parsed.positionals[0] ?? "run";
+  } catch {
+    return await main(args, registry); // prints the usage error
+  }
+  if (values["no-sandbox"]) {
+    console.error(
+      "warning: --no-sandbox: plugins run with every permission of the task (read, write and run anywhere)",
+    );
+    return await main(args, registry);
+  }
+  if (values.help || command === "gc") return await main(args, registry);
+  if (command !== "run" || values["dry-run"]) {
+    await dropToReadOnly();
+    return await main(args, registry);
+  }
+  return await sandboxedRun(args, values["runs-dir"] ?? "runs");
+}
+
+/** The planning child: validates the graph and prints what running it needs. */
+async function planChild(args: string[], registry: Registry): Promise<number> {
+  // The nonce comes first, before any plugin's code runs, so that no plugin can forge the plan.
+  const nonce = new TextDecoder().decode(await new Response(Deno.stdin.readable).arrayBuffer())
+    .trim();
+  const { values } = parseArgs({ args, allowPositionals: true, options: OPTIONS });
+  const graph = await loadOrReport(values.config ?? defaultConfig(), values.set ?? [], registry);
+  if (!graph) return 2;
+  const plan = sandboxPlan(graph, {
+    runsDir: values["runs-dir"] ?? "runs",
+    projectRoot: PROJECT_ROOT,
+  });
+  console.log(`${nonce} ${JSON.stringify(plan)}`);
+  return 0;
+}
+
+/** Runs `deno run` on this file in a child process; the exit status, 128 + n for a signal. */
+async function child(
+  flags: string[],
+  args: string[],
+  options: { env: Record<string, string>; stdin?: string; captureStdout?: boolean },
+): Promise<{ code: number; stdout: string }> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, "--config", `${PROJECT_ROOT}deno.json`, CLI_FILE, ...args],
+    env: options.env,
+    stdin: options.stdin !== undefined ? "piped" : "null",
+    stdout: options.captureStdout ? "piped" : "inherit",
+    stderr: "inherit",
+  });
+  const process = command.spawn();
+  if (options.stdin !== undefined) {
+    const writer = process.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = options.captureStdout
+    ? await process.output()
+    : { ...(await process.status), stdout: new Uint8Array() };
+  const signal = output.signal
+    ? Deno.build.os === "windows" ? 1 : 128 + signalNumber(output.signal)
+    : 0;
+  return {
+    code: output.signal ? signal : output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+  };
+}
+
+function signalNumber(signal: Deno.Signal): number {
+  return ({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 1;
+}
+
+/** `run` in the sandbox: plan in a read-only child, then run in a child with only what it needs. */
+async function sandboxedRun(args: string[], runsDir: string): Promise<number> {
+  const nonce = crypto.randomUUID();
+  const env = [SANDBOX_ENV, "HARMONYRL_SOUNDFONT", "LOG_TOKENS", "LOG_STREAM"].join(",");
+  const planned = await child(["--no-prompt", "--allow-read", `--allow-env=${env}`], args, {
+    env: { [SANDBOX_ENV]: "plan" },
+    stdin: nonce,
+    captureStdout: true,
+  });
+  const line = planned.stdout.split("\n").find((l) => l.startsWith(`${nonce} `));
+  if (planned.code !== 0 || line === undefined) {
+    // The planner printed the problems (an invalid graph exits 2).
+    return planned.code !== 0 ? planned.code : 1;
+  }
+  const plan = JSON.parse(line.slice(nonce.length + 1)) as SandboxPlan;
+  const request = resolve(runsDir, `.latest-request-${nonce}`);
+  plan.env.push(SANDBOX_ENV, LATEST_ENV);
+  let flags: string[];
+  try {
+    flags = sandboxFlags(plan);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    return 2;
+  }
+  // Ctrl-C reaches the child too; this process waits for it to stop.
+  const ignore = () => {};
+  Deno.addSignalListener("SIGINT", ignore);
+  let done = false;
+  const watcher = watchLatestRequest(request, runsDir, () => done);
+  try {
+    const result = await child(flags, args, {
+      env: { [SANDBOX_ENV]: "run", [LATEST_ENV]: request },
+    });
+    return result.code;
+  } finally {
+    done = true;
+    await watcher;
+    await Deno.remove(request).catch(() => {});
+    Deno.removeSignalListener("SIGINT", ignore);
+  }
+}
+
+/**
+ * Makes the `latest` link the sandboxed run asks for (it may not make links
+ * itself), checking that the request names a graph folder of the runs folder
+ * and a run in it.
+ */
+async function watchLatestRequest(
+  request: string,
+  runsDir: string,
+  finished: () => boolean,
+): Promise<void> {
+  while (true) {
+    const last = finished();
+    const text = await Deno.readTextFile(request).catch(() => undefined);
+    if (text !== undefined) {
+      try {
+        const { graph, runId } = JSON.parse(text);
+        const name = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+        if (name.test(graph) && name.test(runId) && !graph.includes("..")) {
+          const graphDir = resolve(runsDir, graph);
+          if ((await Deno.stat(resolve(graphDir, runId))).isDirectory) {
+            await linkLatest(graphDir, runId);
+          }
+        }
+      } catch {
+        // a half-written request: read it again next time
+        if (!last) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+      }
+      await Deno.remove(request).catch(() => {});
+      return;
+    }
+    if (last) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 if (import.meta.main) {
   const { registry } = await import("../plugins/registry.ts");
-  Deno.exit(await main(Deno.args, registry));
+  Deno.exit(await sandboxedMain(Deno.args, registry));
 }

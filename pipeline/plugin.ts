@@ -141,6 +141,24 @@ export class DivergenceError extends Error {
   }
 }
 
+/**
+ * What a plugin needs from the machine besides the project, the runs folder
+ * and the paths in its params (`p.string({ path: "read" })`). The sandbox
+ * that runs a graph grants the union of what its plugins declare, and
+ * nothing else. Honoured for built-in plugins only: a plugin loaded by path
+ * runs with what the built-ins of its graph need (see the README).
+ */
+export interface PluginPermissions {
+  /** Programs the plugin starts, by name on the PATH (e.g. `["fluidsynth"]`). */
+  run?: string[];
+  /** Environment variables it reads. */
+  env?: string[];
+  /** Files or folders it reads, e.g. system SoundFonts. */
+  read?: string[];
+  /** True when it opens native libraries by name (FFI), e.g. OpenBLAS. */
+  ffi?: boolean;
+}
+
 /** Declarative fields shared by stage and component plugins. */
 interface PluginBase<S extends ParamsSchema> {
   /** `"kind/name"` for built-ins, e.g. `"reward/harmony"`; any unique name for user plugins. */
@@ -148,6 +166,11 @@ interface PluginBase<S extends ParamsSchema> {
   version: string;
   description: string;
   params: S;
+  /**
+   * What it needs from the machine, when more than the project, the runs
+   * folder and its path params: a value, or a function of its params.
+   */
+  permissions?: PluginPermissions | ((params: Infer<S>) => PluginPermissions);
 }
 
 /** A plugin that runs as a stage of a graph. */

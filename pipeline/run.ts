@@ -60,6 +60,25 @@ export interface RunOptions {
   verbose?: boolean;
   /** Seconds between progress lines when stderr is not a terminal (default 10). */
   progressIntervalSec?: number;
+  /**
+   * Points `<graph dir>/latest` at the new run (default: a symbolic link,
+   * replaced atomically). The sandboxed CLI, which may not make links, asks
+   * its parent process to.
+   */
+  linkLatest?: (graphDir: string, runId: string) => Promise<void>;
+}
+
+/**
+ * Points `<graphDir>/latest` at `runId` with a symbolic link, atomically.
+ *
+ * @param graphDir The graph's folder of runs.
+ * @param runId The run directory's name in it.
+ */
+export async function linkLatest(graphDir: string, runId: string): Promise<void> {
+  const latest = join(graphDir, "latest");
+  const tmpLink = `${latest}.tmp-${runId}`;
+  await Deno.symlink(runId, tmpLink);
+  await Deno.rename(tmpLink, latest);
 }
 
 /** What happened to one stage. */
@@ -413,10 +432,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   for (const dead of await markDeadRuns(runsDir, graph.name)) {
     events.log("info", `marked run "${dead}" as interrupted: its process is gone`);
   }
-  const latest = join(graphDir, "latest");
-  const tmpLink = `${latest}.tmp-${runId}`;
-  await Deno.symlink(runId, tmpLink);
-  await Deno.rename(tmpLink, latest);
+  await (options.linkLatest ?? linkLatest)(graphDir, runId);
   const started = new Date();
   let backend: { name: string; detail: string } | undefined;
   const writeManifest = async (status: string) => {

@@ -37,7 +37,9 @@ Deno.test("configs/refine.yaml writes one refined file per input with the same b
   });
   const result = await runPipeline(graph, { runsDir: join(dir, "runs"), quiet: true });
   assert.equal(result.status, "ok", result.error?.message);
-  const written = [...Deno.readDirSync(join(dir, "out"))].map((e) => e.name).sort();
+  // The export keeps a hidden record of the files it wrote there (.harmonyrl-export.json).
+  const written = [...Deno.readDirSync(join(dir, "out"))].map((e) => e.name)
+    .filter((n) => !n.startsWith(".")).sort();
   assert.deepEqual(written, names.map((n) => `${n}.mid`).sort());
   for (const name of names) {
     const refined = readMidiFile(join(dir, "out", `${name}.mid`));

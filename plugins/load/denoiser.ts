@@ -18,6 +18,7 @@ export default definePlugin({
   description: "Loads a diffusion denoiser checkpoint directory saved by an earlier run",
   params: {
     path: p.string({
+      path: "read",
       description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/denoiser",
     }),
   },

@@ -98,6 +98,7 @@ export default definePlugin({
     "Loads the MAESTRO v3.0.0 piano performances with their official train/validation/test split",
   params: {
     dir: p.string({
+      path: "read",
       default: "data/maestro",
       description:
         "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv)",

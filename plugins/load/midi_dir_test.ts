@@ -204,3 +204,48 @@ Deno.test("load/midi-dir re-runs when a file is added, edited or removed, and sa
     await Deno.remove(runsDir, { recursive: true });
   }
 });
+
+Deno.test("listMidiFiles() leaves out a folder it may not read and says why", async () => {
+  const { dir } = await makeFixtureDir();
+  try {
+    await Deno.mkdir(`${dir}/locked`);
+    await Deno.copyFile(`${dir}/one.mid`, `${dir}/locked/hidden.mid`);
+    const project = new URL("../../", import.meta.url).pathname;
+    const script = `
+      import { listMidiFiles } from "${new URL("./midi_dir.ts", import.meta.url).href}";
+      const unreadable = [];
+      const files = await listMidiFiles(${JSON.stringify(dir)}, { unreadable });
+      console.log(JSON.stringify({ files, unreadable }));`;
+    // `deno eval` has every permission: a script file run with `deno run` does not.
+    const scriptFile = `${dir}/list.ts`;
+    await Deno.writeTextFile(scriptFile, script);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        `--allow-read=${project},${dir}`,
+        `--deny-read=${dir}/locked`,
+        "--config",
+        `${project}deno.json`,
+        scriptFile,
+      ],
+      cwd: project,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const { files, unreadable } = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(files, [
+      "b/broken.mid",
+      "b/deeper/three.Mid",
+      "b/two.MIDI",
+      "four.midi",
+      "one.mid",
+    ]);
+    assert.equal(unreadable.length, 1);
+    assert.equal(unreadable[0].file, "locked/");
+    assert.match(unreadable[0].reason, /^cannot read the folder \(.*locked/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -19,6 +19,7 @@ export default definePlugin({
     "Loads a model checkpoint directory (index.json + weights.bin) saved by an earlier run",
   params: {
     path: p.string({
+      path: "read",
       description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/model",
     }),
   },

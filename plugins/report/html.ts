@@ -18,7 +18,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { definePlugin, p, type StageContext } from "../../mod.ts";
-import { renderWav } from "../_music/audio.ts";
+import { renderWav, SOUNDFONT_CANDIDATES, soundFontFromEnv } from "../_music/audio.ts";
 import { readMidiFile, writeMidi } from "../_music/midi.ts";
 import { escapeXml, graphSvg, linePlot, pianoRollSvg, svgSize } from "../_music/svg.ts";
 import type { Piece } from "../_music/types.ts";
@@ -383,6 +383,15 @@ export default definePlugin({
   description:
     "Writes report.html into the run directory: pipeline graph, metric curves, evaluation tables, piano rolls and audio of the pieces",
   cache: false,
+  // Audio: FluidSynth, and a SoundFont from $HARMONYRL_SOUNDFONT or the system's.
+  permissions: (params) =>
+    params.audio
+      ? {
+        run: ["fluidsynth"],
+        env: ["HARMONYRL_SOUNDFONT"],
+        read: [...SOUNDFONT_CANDIDATES, ...soundFontFromEnv()],
+      }
+      : {},
   params: {
     title: p.string({
       default: "",
@@ -403,6 +412,7 @@ export default definePlugin({
       description: "Seconds of each piece drawn in its piano roll (the audio plays all of it)",
     }),
     soundFont: p.string({
+      path: "read",
       default: "",
       description:
         'SoundFont (.sf2) for audio; "" uses $HARMONYRL_SOUNDFONT or a system General MIDI SoundFont',
