@@ -147,6 +147,15 @@ export function scoreWithTerms(
   return out;
 }
 
+/** The default terms of `reward/composite` and `eval/score`, each of weight 1. */
+export const DEFAULT_TERMS = [
+  { use: "reward/harmony", weight: 1 },
+  { use: "reward/rhythm", weight: 1 },
+  { use: "reward/novelty", weight: 1 },
+  { use: "reward/smoothness", weight: 1 },
+  { use: "reward/corpus-match", weight: 1 },
+] as const;
+
 function mean(values: number[]): number {
   return values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : 0;
 }
@@ -154,17 +163,12 @@ function mean(values: number[]): number {
 export default definePlugin({
   name: "reward/composite",
   kind: "reward",
-  version: "1.1.0",
+  version: "2.0.0",
   description: "Scores rollouts with a weighted mean of reward terms",
   params: {
     terms: p.components({
       kind: "reward",
-      default: [
-        { use: "reward/harmony", weight: 1 },
-        { use: "reward/rhythm", weight: 1 },
-        { use: "reward/novelty", weight: 1 },
-        { use: "reward/smoothness", weight: 1 },
-      ],
+      default: DEFAULT_TERMS,
       minItems: 1,
       description: "Reward terms and their weights (>= 0); the total is their weighted mean",
     }),

@@ -140,7 +140,7 @@ Deno.test("reward/composite runs the four default terms on real plugins", async 
     term(plugin.name, 1, plugin.create(defaultParams(plugin) as never) as RewardTerm)
   );
   const ctx = testContext();
-  const out = await composite.run(ctx, { rollouts: { pieces: PIECES } }, { terms, minNotes: 0 });
+  const out = await composite.run(ctx, { rollouts: { pieces: PIECES } }, { terms, minNotes: 0, excerptsPerBucket: 16 });
   const rewards = out.rewards as Rewards;
   assert.deepEqual(Object.keys(rewards.terms), ["harmony", "rhythm", "novelty", "smoothness"]);
   assert.ok(rewards.total.every((t) => t > 0 && t <= 1));
@@ -150,7 +150,7 @@ Deno.test("reward/composite runs the four default terms on real plugins", async 
 
 Deno.test("reward/composite rejects rollouts without pieces", async () => {
   await assert.rejects(
-    composite.run(testContext(), { rollouts: { tokens: [] } }, { terms: [], minNotes: 0 }),
+    composite.run(testContext(), { rollouts: { tokens: [] } }, { terms: [], minNotes: 0, excerptsPerBucket: 16 }),
     /Cannot score rollouts: input "rollouts" has no "pieces" list/,
   );
 });

@@ -1,13 +1,17 @@
 /**
  * `reward/novelty`: originality of a piece, in [0, 1].
  *
- * score = (wC·C + wL·L + wB·B) / (wC + wL + wB), where, with a piece's pitch
- * n-grams taken from its pitch sequence in (startSec, pitch) order,
- * n = `ngramLength`:
+ * score = (wC·c(C) + wL·c(L) + wB·c(B)) / (wC + wL + wB), where c()
+ * calibrates each raw part on real excerpts of the piece's length (see
+ * `plugins/_music/calibration.ts`), and, with a piece's pitch n-grams taken
+ * from its pitch sequence in (startSec, pitch) order, n = `ngramLength`:
  * - C, not copied: 1 − share of the piece's n-grams (counted with
- *   repetition) that occur anywhere in the training corpus
- *   (`context.corpus`). The corpus n-gram set is built once per corpus array
- *   and memoised.
+ *   repetition) that occur anywhere in the training corpus. C is matched to
+ *   how novel held-out real pieces are: it is calibrated on excerpts of the
+ *   corpus's validation and test pieces measured against its train pieces,
+ *   so a copy of the corpus (C near 0) scores low, and so does noise, whose
+ *   n-grams real music never shares (C near 1, above held-out real music).
+ *   The corpus n-gram set is built once per corpus array and memoised.
  * - L, no loops: 1 − share of top-line notes that repeat too much. After RL
  *   Tuner (Jaques et al., "Sequence Tutor", ICML 2017), a note repeated more
  *   than `maxRepeats` times in a row is flagged from its (maxRepeats+1)-th
@@ -19,9 +23,10 @@
  *   batch with nothing in common 1. This is the per-piece form of the
  *   distinct n-gram ratio across the batch, so each piece gets its own credit.
  *
- * A part undefined for a piece is left out and the other weights renormalised:
- * C without a corpus or with fewer than n notes, B with fewer than n notes or
- * a batch of one. A piece without notes scores 0.
+ * L and B are calibrated on train excerpts (higher is better), B in batches of
+ * 32 excerpts. A part undefined for a piece (C and B with fewer than n notes,
+ * B in a batch of one) is not dropped: it scores as often as real excerpts of
+ * that length leave it undefined. A piece without notes scores 0.
  *
  * @module
  */
@@ -34,8 +39,8 @@ import {
   pitchNgramKeys,
   pitchSequence,
   topLine,
-  weightedMean,
 } from "../_music/theory.ts";
+import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** Memo: corpus array → n → its n-gram set. Dropped with the corpus array. */
@@ -102,16 +107,18 @@ export function loopShare(pitches: readonly number[], options: NoveltyOptions): 
  *
  * @param pieces The batch.
  * @param context `corpus` for C.
- * @param options n-gram and repetition settings.
+ * @param options n-gram and repetition settings; `corpus` overrides the
+ *   context's corpus for C.
  * @returns One set of parts per piece.
  */
 export function noveltyParts(
   pieces: readonly Piece[],
   context: RewardContext,
-  options: NoveltyOptions,
+  options: NoveltyOptions & { corpus?: readonly Piece[] },
 ): NoveltyParts[] {
   const n = options.ngramLength;
-  const corpusSet = context.corpus ? corpusNgramSet(context.corpus, n) : undefined;
+  const corpus = options.corpus ?? context.corpus;
+  const corpusSet = corpus ? corpusNgramSet(corpus, n) : undefined;
   const keysOf = pieces.map((piece) => pitchNgramKeys(pitchSequence(piece.notes), n));
   // How many pieces of the batch contain each n-gram (each piece counted once).
   const piecesWith = new Map<number, number>();
@@ -137,12 +144,12 @@ export function noveltyParts(
 export default definePlugin({
   name: "reward/novelty",
   kind: "reward",
-  version: "1.0.0",
+  version: "2.0.0",
   description:
     "Rewards pieces that do not copy the training corpus, do not loop, and differ from the rest of the batch",
   params: {
     ngramLength: p.integer({
-      default: 8,
+      default: 4,
       min: 2,
       description: "Length of the pitch n-grams compared with the corpus and across the batch",
     }),
@@ -180,25 +187,44 @@ export default definePlugin({
     }),
   },
   create(params): RewardTerm {
-    const weights = [params.corpusWeight, params.repetitionWeight, params.batchWeight];
-    if (!weights.every((w) => w >= 0) || weights.every((w) => w === 0)) {
+    const specs = [
+      { name: "notCopied", weight: params.corpusWeight, direction: "match", minScale: 0.02 },
+      { name: "noLoops", weight: params.repetitionWeight, direction: "higher", minScale: 0.02 },
+      { name: "batchVariety", weight: params.batchWeight, direction: "higher", minScale: 0.02 },
+    ] as const;
+    const partsOf = (pieces: readonly Piece[], context: RewardContext, corpus: readonly Piece[]) =>
+      noveltyParts(pieces, context, { ...params, corpus }).map((parts) => ({ ...parts }));
+    // C is calibrated on held-out pieces, L and B on train excerpts: two calibrated halves.
+    const weightC = params.corpusWeight;
+    const weightLB = params.repetitionWeight + params.batchWeight;
+    if (!(weightC >= 0 && weightLB >= 0) || weightC + weightLB <= 0) {
       throw new Error(
-        `Cannot create reward term "reward/novelty": corpusWeight, repetitionWeight and batchWeight must be >= 0 and not all 0, received ${
-          weights.join(", ")
-        }`,
+        `Cannot create reward term "reward/novelty": corpusWeight, repetitionWeight and batchWeight must be >= 0 and not all 0, received ${params.corpusWeight}, ${params.repetitionWeight}, ${params.batchWeight}`,
       );
     }
+    const copied = weightC > 0 && calibratedTerm({
+      name: "reward/novelty#copied",
+      params,
+      specs: [specs[0]],
+      excerpts: "heldOut",
+      parts: (pieces, context, role) =>
+        partsOf(
+          pieces,
+          context,
+          role === "reference" ? context.reference!.trainForHeldOut : context.reference!.train,
+        ),
+    });
+    const variety = weightLB > 0 && calibratedTerm({
+      name: "reward/novelty#variety",
+      params,
+      specs: [specs[1], specs[2]],
+      parts: (pieces, context) => partsOf(pieces, context, context.reference!.train),
+    });
     return {
       score(pieces, context) {
-        const parts = noveltyParts(pieces, context ?? {}, params);
-        return pieces.map((piece, i) => {
-          if (piece.notes.length === 0) return 0;
-          return weightedMean([
-            { weight: params.corpusWeight, value: parts[i].notCopied },
-            { weight: params.repetitionWeight, value: parts[i].noLoops },
-            { weight: params.batchWeight, value: parts[i].batchVariety },
-          ], 0.5);
-        });
+        const c = copied ? copied.score(pieces, context) : pieces.map(() => 0);
+        const lb = variety ? variety.score(pieces, context) : pieces.map(() => 0);
+        return pieces.map((_, i) => (weightC * c[i] + weightLB * lb[i]) / (weightC + weightLB));
       },
     };
   },
