@@ -22,4 +22,6 @@ const rows = [...groups.entries()].map(([kind, list]) => ({
 })).sort((a, b) => b.means[0] - a.means[0]);
 console.log(`| kind | n | ${keys.join(" | ")} |`);
 console.log(`| --- | --- | ${keys.map(() => "---").join(" | ")} |`);
-for (const r of rows) console.log(`| ${r.kind} | ${r.n} | ${r.means.map((m) => m.toFixed(3)).join(" | ")} |`);
+for (const r of rows) {
+  console.log(`| ${r.kind} | ${r.n} | ${r.means.map((m) => m.toFixed(3)).join(" | ")} |`);
+}

@@ -19,7 +19,13 @@ import { registry } from "../plugins/registry.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../tests/_degenerate.ts";
 import type { ComponentPlugin } from "../mod.ts";
 
-const TERMS = ["reward/harmony", "reward/rhythm", "reward/novelty", "reward/smoothness", "reward/corpus-match"];
+const TERMS = [
+  "reward/harmony",
+  "reward/rhythm",
+  "reward/novelty",
+  "reward/smoothness",
+  "reward/corpus-match",
+];
 
 async function term(name: string): Promise<RewardTerm> {
   const plugin = (await registry.load(name)) as ComponentPlugin;
@@ -40,8 +46,10 @@ async function loadCorpus(kind: string, dir?: string): Promise<MidiCorpus> {
 
 function excerpts(pieces: readonly Piece[], count: number, sec: number, seed: number): Piece[] {
   const rng = createRng(seed);
+  // Each piece once before any twice, so a set is as varied as the corpus allows.
+  const order = pieces.map((_, i) => i).sort(() => rng.next() - 0.5);
   return Array.from({ length: count }, (_, i) => {
-    const p = pieces[rng.int(pieces.length)];
+    const p = pieces[order[i % order.length]];
     const start = rng.next() * Math.max(0, pieceEndSec(p.notes) - sec);
     return { ...cropPiece(p, { startSec: start, durationSec: sec }), id: `x${i}` };
   });
@@ -50,7 +58,9 @@ function excerpts(pieces: readonly Piece[], count: number, sec: number, seed: nu
 const [kind = "synthetic", dir] = Deno.args;
 const sec = Number(Deno.env.get("SEC") ?? 8);
 const corpus = await loadCorpus(kind, dir);
-const terms = await Promise.all(TERMS.map(async (name) => ({ name, weight: 1, component: await term(name) })));
+const terms = await Promise.all(
+  TERMS.map(async (name) => ({ name, weight: 1, component: await term(name) })),
+);
 const context = corpusContext(corpus);
 const train = corpus.pieces.filter((p) => p.split === "train");
 const held = corpus.pieces.filter((p) => p.split !== "train");
@@ -60,14 +70,21 @@ const sets: Record<string, Piece[]> = {
 };
 const rng = createRng(3);
 for (const k of DEGENERATE_KINDS) {
-  sets[k] = Array.from({ length: 32 }, (_, i) => degeneratePiece(k, { rng, durationSec: sec, id: `${k}-${i}` }));
+  sets[k] = Array.from(
+    { length: 32 },
+    (_, i) => degeneratePiece(k, { rng, durationSec: sec, id: `${k}-${i}` }),
+  );
 }
 const rows: string[] = [];
 const t0 = performance.now();
 for (const [name, pieces] of Object.entries(sets)) {
   const r = scoreWithTerms(pieces, terms, context, { minNotes: 16 });
   const m = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  rows.push(`| ${name} | ${m(r.total).toFixed(3)} | ${Object.values(r.terms).map((v) => m(v).toFixed(3)).join(" | ")} |`);
+  rows.push(
+    `| ${name} | ${m(r.total).toFixed(3)} | ${
+      Object.values(r.terms).map((v) => m(v).toFixed(3)).join(" | ")
+    } |`,
+  );
 }
 console.log(`| set | total | ${TERMS.map((t) => t.split("/")[1]).join(" | ")} |`);
 console.log(`| --- | --- | ${TERMS.map(() => "---").join(" | ")} |`);

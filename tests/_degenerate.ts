@@ -80,7 +80,11 @@ export function degeneratePiece(
       );
     }
     case "arpeggio-loop":
-      return piece(id, eighths((i) => 60 + transpose + [0, 4, 7, 4][i % 4], durationSec), durationSec);
+      return piece(
+        id,
+        eighths((i) => 60 + transpose + [0, 4, 7, 4][i % 4], durationSec),
+        durationSec,
+      );
     case "repeated-note":
       return piece(id, eighths(() => 67 + transpose, durationSec), durationSec);
     case "chord-drone": {

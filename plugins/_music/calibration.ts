@@ -124,6 +124,14 @@ export interface PartSpec {
   direction: Direction;
   /** Floor of the spread, in the part's units. */
   minScale: number;
+  /** The param that sets the weight, for error messages (default `<name>Weight`). */
+  param?: string;
+  /**
+   * Which real excerpts calibrate the part: `"train"` (default) or
+   * `"heldOut"` (for parts that compare a piece with the train pieces, such
+   * as novelty's copy check: real music must be measured on pieces not in train).
+   */
+  excerpts?: "train" | "heldOut";
 }
 
 /** Floor of a part's score inside the geometric mean, so one zero part does not zero the term. */

@@ -38,7 +38,8 @@ export default definePlugin({
     minNotes: p.integer({
       default: 16,
       min: 0,
-      description: "Length guard, as in reward/composite: fewer notes scale the total by notes / minNotes",
+      description:
+        "Length guard, as in reward/composite: fewer notes scale the total by notes / minNotes",
     }),
     excerptsPerBucket: p.integer({
       default: 192,

@@ -99,9 +99,26 @@ export default definePlugin({
       name: "reward/harmony",
       params,
       specs: [
-        { name: "scaleFit", weight: params.scaleWeight, direction: "higher", minScale: 0.02 },
-        { name: "consonance", weight: params.consonanceWeight, direction: "higher", minScale: 0.02 },
-        { name: "noClusters", weight: params.clusterWeight, direction: "higher", minScale: 0.02 },
+        {
+          name: "scaleFit",
+          param: "scaleWeight",
+          weight: params.scaleWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "consonance",
+          weight: params.consonanceWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "noClusters",
+          param: "clusterWeight",
+          weight: params.clusterWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
       ],
       parts: (pieces) =>
         pieces.map((piece) => {

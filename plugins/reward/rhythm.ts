@@ -118,11 +118,24 @@ export default definePlugin({
       name: "reward/rhythm",
       params,
       specs: [
-        { name: "onGrid", weight: params.gridWeight, direction: "higher", minScale: 0.02 },
-        { name: "groove", weight: params.grooveWeight, direction: "higher", minScale: 0.02 },
+        {
+          name: "onGrid",
+          param: "gridWeight",
+          weight: params.gridWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "groove",
+          param: "grooveWeight",
+          weight: params.grooveWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
         { name: "density", weight: params.densityWeight, direction: "match", minScale: 0.1 },
         {
           name: "fewEmptyBeats",
+          param: "emptyBeatWeight",
           weight: params.emptyBeatWeight,
           direction: "higher",
           minScale: 0.02,

@@ -29,12 +29,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardTerm } from "../_music/components.ts";
-import {
-  beatGrid,
-  beatsPerBarOf,
-  countLeapResolutions,
-  topLine,
-} from "../_music/theory.ts";
+import { beatGrid, beatsPerBarOf, countLeapResolutions, topLine } from "../_music/theory.ts";
 import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
@@ -188,9 +183,16 @@ export default definePlugin({
       name: "reward/smoothness",
       params,
       specs: [
-        { name: "intervals", weight: params.intervalWeight, direction: "higher", minScale: 0.02 },
+        {
+          name: "intervals",
+          param: "intervalWeight",
+          weight: params.intervalWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
         {
           name: "leapResolution",
+          param: "resolutionWeight",
           weight: params.resolutionWeight,
           direction: "higher",
           minScale: 0.02,

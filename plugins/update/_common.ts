@@ -50,7 +50,8 @@ export const updateParams = {
     default: 0.1,
     min: 0,
     max: 1,
-    description: "Gain K of the adaptive KL controller: β ← β·(1 + K·clip((KL − target)/target, ±0.2))",
+    description:
+      "Gain K of the adaptive KL controller: β ← β·(1 + K·clip((KL − target)/target, ±0.2))",
   }),
   clipNorm: p.number({ default: 1, min: 0, description: "Global gradient-norm clip (0 = off)" }),
   advantage: p.string({
