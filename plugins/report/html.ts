@@ -376,6 +376,38 @@ pre { background: #f5f7fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 footer { text-align: center; color: var(--muted); font-size: 12px; padding: 0 0 24px; }
 `;
 
+/**
+ * Per reward term: real held-out excerpts vs pretrained vs fine-tuned samples
+ * (from eval/policies' `real` row), with a flag where the fine-tuned policy
+ * scores a term well above real music (it may be gaming the term) or falls
+ * below the pretrained policy. Undefined without a `real` row.
+ */
+export function rewardTermTable(evaluation: unknown): string | undefined {
+  const value = evaluation as {
+    real?: Record<string, number>;
+    policies?: Record<string, Record<string, number>>;
+  } | undefined;
+  const real = value?.real, pre = value?.policies?.pretrained, fine = value?.policies?.finetuned;
+  if (!isObject(real) || !isObject(pre) || !isObject(fine)) return undefined;
+  const terms = Object.keys(real).filter((k) => k.startsWith("reward/"));
+  if (terms.length === 0) return undefined;
+  const show = (v: number | undefined) =>
+    typeof v === "number" && Number.isFinite(v) ? v.toFixed(3) : "n/a";
+  const rows = terms.map((term) => {
+    const r = real[term], a = pre[term], b = fine[term];
+    const flags: string[] = [];
+    if (b > r + 0.05) flags.push("fine-tuned above real music: check the samples for gaming");
+    if (b < a - 0.02) flags.push("fine-tuned below pretrained");
+    const note = flags.length > 0 ? `<strong>${escapeXml(flags.join("; "))}</strong>` : "";
+    return `<tr><td>${escapeXml(term)}</td><td>${show(r)}</td><td>${show(a)}</td><td>${
+      show(b)
+    }</td><td>${note}</td></tr>`;
+  });
+  return `<h3>Reward terms: real vs pretrained vs fine-tuned</h3><p class="muted">Mean score of each term on real held-out excerpts of the samples' length and on each policy's samples. A policy that beats real music on a term by far is more likely gaming it than making better music.</p><table><thead><tr><th>term</th><th>real</th><th>pretrained</th><th>fine-tuned</th><th></th></tr></thead><tbody>${
+    rows.join("")
+  }</tbody></table>`;
+}
+
 export default definePlugin({
   name: "report/html",
   kind: "report",
@@ -598,6 +630,8 @@ export default definePlugin({
         ["evaluation", "RL evaluation", inputs.evaluation],
         ["refinement", "Refinement", inputs.refinement],
       ];
+      const termTable = rewardTermTable(inputs.evaluation);
+      if (termTable) parts.push(termTable);
       for (const [, heading, value] of blocks) {
         if (value === undefined) continue;
         const metrics = value as Record<string, unknown>;
