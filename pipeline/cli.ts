@@ -370,6 +370,7 @@ export async function sandboxedMain(args: string[], registry: Registry): Promise
   const mode = envOf(SANDBOX_ENV);
   if (mode === "plan") return await planChild(args, registry);
   if (mode === "run") {
+    exitWhenParentDies();
     const request = envOf(LATEST_ENV);
     return await main(args, registry, {
       linkLatest: request
@@ -401,6 +402,21 @@ export async function sandboxedMain(args: string[], registry: Registry): Promise
   return await sandboxedRun(args, values["runs-dir"] ?? "runs");
 }
 
+/**
+ * The run child's stdin is a pipe that its parent holds open and never writes
+ * to. When the parent dies, even by SIGKILL, which it cannot catch, the pipe
+ * closes and this process stops at once instead of running on unseen (a
+ * killed run must leave its stage unfinished, to be resumed).
+ */
+function exitWhenParentDies(): void {
+  (async () => {
+    try {
+      for await (const _ of Deno.stdin.readable) { /* the parent never writes */ }
+    } catch { /* a closed pipe ends the loop like EOF */ }
+    Deno.exit(137);
+  })();
+}
+
 /** The planning child: validates the graph and prints what running it needs. */
 async function planChild(args: string[], registry: Registry): Promise<number> {
   // The nonce comes first, before any plugin's code runs, so that no plugin can forge the plan.
@@ -421,12 +437,18 @@ async function planChild(args: string[], registry: Registry): Promise<number> {
 async function child(
   flags: string[],
   args: string[],
-  options: { env: Record<string, string>; stdin?: string; captureStdout?: boolean },
+  options: {
+    env: Record<string, string>;
+    stdin?: string;
+    captureStdout?: boolean;
+    /** Hold the child's stdin open (and silent) until it ends: it exits when this process dies. */
+    lifeline?: boolean;
+  },
 ): Promise<{ code: number; stdout: string }> {
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, "--config", `${PROJECT_ROOT}deno.json`, CLI_FILE, ...args],
     env: options.env,
-    stdin: options.stdin !== undefined ? "piped" : "null",
+    stdin: options.stdin !== undefined || options.lifeline ? "piped" : "null",
     stdout: options.captureStdout ? "piped" : "inherit",
     stderr: "inherit",
   });
@@ -484,6 +506,7 @@ async function sandboxedRun(args: string[], runsDir: string): Promise<number> {
   try {
     const result = await child(flags, args, {
       env: { [SANDBOX_ENV]: "run", [LATEST_ENV]: request },
+      lifeline: true,
     });
     return result.code;
   } finally {

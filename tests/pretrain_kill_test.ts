@@ -100,12 +100,17 @@ Deno.test("pretraining killed with SIGKILL mid-epoch resumes from its last saved
   const step = Number(/^Resuming from step (\d+) of 40/.exec(resuming.message)![1]);
   assert.ok(step > 0 && step % CHECKPOINT_EVERY === 0, `resumed at step ${step}`);
   assert.ok(step % STEPS_PER_EPOCH !== 0, `resumed at step ${step}, an epoch boundary`);
-  const trained = events.filter((e) =>
-    e.type === "metric" && e.stage === "pretrain" &&
-    "loss/train" in e.values
-  ).map((e) => e.step);
+  // events.jsonl keeps the killed attempt's lines too, marked "resumedFrom"; this run's follow.
+  const trainedBy = (mine: boolean) =>
+    events.filter((e) =>
+      e.type === "metric" && e.stage === "pretrain" && "loss/train" in e.values &&
+      (e.resumedFrom === undefined) === mine
+    ).map((e) => e.step);
+  const trained = trainedBy(true);
   assert.equal(trained[0], step + 1);
   assert.equal(trained[trained.length - 1], 40);
+  const before = trainedBy(false);
+  assert.ok(before.length >= step, `the killed attempt's ${before.length} steps were not kept`);
 
   // An uninterrupted run of the same graph stores the same model, byte for byte.
   const whole = await runPipeline(graph, { runsDir: join(dir, "whole"), quiet: true });

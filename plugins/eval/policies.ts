@@ -31,6 +31,7 @@ import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
 import { corpusContext, DEFAULT_TERMS, scoreWithTerms } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
+import { collapseReason } from "../_music/collapse.ts";
 import { samplePolicy } from "../rollout/sample.ts";
 
 /** The evaluation table: metric name to value, per policy. */
@@ -44,6 +45,8 @@ export interface PolicyEvaluation {
    * what each reward term gives real music, next to what the policies get.
    */
   real?: Record<string, number>;
+  /** Why the fine-tuned policy looks collapsed (notes per piece, distinct n-grams), if it does. */
+  collapse?: string;
 }
 
 const mean = (values: number[]): number => {
@@ -145,6 +148,9 @@ export function evaluationMarkdown(evaluation: PolicyEvaluation): string {
         ),
       ]),
   ];
+  if (evaluation.collapse) {
+    lines.push("", `**The fine-tuned policy looks collapsed:** ${evaluation.collapse}.`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -262,6 +268,21 @@ export default definePlugin({
       const real = context.reference.excerpts(bucket, "heldOut").slice(0, params.samples)
         .map((piece, i) => ({ ...piece, id: `real-${i}` }));
       evaluation.real = rowOf(real);
+    }
+    const fine = evaluation.policies.finetuned;
+    const reason = collapseReason(
+      {
+        notesPerPiece: fine.notesPerPiece,
+        distinctNgramRatio: fine.distinctNgramRatio,
+      },
+      {
+        notesPerPiece: evaluation.real?.notesPerPiece ??
+          evaluation.policies.pretrained.notesPerPiece,
+      },
+    );
+    if (reason) {
+      evaluation.collapse = reason;
+      ctx.log.warn(`The fine-tuned policy looks collapsed: ${reason}`);
     }
     const table = evaluationMarkdown(evaluation);
     await writeFileAtomic(join(ctx.runDir, "evaluation.json"), JSON.stringify(evaluation, null, 2));

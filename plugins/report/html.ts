@@ -388,7 +388,11 @@ export function rewardTermTable(evaluation: unknown): string | undefined {
     policies?: Record<string, Record<string, number>>;
   } | undefined;
   const real = value?.real, pre = value?.policies?.pretrained, fine = value?.policies?.finetuned;
-  if (!isObject(real) || !isObject(pre) || !isObject(fine)) return undefined;
+  const collapse = (evaluation as { collapse?: unknown } | undefined)?.collapse;
+  const warning = typeof collapse === "string"
+    ? `<p><strong>The fine-tuned policy looks collapsed: ${escapeXml(collapse)}.</strong></p>`
+    : "";
+  if (!isObject(real) || !isObject(pre) || !isObject(fine)) return warning || undefined;
   const terms = Object.keys(real).filter((k) => k.startsWith("reward/"));
   if (terms.length === 0) return undefined;
   const show = (v: number | undefined) =>
@@ -403,7 +407,7 @@ export function rewardTermTable(evaluation: unknown): string | undefined {
       show(b)
     }</td><td>${note}</td></tr>`;
   });
-  return `<h3>Reward terms: real vs pretrained vs fine-tuned</h3><p class="muted">Mean score of each term on real held-out excerpts of the samples' length and on each policy's samples. A policy that beats real music on a term by far is more likely gaming it than making better music.</p><table><thead><tr><th>term</th><th>real</th><th>pretrained</th><th>fine-tuned</th><th></th></tr></thead><tbody>${
+  return `${warning}<h3>Reward terms: real vs pretrained vs fine-tuned</h3><p class="muted">Mean score of each term on real held-out excerpts of the samples' length and on each policy's samples. A policy that beats real music on a term by far is more likely gaming it than making better music.</p><table><thead><tr><th>term</th><th>real</th><th>pretrained</th><th>fine-tuned</th><th></th></tr></thead><tbody>${
     rows.join("")
   }</tbody></table>`;
 }
