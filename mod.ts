@@ -6,12 +6,13 @@
  * @module
  */
 
-export { definePlugin, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
   ComponentPlugin,
   Logger,
   Plugin,
+  PluginPermissions,
   PortSpec,
   PreflightProblem,
   ProgressUpdate,
@@ -20,7 +21,8 @@ export type {
   StageKind,
   StagePlugin,
 } from "./pipeline/plugin.ts";
-export { p } from "./pipeline/schema.ts";
+export { fingerprintFiles } from "./pipeline/fingerprint.ts";
+export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,
   ComponentRef,
@@ -31,6 +33,6 @@ export type {
 } from "./pipeline/schema.ts";
 export { GraphError, loadGraph, parseGraph } from "./pipeline/graph.ts";
 export type { Graph, Registry } from "./pipeline/graph.ts";
-export { runPipeline, StageError } from "./pipeline/run.ts";
+export { PlanError, runPipeline, StageError } from "./pipeline/run.ts";
 export type { RunOptions, RunResult, StageRecord } from "./pipeline/run.ts";
 export type { Note, Piece } from "./plugins/_music/types.ts";

@@ -223,3 +223,77 @@ Deno.test("a loop body stage's missing data names the loop's --set path", async 
     /^Stage "train\/extra" \(toy\/read\) cannot run: Cannot read numbers from "\/nonexistent\/n\.json": .*--set stages\.train\.loop\.stages\.extra\.with\.path=\.\.\.$/,
   );
 });
+
+Deno.test("a stage whose loss stays NaN fails at the third step, names the cause and caches nothing", async () => {
+  const runsDir = await Deno.makeTempDir();
+  calls.clear();
+  const text = "name: nan\nstages:\n  train: { use: toy/train, with: { nanFrom: 4, lr: 1e9 } }\n";
+  const graph = await parseGraph(text, "nan.yaml", { registry });
+  const result = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(result.status, "failed");
+  assert.equal(
+    result.error!.message,
+    'Stage "train" (toy/train) failed: training diverged at step 4: "loss/train" was NaN for 3 ' +
+      "recorded steps in a row (step 4 to step 6); likely cause: a learning rate too high " +
+      '("lr" is 1000000000): lower it; nothing of this stage was cached',
+  );
+  assert.equal(result.stages.train.status, "failed");
+  // No cache entry, no checkpoint left to resume from: the next run starts the stage afresh.
+  const cacheDir = join(runsDir, ".cache");
+  const entries = [...Deno.readDirSync(cacheDir)].map((e) => e.name).filter((n) =>
+    /^[0-9a-f]{24}$/.test(n)
+  );
+  assert.deepEqual(entries, []);
+  assert.deepEqual([...Deno.readDirSync(join(cacheDir, "work"))], []);
+  const again = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(again.stages.train.status, "failed");
+  assert.equal(calls.get("train"), 2);
+});
+
+Deno.test("one or two NaN losses in a row are tolerated, but a stage that ends on one fails", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const graph = (nan: string) =>
+    parseGraph(`name: nan\nstages:\n  train: { use: toy/train, with: { ${nan} } }\n`, "nan.yaml", {
+      registry,
+    });
+  // Steps 2-3 are NaN, then the loss recovers; "toy/rate" is always NaN but is not a loss.
+  const recovered = await runPipeline(await graph("nanFrom: 2, nanUntil: 3"), {
+    runsDir,
+    quiet: true,
+  });
+  assert.equal(recovered.status, "ok", recovered.error?.message);
+  const ended = await runPipeline(await graph("nanFrom: 8"), { runsDir, quiet: true });
+  assert.equal(ended.status, "failed");
+  assert.match(
+    ended.error!.message,
+    /failed: training diverged: it ended with "loss\/train" NaN at step 9; likely cause: a learning rate too high \("lr" is 0\.1\)/,
+  );
+});
+
+Deno.test("a loop body whose loss stays NaN fails the loop at the third episode", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const text = [
+    "name: nanloop",
+    "stages:",
+    "  start: { use: toy/train, with: { steps: 1 } }",
+    "  rl:",
+    "    loop:",
+    "      episodes: 8",
+    "      checkpointEvery: 1",
+    "      carry: { value: { init: start.value, next: update.value } }",
+    "      stages:",
+    "        update: { use: toy/train, in: { value: rl.value }, with: { steps: 1, nanFrom: 2 } }",
+    "",
+  ].join("\n");
+  const result = await runPipeline(await parseGraph(text, "nanloop.yaml", { registry }), {
+    runsDir,
+    quiet: true,
+  });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error!.message,
+    /^Stage "rl" \(loop\) failed: episode 5, body stage "update" \(toy\/train\): training diverged at episode 3: "loss\/train" was NaN for 3 episodes in a row \(episode 3 to episode 5\)/,
+  );
+  assert.equal(result.stages.start.status, "done");
+  assert.deepEqual([...Deno.readDirSync(join(runsDir, ".cache", "work"))], []);
+});

@@ -15,28 +15,43 @@ const SHARED_MAESTRO = new URL("../../shared/data/maestro-v3.0.0", import.meta.u
 const hasSharedMaestro = await Deno.stat(join(SHARED_MAESTRO, "maestro-v3.0.0.csv"))
   .then(() => true, () => false);
 
-/** Each shipped graph that reads a dataset, its loading stage, and its default folder. */
-const DATASETS = [
-  { config: "maestro.yaml", stage: "load", plugin: "load/maestro", dir: "data/maestro-v3.0.0" },
+/** A stage of a shipped graph that reads a dataset folder, and its default folder. */
+interface DatasetStage {
+  stage: string;
+  plugin: "load/maestro" | "load/midi-dir";
+  dir: string;
+}
+
+/** Each shipped graph that reads a dataset, with every stage that reads one. */
+const DATASETS: { config: string; stages: DatasetStage[] }[] = [
+  {
+    config: "maestro.yaml",
+    stages: [{ stage: "load", plugin: "load/maestro", dir: "data/maestro-v3.0.0" }],
+  },
   {
     config: "maestro-seed-gpu.yaml",
-    stage: "load",
-    plugin: "load/maestro",
-    dir: "data/maestro-v3.0.0",
+    stages: [{ stage: "load", plugin: "load/maestro", dir: "data/maestro-v3.0.0" }],
   },
   {
     config: "refine.yaml",
-    stage: "load",
-    plugin: "load/midi-dir",
-    dir: "data/maestro-v3.0.0/2004",
+    stages: [
+      { stage: "load", plugin: "load/midi-dir", dir: "data/maestro-v3.0.0/2004" },
+      { stage: "training", plugin: "load/maestro", dir: "data/maestro-v3.0.0" },
+    ],
   },
   {
     config: "roundtrip.yaml",
-    stage: "load",
-    plugin: "load/midi-dir",
-    dir: "data/maestro-v3.0.0/2004",
+    stages: [{ stage: "load", plugin: "load/midi-dir", dir: "data/maestro-v3.0.0/2004" }],
   },
-] as const;
+  {
+    config: "score.yaml",
+    stages: [
+      // The files to score are the user's own: no default dataset to point at.
+      { stage: "load", plugin: "load/midi-dir", dir: "midi" },
+      { stage: "reference", plugin: "load/maestro", dir: "data/maestro-v3.0.0" },
+    ],
+  },
+];
 
 /** Runs the CLI with console output captured. */
 async function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
@@ -61,43 +76,54 @@ Deno.test("every shipped graph that reads a dataset reads it from data/ in the p
     const text = await Deno.readTextFile(join(configs, name));
     assert.doesNotMatch(text, /\.\.\/shared/, `${name} points outside the project`);
   }
-  for (const { config, stage, plugin, dir } of DATASETS) {
+  for (const { config, stages } of DATASETS) {
     const graph = await loadGraph(join(configs, config), { registry });
-    const node = graph.stages.find((s) => s.name === stage)!;
-    assert.equal(node.plugin!.name, plugin, config);
-    assert.equal(node.params.dir, dir, config);
+    const readers = graph.stages.filter((s) =>
+      /^load\/(maestro|midi-dir)$/.test(s.plugin?.name ?? "")
+    );
+    assert.deepEqual(readers.map((s) => s.name), stages.map((s) => s.stage), config);
+    for (const { stage, plugin, dir } of stages) {
+      const node = graph.stages.find((s) => s.name === stage)!;
+      assert.equal(node.plugin!.name, plugin, config);
+      assert.equal(node.params.dir, dir, config);
+    }
   }
 });
 
 Deno.test("a missing dataset is one error that says how to get it, and nothing runs", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "harmonyrl-datasets-" });
   const runsDir = join(tmp, "runs");
-  for (const { config, stage, plugin } of DATASETS) {
-    // --set points the folder elsewhere: the error names the new folder, so the override took.
-    const missing = join(tmp, "data", "maestro-v3.0.0");
+  for (const { config, stages } of DATASETS) {
+    // --set points each folder elsewhere: the errors name the new folders, so the overrides took.
+    const missing = (stage: string) => join(tmp, stage, "maestro-v3.0.0");
+    const sets = stages.flatMap((
+      { stage },
+    ) => ["--set", `stages.${stage}.with.dir=${missing(stage)}`]);
     const { code, out, err } = await cli([
       "--config",
       join(configs, config),
       "--runs-dir",
       runsDir,
-      "--set",
-      `stages.${stage}.with.dir=${missing}`,
+      ...sets,
     ]);
     assert.equal(code, 2, config);
     assert.deepEqual(out, [], config);
-    assert.equal(err.length, 1, `${config}: ${err.join("\n")}`);
-    const how = plugin === "load/maestro"
-      ? `download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ` +
-        `and unzip it in "${
-          join(tmp, "data")
-        }" (it unpacks to "maestro-v3.0.0"; see "Data" in README.md)`
-      : `give a folder of your own .mid files, or get the example data (MAESTRO: see "Data" in README.md)`;
-    const what = plugin === "load/maestro" ? "MAESTRO" : "MIDI files";
-    assert.equal(
-      err[0],
-      `error: Stage "${stage}" (${plugin}) cannot run: Cannot load ${what} from "${missing}": ` +
-        `the directory does not exist; ${how}; ` +
-        `or point "dir" elsewhere with --set stages.${stage}.with.dir=...`,
+    // One line per missing folder, and nothing else.
+    assert.deepEqual(
+      err,
+      stages.map(({ stage, plugin }) => {
+        const how = plugin === "load/maestro"
+          ? `download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ` +
+            `and unzip it in "${
+              join(tmp, stage)
+            }" (it unpacks to "maestro-v3.0.0"; see "Data" in README.md)`
+          : `give a folder of your own .mid files, or get the example data (MAESTRO: see "Data" in README.md)`;
+        const what = plugin === "load/maestro" ? "MAESTRO" : "MIDI files";
+        return `error: Stage "${stage}" (${plugin}) cannot run: Cannot load ${what} from ` +
+          `"${missing(stage)}": the directory does not exist; ${how}; ` +
+          `or point "dir" elsewhere with --set stages.${stage}.with.dir=...`;
+      }),
+      config,
     );
   }
   // Nothing ran: no run directory, no cache.

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ReferenceCorpus } from "./reference.ts";
 import type { Piece, Split } from "./types.ts";
 
 /** Turns pieces into event tokens and back. Made by `tokenizer/*` plugins. */
@@ -48,6 +49,17 @@ export interface TokenCorpus {
 export interface RewardContext {
   /** Training pieces, for terms that compare with the corpus (novelty). */
   corpus?: Piece[];
+  /**
+   * The reference corpus that calibrated terms measure pieces against (real
+   * excerpts of the length of the scored piece, held-out pieces, a memo).
+   * Given by `reward/composite` when it has a `corpus` input.
+   */
+  reference?: ReferenceCorpus;
+  /**
+   * A trained critic (the `critic` input of `reward/composite`), for learned
+   * reward terms such as `reward/discriminator`.
+   */
+  critic?: unknown;
 }
 
 /**

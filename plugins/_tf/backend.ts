@@ -161,8 +161,12 @@ async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
   if (gpu === undefined) throw new Error("navigator.gpu is missing in this runtime");
   // Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on every probe when it is unset
   // (containers, CI); a private directory of our own quiets them and changes nothing else.
-  if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
-    Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+  try {
+    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+    }
+  } catch {
+    // In the sandbox (no temp folder of its own) the drivers' warnings stay: nothing else changes.
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (adapter === null) {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { denoiserCodec } from "../_tf/diffusion.ts";
 import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
@@ -18,6 +18,7 @@ export default definePlugin({
   description: "Loads a diffusion denoiser checkpoint directory saved by an earlier run",
   params: {
     path: p.string({
+      path: "read",
       description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/denoiser",
     }),
   },
@@ -27,6 +28,8 @@ export default definePlugin({
     const message = await checkArtifactDir(params.path, "denoiser");
     return message === undefined ? undefined : { param: "path", message };
   },
+  // The cache key covers every file of the checkpoint directory (size and modification time).
+  fingerprint: (params) => fingerprintFiles(params.path),
   async run(ctx, _inputs, params) {
     return { denoiser: await loadStoredArtifact(ctx, params.path, denoiserCodec, "denoiser") };
   },

@@ -14,11 +14,14 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
-import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { type MaestroEntry, readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
+
+/** Metadata tables that `readMaestroMetadata` may read. */
+const METADATA_RE = /^maestro-v.*\.(csv|json)$/;
 
 /** The folder the official zip unpacks to, looked for inside `dir` as a convenience. */
 const ZIP_FOLDER = "maestro-v3.0.0";
@@ -45,7 +48,7 @@ async function isDirectory(path: string): Promise<boolean> {
 /** True when `dir` holds a metadata table that `readMaestroMetadata` would read. */
 async function hasMetadata(dir: string): Promise<boolean> {
   for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /^maestro-v.*\.(csv|json)$/.test(entry.name)) return true;
+    if (entry.isFile && METADATA_RE.test(entry.name)) return true;
   }
   return false;
 }
@@ -73,6 +76,26 @@ export async function findMaestroRoot(dir: string): Promise<string> {
   );
 }
 
+/** The dataset root, the entries the params select, and the metadata's warnings. */
+async function selectFiles(params: {
+  dir: string;
+  splits: string[];
+  years: number[];
+  composers: string[];
+  limit: number;
+}): Promise<{ root: string; selected: MaestroEntry[]; warnings: string[] }> {
+  const root = await findMaestroRoot(params.dir);
+  const { entries, warnings } = readMaestroMetadata(root);
+  // Empty lists and a limit of 0 mean "no filter" here, but "nothing" to selectMaestro.
+  const selected = selectMaestro(entries, {
+    splits: params.splits as Split[],
+    years: params.years.length > 0 ? params.years : undefined,
+    composers: params.composers.length > 0 ? params.composers : undefined,
+    limit: params.limit > 0 ? params.limit : undefined,
+  });
+  return { root, selected, warnings };
+}
+
 export default definePlugin({
   name: "load/maestro",
   kind: "load",
@@ -81,6 +104,7 @@ export default definePlugin({
     "Loads the MAESTRO v3.0.0 piano performances with their official train/validation/test split",
   params: {
     dir: p.string({
+      path: "read",
       default: "data/maestro-v3.0.0",
       description:
         "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv), or the folder it was unzipped in",
@@ -123,17 +147,18 @@ export default definePlugin({
       return { param: "dir", message: (error as Error).message };
     }
   },
+  // The cache key covers the metadata and every selected file (size and modification time).
+  async fingerprint(params) {
+    const { root, selected } = await selectFiles(params);
+    const metadata: string[] = [];
+    for await (const entry of Deno.readDir(root)) {
+      if (entry.isFile && METADATA_RE.test(entry.name)) metadata.push(entry.name);
+    }
+    return await fingerprintFiles(root, [...metadata, ...selected.map((e) => e.midiFilename)]);
+  },
   async run(ctx, _inputs, params) {
-    const root = await findMaestroRoot(params.dir);
-    const { entries, warnings } = readMaestroMetadata(root);
+    const { root, selected, warnings } = await selectFiles(params);
     for (const warning of warnings) ctx.log.warn(warning);
-    // Empty lists and a limit of 0 mean "no filter" here, but "nothing" to selectMaestro.
-    const selected = selectMaestro(entries, {
-      splits: params.splits as Split[],
-      years: params.years.length > 0 ? params.years : undefined,
-      composers: params.composers.length > 0 ? params.composers : undefined,
-      limit: params.limit > 0 ? params.limit : undefined,
-    });
     if (selected.length === 0) {
       throw new Error(
         `Cannot load MAESTRO from "${params.dir}": no piece matches splits ` +

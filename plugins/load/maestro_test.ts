@@ -142,3 +142,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test("load/maestro's fingerprint covers the metadata and the selected files only", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeMiniMaestro(dir);
+    const print = (overrides: Record<string, unknown> = {}) =>
+      plugin.fingerprint!(defaultParams(plugin, { dir, ...overrides }) as never) as Promise<
+        Record<string, string>
+      >;
+    const all = await print();
+    assert.deepEqual(Object.keys(all), [
+      "2004/a.midi",
+      "2004/missing.midi",
+      "2006/b.midi",
+      "2006/broken.midi",
+      "2006/c.midi",
+      "maestro-v3.0.0.csv",
+    ]);
+    assert.equal(all["2004/missing.midi"], "missing");
+    const size = (await Deno.stat(`${dir}/2006/b.midi`)).size;
+    assert.match(all["2006/b.midi"], new RegExp(`^${size}:\\d+$`));
+    assert.deepEqual(Object.keys(await print({ splits: ["validation"] })), [
+      "2006/b.midi",
+      "maestro-v3.0.0.csv",
+    ]);
+    // Editing a selected file changes the fingerprint; a file outside the selection does not.
+    await Deno.writeTextFile(`${dir}/2006/broken.midi`, "still not MIDI, longer");
+    assert.deepEqual(
+      await print({ splits: ["validation"] }),
+      await print({ splits: ["validation"] }),
+    );
+    assert.notDeepEqual(await print(), all);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { modelCodec } from "../_tf/model.ts";
 import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
@@ -19,6 +19,7 @@ export default definePlugin({
     "Loads a model checkpoint directory (index.json + weights.bin) saved by an earlier run",
   params: {
     path: p.string({
+      path: "read",
       description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/model",
     }),
   },
@@ -28,6 +29,8 @@ export default definePlugin({
     const message = await checkArtifactDir(params.path, "model checkpoint");
     return message === undefined ? undefined : { param: "path", message };
   },
+  // The cache key covers every file of the checkpoint directory (size and modification time).
+  fingerprint: (params) => fingerprintFiles(params.path),
   async run(ctx, _inputs, params) {
     return { model: await loadStoredArtifact(ctx, params.path, modelCodec, "model checkpoint") };
   },

@@ -16,6 +16,7 @@
 
 import { definePlugin, p, type WeightedComponent } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
+import { ReferenceCorpus } from "../_music/reference.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 
 /** What the `rewards` output holds. */
@@ -30,17 +31,33 @@ export interface Rewards {
   lengthFactor: number[];
 }
 
-/** Train pieces per corpus object, so terms that memoise per corpus array hit their memo. */
-const trainPiecesOf = new WeakMap<MidiCorpus, Piece[]>();
+/** The reward context per corpus object, so terms that memoise per corpus hit their memo. */
+const contextOf = new WeakMap<MidiCorpus, Map<number, RewardContext>>();
 
-function trainPieces(corpus: MidiCorpus): Piece[] {
-  let pieces = trainPiecesOf.get(corpus);
-  if (!pieces) {
-    pieces = corpus.pieces.filter((piece) => piece.split === "train");
-    trainPiecesOf.set(corpus, pieces);
+/**
+ * The reward context of a corpus: its train pieces and its reference corpus
+ * for calibration, built once per corpus object and excerpt count.
+ *
+ * @param corpus The reference corpus (all splits).
+ * @param excerptsPerBucket Calibration excerpts per length bucket.
+ * @returns The context (without a critic).
+ */
+export function corpusContext(corpus: MidiCorpus, excerptsPerBucket = 192): RewardContext {
+  let byCount = contextOf.get(corpus);
+  if (!byCount) contextOf.set(corpus, byCount = new Map());
+  let context = byCount.get(excerptsPerBucket);
+  if (!context) {
+    context = {
+      corpus: corpus.pieces.filter((piece) => piece.split === "train"),
+      reference: new ReferenceCorpus(corpus.pieces, { excerptsPerBucket }),
+    };
+    byCount.set(excerptsPerBucket, context);
   }
-  return pieces;
+  return context;
 }
+
+/** Keys the composite logs itself (`reward/total`, `reward/lengthFactor`): no term may take them. */
+const OWN_KEYS = ["total", "lengthFactor"];
 
 /**
  * Short key of a term for `terms`, `weights` and metric names:
@@ -77,10 +94,11 @@ export function scoreWithTerms(
         `Cannot score rollouts with reward term "${term.name}": weight must be a number >= 0, received ${term.weight}`,
       );
     }
-    // The same term listed twice (with different params) gets "harmony_2".
+    // The same term listed twice (with different params) gets "harmony_2"; a term named like
+    // the composite's own figures gets "total_2", so it cannot overwrite reward/total.
     const base = termKey(term.name);
     let key = base;
-    for (let k = 2; keys.includes(key); k++) key = `${base}_${k}`;
+    for (let k = 2; keys.includes(key) || OWN_KEYS.includes(key); k++) key = `${base}_${k}`;
     keys.push(key);
   }
   const weightSum = terms.reduce((sum, t) => sum + t.weight, 0);
@@ -133,6 +151,15 @@ export function scoreWithTerms(
   return out;
 }
 
+/** The default terms of `reward/composite` and `eval/score`, each of weight 1. */
+export const DEFAULT_TERMS = [
+  { use: "reward/harmony", weight: 1 },
+  { use: "reward/rhythm", weight: 1 },
+  { use: "reward/novelty", weight: 1 },
+  { use: "reward/smoothness", weight: 1 },
+  { use: "reward/corpus-match", weight: 1 },
+] as const;
+
 function mean(values: number[]): number {
   return values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : 0;
 }
@@ -140,19 +167,20 @@ function mean(values: number[]): number {
 export default definePlugin({
   name: "reward/composite",
   kind: "reward",
-  version: "1.1.0",
+  version: "2.0.0",
   description: "Scores rollouts with a weighted mean of reward terms",
   params: {
     terms: p.components({
       kind: "reward",
-      default: [
-        { use: "reward/harmony", weight: 1 },
-        { use: "reward/rhythm", weight: 1 },
-        { use: "reward/novelty", weight: 1 },
-        { use: "reward/smoothness", weight: 1 },
-      ],
+      default: DEFAULT_TERMS,
       minItems: 1,
       description: "Reward terms and their weights (>= 0); the total is their weighted mean",
+    }),
+    excerptsPerBucket: p.integer({
+      default: 192,
+      min: 16,
+      description:
+        "Real excerpts per length bucket that calibrated terms are measured against (more: steadier calibration, slower first batch)",
     }),
     minNotes: p.integer({
       default: 16,
@@ -165,7 +193,13 @@ export default definePlugin({
     rollouts: { type: "rollouts", description: "Sampled sequences with their decoded pieces" },
     corpus: {
       type: "midi-corpus",
-      description: "Training corpus; its train pieces are what novelty compares against",
+      description:
+        "Reference corpus: the real pieces every calibrated term is measured against (train split for excerpts, other splits held out)",
+      optional: true,
+    },
+    critic: {
+      type: "critic",
+      description: "A trained critic for learned reward terms (reward/discriminator)",
       optional: true,
     },
   },
@@ -184,7 +218,10 @@ export default definePlugin({
       }
       const pieces = rollouts.pieces as Piece[];
       const corpus = inputs.corpus as MidiCorpus | undefined;
-      const context: RewardContext = corpus ? { corpus: trainPieces(corpus) } : {};
+      const context: RewardContext = corpus
+        ? { ...corpusContext(corpus, params.excerptsPerBucket) }
+        : {};
+      if (inputs.critic !== undefined) context.critic = inputs.critic;
       const rewards = scoreWithTerms(pieces, params.terms, context, { minNotes: params.minNotes });
       const logged: Record<string, number> = {};
       for (const [key, scores] of Object.entries(rewards.terms)) {
