@@ -98,7 +98,7 @@ async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
 export default definePlugin({
   name: "export/midi",
   kind: "export",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
     "Writes pieces (or decoded rollouts or token sequences) as MIDI files named after their ids",
   params: {
@@ -117,6 +117,11 @@ export default definePlugin({
       min: 0,
       max: 127,
       description: "General MIDI program of the track (0 = Acoustic Grand Piano)",
+    }),
+    prefix: p.string({
+      default: "",
+      description:
+        'Name the files "<prefix>-<n>.mid" (n = 0, 1, ... in input order) instead of after the piece ids; "" keeps the ids',
     }),
   },
   // Files outside the artifact store are a side effect: a cached result would leave a new
@@ -170,7 +175,7 @@ export default definePlugin({
     const files: string[] = [];
     for (const [i, piece] of pieces.entries()) {
       if (ctx.signal.aborted) throw new Error("Cannot finish exporting MIDI: the run was aborted");
-      const base = safeFileName(piece.id);
+      const base = safeFileName(params.prefix !== "" ? `${params.prefix}-${i}` : piece.id);
       // Two pieces with the same id would overwrite each other: number the later ones.
       let name = base;
       for (let k = 2; used.has(name.toLowerCase()); k++) name = `${base}-${k}`;
