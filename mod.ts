@@ -6,20 +6,23 @@
  * @module
  */
 
-export { definePlugin, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
   ComponentPlugin,
   Logger,
   Plugin,
+  PluginPermissions,
   PortSpec,
+  PreflightProblem,
   ProgressUpdate,
   Rng,
   StageContext,
   StageKind,
   StagePlugin,
 } from "./pipeline/plugin.ts";
-export { p } from "./pipeline/schema.ts";
+export { fingerprintFiles } from "./pipeline/fingerprint.ts";
+export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,
   ComponentRef,
@@ -30,6 +33,6 @@ export type {
 } from "./pipeline/schema.ts";
 export { GraphError, loadGraph, parseGraph } from "./pipeline/graph.ts";
 export type { Graph, Registry } from "./pipeline/graph.ts";
-export { runPipeline, StageError } from "./pipeline/run.ts";
+export { PlanError, runPipeline, StageError } from "./pipeline/run.ts";
 export type { RunOptions, RunResult, StageRecord } from "./pipeline/run.ts";
 export type { Note, Piece } from "./plugins/_music/types.ts";

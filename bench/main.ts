@@ -29,7 +29,7 @@ const args = parseArgs({
   args: Deno.args,
   allowPositionals: true,
   options: {
-    maestro: { type: "string", default: "../shared/data/maestro-v3.0.0" },
+    maestro: { type: "string", default: "data/maestro-v3.0.0" },
     backend: { type: "string", default: "auto" },
     out: { type: "string", default: "bench/results.jsonl" },
   },

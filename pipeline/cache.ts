@@ -21,6 +21,8 @@ export interface KeyParts {
   seed: number;
   /** Extra parts, e.g. a loop's body or a user plugin's source hash. */
   extra?: unknown;
+  /** What the stage reads besides its inputs, from its plugin's `fingerprint(params)`. */
+  sources?: unknown;
 }
 
 /** A stored entry: its key parts and the content hash of each output. */
@@ -107,6 +109,8 @@ export function explainChange(before: KeyParts | undefined, now: KeyParts): stri
   const inputs = new Set([...Object.keys(before.inputs), ...Object.keys(now.inputs)]);
   const changedInputs = [...inputs].filter((k) => before.inputs[k] !== now.inputs[k]);
   if (changedInputs.length > 0) reasons.push(`input changed: ${changedInputs.join(", ")}`);
+  const sources = explainSources(before.sources, now.sources);
+  if (sources) reasons.push(sources);
   if (canonicalJson(before.extra) !== canonicalJson(now.extra)) {
     // A loop's body (its stages' params) or a user plugin's source hash.
     const changed = typeof now.extra === "object" ? diffKeys(before.extra, now.extra) : [];
@@ -211,8 +215,12 @@ export class Cache {
         notes: entry.notes,
       };
       await Deno.writeTextFile(join(tmp, "entry.json"), JSON.stringify(stored, null, 2));
-      await Deno.remove(this.entryDir(key), { recursive: true }).catch(() => {});
+      // An entry made again (--force) is moved aside first: a directory cannot be renamed
+      // over a full one, and the old one is gone only once the new one is in place.
+      const trash = `${this.root}/.trash-${key}-${crypto.randomUUID().slice(0, 8)}`;
+      const replaced = await Deno.rename(this.entryDir(key), trash).then(() => true, () => false);
       await Deno.rename(tmp, this.entryDir(key));
+      if (replaced) await Deno.remove(trash, { recursive: true }).catch(() => {});
       return stored;
     } catch (error) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
@@ -251,4 +259,36 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   if (typeof data === "string") await Deno.writeTextFile(tmp, data);
   else await Deno.writeFile(tmp, data);
   await Deno.rename(tmp, path);
+}
+
+const isFlatMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v) &&
+  Object.values(v).every((x) => typeof x !== "object" || x === null);
+
+/** `"a.mid", "b.mid" and 3 more`. */
+function someNames(names: string[]): string {
+  const shown = names.slice(0, 3).map((n) => `"${n}"`).join(", ");
+  return names.length > 3 ? `${shown} and ${names.length - 3} more` : shown;
+}
+
+/**
+ * Says in one clause how two fingerprints differ: for maps of files, which
+ * were added, changed and removed.
+ *
+ * @param before The fingerprint the cached result was made with (undefined: none).
+ * @param now The current fingerprint.
+ * @returns E.g. `files changed: added "c.mid"; changed "a.mid"; removed "b.mid"`, or "" when equal.
+ */
+export function explainSources(before: unknown, now: unknown): string {
+  if (canonicalJson(before) === canonicalJson(now)) return "";
+  if (!isFlatMap(before) || !isFlatMap(now)) return "what the stage reads changed";
+  const added = Object.keys(now).filter((k) => !(k in before));
+  const removed = Object.keys(before).filter((k) => !(k in now));
+  const changed = Object.keys(now).filter((k) => k in before && before[k] !== now[k]);
+  const parts = [
+    added.length > 0 ? `added ${someNames(added)}` : "",
+    changed.length > 0 ? `changed ${someNames(changed)}` : "",
+    removed.length > 0 ? `removed ${someNames(removed)}` : "",
+  ].filter(Boolean);
+  return `files changed: ${parts.join("; ")}`;
 }

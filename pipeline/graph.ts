@@ -210,6 +210,8 @@ class Validator {
   #registry: Registry;
   #baseDir: string;
   #pluginCache = new Map<string, Promise<{ plugin?: Plugin; hash?: string; error?: string }>>();
+  /** Names of the plugins loaded by path, with where they came from. */
+  #userNames = new Map<string, { use: string; path: string }>();
 
   constructor(doc: LocatedDocument, registry: Registry, baseDir: string) {
     this.#doc = doc;
@@ -238,7 +240,30 @@ class Validator {
     );
     const parsed = parseLocatedYaml(override.slice(eq + 1), "--set");
     let target = this.#doc.value as Record<string | number, unknown>;
-    for (const part of path.slice(0, -1)) {
+    for (const [i, part] of path.slice(0, -1).entries()) {
+      // A stage that is not in the graph is a typo: --set may add a whole stage
+      // (`stages.x={use: ...}`), not a param of one that does not exist.
+      const prefix = path.slice(0, i);
+      const inStageMap = prefix.length === 1 && prefix[0] === "stages" ||
+        prefix.length === 4 && prefix[0] === "stages" && prefix[2] === "loop" &&
+          prefix[3] === "stages";
+      if (inStageMap && isMap(target) && !Object.hasOwn(target, part)) {
+        const stages = Object.keys(target);
+        this.issues.push({
+          file: `--set ${override}`,
+          line: 0,
+          col: 0,
+          path: path.slice(0, i + 1),
+          message: `Unknown stage "${part}".${didYouMean(String(part), stages)} Stages: ${
+            quoteList(stages)
+          }`,
+        });
+        return;
+      }
+      // `model: model/lstm` given by name gets `with` through --set: keep the name as `use`.
+      if (typeof target[part] === "string" && path[i + 1] === "with") {
+        target[part] = { use: target[part] };
+      }
       if (!isMap(target[part]) && !Array.isArray(target[part])) target[part] = {};
       target = target[part] as Record<string | number, unknown>;
     }
@@ -314,6 +339,12 @@ class Validator {
   async #loadPluginUncached(
     use: string,
   ): Promise<{ plugin?: Plugin; hash?: string; error?: string }> {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(use) && !/^[a-z]:[\\/]/i.test(use)) {
+      return {
+        error: `Cannot load plugin "${use}": plugins are loaded from files only, never from URLs` +
+          ` or other schemes; download it, read it, and give its path (e.g. "./my_plugin.ts")`,
+      };
+    }
     const isPath = use.startsWith("./") || use.startsWith("../") || use.startsWith("/") ||
       use.endsWith(".ts") || use.endsWith(".js");
     if (!isPath) {
@@ -344,6 +375,22 @@ class Validator {
           `Cannot load plugin "${use}": the module has no default export made with definePlugin()`,
       };
     }
+    // A user plugin may not take a built-in's name, nor another user plugin's: logs,
+    // metrics (reward/<name>) and cache explanations would mix them up.
+    if (this.#registry.names().includes(plugin.name)) {
+      return {
+        error: `Cannot load plugin "${use}": it is named "${plugin.name}", the name of a built-in` +
+          ` plugin; give it a name of its own, e.g. "user/${plugin.name.split("/").pop()}"`,
+      };
+    }
+    const other = this.#userNames.get(plugin.name);
+    if (other !== undefined && other.path !== path) {
+      return {
+        error: `Cannot load plugin "${use}": it is named "${plugin.name}", like "${other.use}";` +
+          ` give each plugin a name of its own`,
+      };
+    }
+    this.#userNames.set(plugin.name, { use, path });
     const digest = await crypto.subtle.digest("SHA-256", source as Uint8Array<ArrayBuffer>);
     const hash = Array.from(
       new Uint8Array(digest).slice(0, 8),
@@ -547,6 +594,9 @@ class Validator {
       pending.push({ node, raw, path: stagePath });
     }
 
+    // A stage reported above (bad name, no "use", a component, an unknown plugin) is not
+    // reported again by every reference to it.
+    for (const name of names) if (!outputs.has(name) && !outer.has(name)) outputs.set(name, BROKEN);
     const visible = new Map([...outer, ...outputs]);
     // Loops first: their carried types are needed to check the stages that read them.
     pending.sort((a, b) => Number(!b.node.plugin) - Number(!a.node.plugin));
@@ -729,9 +779,13 @@ class Validator {
         }
       }
     }
-    const bodyOutputs = new Map(
+    const bodyOutputs = new Map<string, Map<string, OutputInfo>>(
       body.filter((s) => s.plugin).map((s) => [s.name, pluginOutputs(s.plugin!)]),
     );
+    // Body stages that were reported (an unknown plugin, ...) are not reported again here.
+    for (const name of Object.keys(value.stages)) {
+      if (!bodyOutputs.has(name)) bodyOutputs.set(name, BROKEN);
+    }
     const carry: Record<string, Carry> = {};
     for (const [carryName, init] of inits) {
       const carryPath = [...path, "carry", carryName, "next"];

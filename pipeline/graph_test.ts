@@ -175,3 +175,107 @@ Deno.test("toMermaid() draws stages, edges and the loop as a subgraph", async ()
   assert.match(mermaid, /load -->\|numbers → numbers\| start/);
   assert.match(mermaid, /add -.->\|value\| train_in/);
 });
+
+Deno.test("one unknown plugin gives one problem, not one more per stage that reads it", async () => {
+  // In a loop body: the carried value's "next" reads the broken stage.
+  const loop = (await Deno.readTextFile(`${dir}loop.yaml`)).replace(
+    "use: toy/step\n",
+    "use: toy/stp\n",
+  );
+  try {
+    await parseGraph(loop, "loop.yaml", { registry: toyRegistry });
+    assert.fail("accepted");
+  } catch (error) {
+    const issues = (error as GraphError).issues.map(formatIssue);
+    assert.equal(issues.length, 1, issues.join("\n"));
+    assert.match(issues[0], /stages\.train\.loop\.stages\.add\.use: Unknown plugin "toy\/stp"/);
+  }
+  // At the top level: a component used as a stage, and a stage without "use", read by others.
+  const text = [
+    "stages:",
+    "  a: { use: toy/offset }",
+    "  b: { with: {} }",
+    "  c: { use: toy/sum, in: { numbers: a.numbers, extra: b.numbers } }",
+    "",
+  ].join("\n");
+  try {
+    await parseGraph(text, "inline.yaml", { registry: toyRegistry });
+    assert.fail("accepted");
+  } catch (error) {
+    const issues = (error as GraphError).issues.map(formatIssue);
+    assert.equal(issues.length, 2, issues.join("\n"));
+    assert.match(issues[0], /stages\.a\.use: "toy\/offset" is a reward component, not a stage/);
+    assert.match(issues[1], /stages\.b: Missing "use"/);
+  }
+});
+
+Deno.test("YAML errors: one tab gives one problem, and a duplicate key is named with its path", async () => {
+  const tab = "name: x\nstages:\n  a:\n\tuse: toy/numbers\n  b: { use: toy/numbers }\n  c: 1\n";
+  try {
+    await parseGraph(tab, "tab.yaml", { registry: toyRegistry });
+    assert.fail("accepted");
+  } catch (error) {
+    const issues = (error as GraphError).issues.map(formatIssue);
+    assert.equal(issues.length, 1, issues.join("\n"));
+    assert.match(issues[0], /^tab\.yaml:4:1: Invalid YAML: Tabs are not allowed as indentation/);
+  }
+  const dup =
+    "name: x\nstages:\n  a: { use: toy/numbers }\n  a: { use: toy/numbers, with: { count: 2 } }\n";
+  try {
+    await parseGraph(dup, "dup.yaml", { registry: toyRegistry });
+    assert.fail("accepted");
+  } catch (error) {
+    assert.deepEqual((error as GraphError).issues.map(formatIssue), [
+      'dup.yaml:4:3 stages.a: Duplicate key "a": it is already defined at line 3 (YAML map keys must be unique)',
+    ]);
+  }
+});
+
+Deno.test("--set suggests the stage meant, and adds params to a component given by name", async () => {
+  const issues = await issuesOf("loop.yaml", [
+    "stages.lod.with.count=3",
+    "stages.train.loop.stages.ad.with.delta=1",
+  ]);
+  assert.deepEqual(issues, [
+    '--set stages.lod.with.count=3 stages.lod: Unknown stage "lod". Did you mean "load"? Stages: "load", "start", "train", "after"',
+    '--set stages.train.loop.stages.ad.with.delta=1 stages.train.loop.stages.ad: Unknown stage "ad". Did you mean "add"? Stages: "add"',
+  ]);
+  // A whole new stage may still be added.
+  const added = await loadGraph(`${dir}loop.yaml`, {
+    registry: toyRegistry,
+    overrides: ["stages.extra={use: toy/numbers}"],
+  });
+  assert.ok(added.stages.some((s) => s.name === "extra"));
+  // `terms: [toy/offset]` by name, then --set terms.0.with.value: the name is kept.
+  const text =
+    "stages:\n  a: { use: toy/numbers }\n  s: { use: toy/sum, in: { numbers: a.numbers }, with: { terms: [toy/offset] } }\n";
+  const graph = await parseGraph(text, "inline.yaml", {
+    registry: toyRegistry,
+    overrides: ["stages.s.with.terms.0.with.value=4"],
+  });
+  const terms = graph.stages[1].params.terms as { use: string; params: unknown }[];
+  assert.equal(terms[0].use, "toy/offset");
+  assert.deepEqual(terms[0].params, { value: 4 });
+});
+
+Deno.test("a user plugin cannot take the name of a built-in or of another user plugin", async () => {
+  const text = (uses: string[]) =>
+    `stages:\n  a: { use: toy/numbers }\n  s:\n    use: toy/sum\n    in: { numbers: a.numbers }\n    with:\n      terms: [${
+      uses.join(", ")
+    }]\n`;
+  const problems = async (uses: string[]) => {
+    try {
+      await parseGraph(text(uses), `${dir}inline.yaml`, { registry: toyRegistry });
+      return [];
+    } catch (error) {
+      return (error as GraphError).issues.map((i) => i.message);
+    }
+  };
+  assert.deepEqual(await problems(["./user_shadow.ts"]), [
+    'Cannot load plugin "./user_shadow.ts": it is named "toy/offset", the name of a built-in plugin; give it a name of its own, e.g. "user/offset"',
+  ]);
+  assert.deepEqual(await problems(["./user_offset.ts", "./user_offset_copy.ts"]), [
+    'Cannot load plugin "./user_offset_copy.ts": it is named "user/offset", like "./user_offset.ts"; give each plugin a name of its own',
+  ]);
+  assert.deepEqual(await problems(["./user_offset.ts", "user_offset.ts"]), []);
+});

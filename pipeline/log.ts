@@ -8,7 +8,10 @@
 
 import type { Logger, ProgressUpdate } from "./plugin.ts";
 
-/** One line of `events.jsonl`. */
+/**
+ * One line of `events.jsonl`. Lines kept from an earlier, killed attempt at a
+ * stage that this run resumed carry `resumedFrom`: the id of the run that wrote them.
+ */
 export type RunEvent =
   | {
     time: string;
@@ -18,8 +21,16 @@ export type RunEvent =
     plugin?: string;
     message: string;
     data?: unknown;
+    resumedFrom?: string;
   }
-  | { time: string; type: "metric"; stage: string; step: number; values: Record<string, number> }
+  | {
+    time: string;
+    type: "metric";
+    stage: string;
+    step: number;
+    values: Record<string, number>;
+    resumedFrom?: string;
+  }
   | {
     time: string;
     type: "stage";
@@ -42,8 +53,12 @@ export class EventLog {
   #plainProgress = new Map<string, { startSec: number; lastSec: number; printed: boolean }>();
   /** Seconds between progress lines when stderr is not a terminal. */
   readonly progressIntervalSec: number;
-  /** Every metric recorded, by stage: the manifest and report read them. */
+  /** Every metric recorded in this run, by stage label. */
   readonly metrics = new Map<string, { step: number; values: Record<string, number> }[]>();
+  /** Metrics of earlier, killed attempts at stages this run resumed, by stage label. */
+  #earlier = new Map<string, { step: number; values: Record<string, number> }[]>();
+  /** While a stage runs: its journal in its work directory, and the run's id. */
+  #journal?: { file: Deno.FsFile; runId: string };
 
   constructor(options: { quiet?: boolean; verbose?: boolean; progressIntervalSec?: number } = {}) {
     this.#minLevel = options.quiet ? 2 : options.verbose ? 0 : 1;
@@ -57,13 +72,86 @@ export class EventLog {
   }
 
   close(): void {
+    this.stopJournal();
     this.#clearBar();
     this.#file?.close();
     this.#file = undefined;
   }
 
   #write(event: RunEvent): void {
-    this.#file?.writeSync(this.#encoder.encode(JSON.stringify(event) + "\n"));
+    const line = this.#encoder.encode(JSON.stringify(event) + "\n");
+    this.#file?.writeSync(line);
+    if (this.#journal && event.type !== "stage") {
+      const own = "resumedFrom" in event ? event : { ...event, run: this.#journal.runId };
+      this.#journal.file.writeSync(this.#encoder.encode(JSON.stringify(own) + "\n"));
+    }
+  }
+
+  /**
+   * Starts a stage's journal: its log lines and metrics are also appended to
+   * `path` (in the stage's work directory, which survives a killed run), after
+   * the lines of earlier attempts that `path` already holds. Those are
+   * replayed first: into this run's `events.jsonl`, marked with the run that
+   * wrote them, and into the stage's metric history (see {@linkcode history}).
+   *
+   * @param path The journal file.
+   * @param runId This run's id, stored with each line.
+   * @returns The id of the run whose attempt was resumed, when lines were replayed.
+   */
+  async startJournal(path: string, runId: string): Promise<string | undefined> {
+    this.stopJournal();
+    const kept: RunEvent[] = [];
+    for (const line of (await Deno.readTextFile(path).catch(() => "")).split("\n")) {
+      let event: Record<string, unknown>;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        continue; // empty, or cut off by the kill
+      }
+      const from = event.resumedFrom ?? event.run;
+      if (typeof from !== "string" || (event.type !== "log" && event.type !== "metric")) continue;
+      delete event.run;
+      kept.push({ ...event, resumedFrom: from } as RunEvent);
+    }
+    const file = await Deno.open(path, { create: true, write: true, truncate: true });
+    for (const event of kept) {
+      const line = this.#encoder.encode(JSON.stringify(event) + "\n");
+      this.#file?.writeSync(line);
+      file.writeSync(line);
+      if (event.type === "metric") {
+        const list = this.#earlier.get(event.stage) ?? [];
+        list.push({ step: event.step, values: event.values });
+        this.#earlier.set(event.stage, list);
+      }
+    }
+    this.#journal = { file, runId };
+    const last = kept.at(-1);
+    return last && "resumedFrom" in last ? last.resumedFrom : undefined;
+  }
+
+  /** Stops writing the stage's journal. */
+  stopJournal(): void {
+    this.#journal?.file.close();
+    this.#journal = undefined;
+  }
+
+  /**
+   * A stage label's whole metric history: what earlier attempts recorded
+   * before the step where this run's attempt resumed, then what it recorded.
+   *
+   * @param label The stage label.
+   */
+  history(label: string): { step: number; values: Record<string, number> }[] {
+    const now = this.metrics.get(label) ?? [];
+    const before = this.#earlier.get(label) ?? [];
+    if (now.length === 0) return [...before];
+    const resumedAt = now[0].step;
+    return [...before.filter((entry) => entry.step < resumedAt), ...now];
+  }
+
+  /** Labels with a metric history (this run's or an earlier attempt's). */
+  historyLabels(): string[] {
+    return [...new Set([...this.#earlier.keys(), ...this.metrics.keys()])];
   }
 
   #print(line: string): void {

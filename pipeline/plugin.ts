@@ -115,6 +115,50 @@ export interface StageContext {
   note(key: string, value: unknown): void;
 }
 
+/**
+ * Thrown when training diverges: a loss, gradient or output that is not finite
+ * (or no longer means anything). The runner fails the stage with this message,
+ * caches nothing of it and deletes its work directory, so the next run starts
+ * the stage afresh instead of resuming from a diverged checkpoint. The runner
+ * also throws it itself when a stage records a non-finite `loss/...` metric for
+ * several steps in a row, or ends with one.
+ *
+ * @example
+ * ```ts
+ * import { DivergenceError } from "../mod.ts";
+ * const nll = NaN;
+ * const error = new DivergenceError(`validation NLL is ${nll} at epoch 2`, { step: 400 });
+ * console.log(error.step); // 400
+ * ```
+ */
+export class DivergenceError extends Error {
+  /** The step (or loop episode index) at which divergence was seen. */
+  readonly step?: number;
+  constructor(message: string, options: { step?: number; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "DivergenceError";
+    this.step = options.step;
+  }
+}
+
+/**
+ * What a plugin needs from the machine besides the project, the runs folder
+ * and the paths in its params (`p.string({ path: "read" })`). The sandbox
+ * that runs a graph grants the union of what its plugins declare, and
+ * nothing else. Honoured for built-in plugins only: a plugin loaded by path
+ * runs with what the built-ins of its graph need (see the README).
+ */
+export interface PluginPermissions {
+  /** Programs the plugin starts, by name on the PATH (e.g. `["fluidsynth"]`). */
+  run?: string[];
+  /** Environment variables it reads. */
+  env?: string[];
+  /** Files or folders it reads, e.g. system SoundFonts. */
+  read?: string[];
+  /** True when it opens native libraries by name (FFI), e.g. OpenBLAS. */
+  ffi?: boolean;
+}
+
 /** Declarative fields shared by stage and component plugins. */
 interface PluginBase<S extends ParamsSchema> {
   /** `"kind/name"` for built-ins, e.g. `"reward/harmony"`; any unique name for user plugins. */
@@ -122,6 +166,22 @@ interface PluginBase<S extends ParamsSchema> {
   version: string;
   description: string;
   params: S;
+  /**
+   * What it needs from the machine, when more than the project, the runs
+   * folder and its path params: a value, or a function of its params.
+   */
+  permissions?: PluginPermissions | ((params: Infer<S>) => PluginPermissions);
+}
+
+/** What a stage's `preflight` found missing. */
+export interface PreflightProblem {
+  /** The param that names the missing thing, e.g. `"dir"`. */
+  param: string;
+  /**
+   * What is wrong and how to get it, e.g. `Cannot load MAESTRO from "data/x": the directory
+   * does not exist; download ...`.
+   */
+  message: string;
 }
 
 /** A plugin that runs as a stage of a graph. */
@@ -134,6 +194,30 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    * default `true`: outputs are cached by key.
    */
   cache?: boolean;
+  /**
+   * Checks, before anything runs, that what the stage reads from outside the
+   * graph is there (a dataset folder, a checkpoint), so that a missing one
+   * stops the run at once with one message rather than after earlier stages
+   * ran. The runner calls it for every stage that is about to run (not for
+   * cached ones) and, for a problem, adds how to set the param with `--set`.
+   *
+   * @param params Params with defaults filled in (components not created yet).
+   * @returns The problem and the param it concerns, or undefined when all is there.
+   */
+  preflight?(params: Infer<S>): Promise<PreflightProblem | undefined>;
+  /**
+   * What the stage reads besides its inputs (files, folders), as a JSON value
+   * that changes when they change, e.g. `fingerprintFiles(dir, files)`: each
+   * file's size and modification time. The runner calls it when it plans a
+   * run, adds it to the stage's cache key, and when it changes re-runs the
+   * stage and says what changed (`files changed: added "c.mid"`). It must only
+   * read, and be quick: stat files, do not read them. Without it, a stage that
+   * reads files is cached by its params alone and misses their changes.
+   *
+   * @param params Params with defaults filled in and components created.
+   * @returns Any JSON value; an error is recorded as the fingerprint, and the stage runs.
+   */
+  fingerprint?(params: Infer<S>): Promise<unknown>;
   /**
    * Runs the stage.
    *

@@ -24,15 +24,35 @@ import {
   stageOutputs,
   toMermaid,
 } from "./graph.ts";
+import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
+import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
+import { JOURNAL, keyLockPath, markDeadRuns, RUN_LOCK } from "./runs.ts";
 import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
 import type { ParamsSchema, WeightedComponent } from "./schema.ts";
 
+/** Which tensor backend a run uses, and why (the run's manifest records it). */
+export interface BackendChoice {
+  /** The backend that runs, e.g. `"wasm-openblas"`. */
+  name: string;
+  /** What runs, in a few words, e.g. `"SIMD on, 1 thread"`. */
+  detail: string;
+  /** Why this one, e.g. `"auto" picked the fastest that starts here`. */
+  reason?: string;
+  /** Backends tried before it that could not start, with why (shown with --verbose). */
+  skipped?: { name: string; reason: string }[];
+}
+
 /** What a backend component's `create()` returns. */
 export interface BackendHandle {
-  /** Loads and selects the backend; returns the name that actually runs and details. */
-  init(log: (message: string) => void): Promise<{ name: string; detail: string }>;
+  /**
+   * Loads and selects the backend.
+   *
+   * @param log Receives details for the verbose log (backends tried and skipped, libraries).
+   * @returns What runs and why.
+   */
+  init(log: (message: string) => void): Promise<BackendChoice>;
 }
 
 /** Options for {@linkcode runPipeline}. */
@@ -57,6 +77,25 @@ export interface RunOptions {
   verbose?: boolean;
   /** Seconds between progress lines when stderr is not a terminal (default 10). */
   progressIntervalSec?: number;
+  /**
+   * Points `<graph dir>/latest` at the new run (default: a symbolic link,
+   * replaced atomically). The sandboxed CLI, which may not make links, asks
+   * its parent process to.
+   */
+  linkLatest?: (graphDir: string, runId: string) => Promise<void>;
+}
+
+/**
+ * Points `<graphDir>/latest` at `runId` with a symbolic link, atomically.
+ *
+ * @param graphDir The graph's folder of runs.
+ * @param runId The run directory's name in it.
+ */
+export async function linkLatest(graphDir: string, runId: string): Promise<void> {
+  const latest = join(graphDir, "latest");
+  const tmpLink = `${latest}.tmp-${runId}`;
+  await Deno.symlink(runId, tmpLink);
+  await Deno.rename(tmpLink, latest);
 }
 
 /** What happened to one stage. */
@@ -71,6 +110,8 @@ export interface StageRecord {
   metrics?: Record<string, number>;
   /** What the stage attached with `ctx.note()`. */
   notes?: Record<string, unknown>;
+  /** The run whose killed attempt at this stage this run resumed (its history is kept). */
+  resumedFrom?: string;
 }
 
 /** The result of a run (or, with `dryRun`, of planning one). */
@@ -78,7 +119,7 @@ export interface RunResult {
   status: "ok" | "failed" | "interrupted" | "planned";
   runDir?: string;
   stages: Record<string, StageRecord>;
-  backend?: { name: string; detail: string };
+  backend?: BackendChoice;
   /** The failure, wrapped with stage and plugin names, when status is "failed". */
   error?: Error;
 }
@@ -93,6 +134,14 @@ export class StageError extends Error {
     this.name = "StageError";
     this.stage = stage;
     this.plugin = plugin;
+  }
+}
+
+/** A run that cannot start (e.g. --only with inputs that are not cached): nothing ran. */
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlanError";
   }
 }
 
@@ -150,7 +199,7 @@ function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<st
 }
 
 /** Describes a stage's params, inputs and body for the key (loops hash their whole body). */
-function loopExtra(node: StageNode): unknown {
+function loopExtra(node: StageNode, sources: Map<string, unknown>): unknown {
   const loop = node.loop!;
   return {
     episodes: loop.episodes,
@@ -162,8 +211,32 @@ function loopExtra(node: StageNode): unknown {
       source: s.sourceHash,
       params: canonicalParams(s.params),
       inputs: s.inputs,
+      sources: sources.get(`${node.name}/${s.name}`),
     })),
   };
+}
+
+/**
+ * What each stage reads besides its inputs, by stage label, from the plugins'
+ * `fingerprint` hooks. A hook that throws gives `{ unreadable: message }`: the
+ * stage then runs and reports the problem itself.
+ */
+async function fingerprints(graph: Graph): Promise<Map<string, unknown>> {
+  const out = new Map<string, unknown>();
+  const one = async (label: string, node: StageNode) => {
+    const plugin = node.plugin;
+    if (!plugin?.fingerprint) return;
+    try {
+      out.set(label, await plugin.fingerprint(instantiate(plugin, node.params)));
+    } catch (error) {
+      out.set(label, { unreadable: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  for (const node of graph.stages) {
+    await one(node.name, node);
+    for (const body of node.loop?.body ?? []) await one(`${node.name}/${body.name}`, body);
+  }
+  return out;
 }
 
 /** Outer references a loop needs: carry inits and body inputs that point outside the body. */
@@ -187,6 +260,28 @@ function loopOuterRefs(node: StageNode): Map<string, { stage: string; output: st
 function outerRefs(node: StageNode): Map<string, { stage: string; output: string }> {
   if (node.loop) return loopOuterRefs(node);
   return new Map(Object.values(node.inputs).map((ref) => [`${ref.stage}.${ref.output}`, ref]));
+}
+
+/**
+ * Runs the `preflight` of a stage (of each body stage for a loop): the first
+ * problem as one line that names the stage and the `--set` path of the param.
+ */
+async function preflight(node: StageNode): Promise<string | undefined> {
+  const checks = node.loop
+    ? node.loop.body.map((stage) => ({
+      stage,
+      label: `${node.name}/${stage.name}`,
+      path: `stages.${node.name}.loop.stages.${stage.name}.with`,
+    }))
+    : [{ stage: node, label: node.name, path: `stages.${node.name}.with` }];
+  for (const { stage, label, path } of checks) {
+    const problem = await stage.plugin?.preflight?.(stage.params);
+    if (problem !== undefined) {
+      return `Stage "${label}" (${stage.plugin!.name}) cannot run: ${problem.message}; ` +
+        `or point "${problem.param}" elsewhere with --set ${path}.${problem.param}=...`;
+    }
+  }
+  return undefined;
 }
 
 /** Which stages are selected by --only/--from/--until, and which are forced. */
@@ -277,6 +372,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   const keys = new Map<string, string>();
   const values = new Map<string, unknown>();
   const byName = new Map(graph.stages.map((s) => [s.name, s]));
+  const sources = await fingerprints(graph);
 
   const stageSeed = (...parts: (string | number)[]) =>
     hashString32([graph.seed, ...parts].join("/"));
@@ -294,7 +390,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       params: canonicalParams(node.params),
       inputs,
       seed: stageSeed(node.name),
-      extra: node.loop ? loopExtra(node) : node.sourceHash,
+      extra: node.loop ? loopExtra(node, sources) : node.sourceHash,
+      sources: node.loop ? undefined : sources.get(node.name),
     };
   };
   /** Looks a stage up in the cache; records hashes when found. */
@@ -340,6 +437,12 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         : found.parts
         ? explainChange(await cache.lastParts(graph.name, node.name), found.parts)
         : "an input will be recomputed";
+      // A missing dataset stops the run here, before the backend starts or anything runs.
+      const problem = await preflight(node);
+      if (problem !== undefined) {
+        record.status = "failed";
+        record.error = problem;
+      }
     }
   }
   const planFailures = Object.entries(stages).filter(([, r]) => r.status === "failed");
@@ -348,23 +451,35 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       status: planFailures.length > 0 ? "failed" : "planned",
       stages,
       error: planFailures.length > 0
-        ? new Error(planFailures.map(([, r]) => r.error).join("\n"))
+        ? new PlanError(planFailures.map(([, r]) => r.error).join("\n"))
         : undefined,
     };
   }
 
   // A run directory, the event log and the manifest.
   const graphDir = join(runsDir, graph.name);
-  const runId = newRunId();
+  await Deno.mkdir(graphDir, { recursive: true });
+  // Claim a run directory atomically (another run may pick the same id in the same second),
+  // and hold its lock for the whole run: a free lock tells later runs that this one died.
+  let runId = newRunId();
+  while (true) {
+    try {
+      await Deno.mkdir(join(graphDir, runId));
+      break;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      runId = newRunId();
+    }
+  }
   const runDir = join(graphDir, runId);
-  await Deno.mkdir(runDir, { recursive: true });
+  const runLock = await FileLock.acquire(join(runDir, RUN_LOCK));
   await events.open(join(runDir, "events.jsonl"));
-  const latest = join(graphDir, "latest");
-  const tmpLink = `${latest}.tmp-${runId}`;
-  await Deno.symlink(runId, tmpLink);
-  await Deno.rename(tmpLink, latest);
+  for (const dead of await markDeadRuns(runsDir, graph.name)) {
+    events.log("info", `marked run "${dead}" as interrupted: its process is gone`);
+  }
+  await (options.linkLatest ?? linkLatest)(graphDir, runId);
   const started = new Date();
-  let backend: { name: string; detail: string } | undefined;
+  let backend: BackendChoice | undefined;
   const writeManifest = async (status: string) => {
     const manifest = {
       harmonyrl: VERSION,
@@ -411,6 +526,34 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     return value;
   };
 
+  // Divergence: non-finite losses fail a stage (see divergence.ts); the hint names its learning rate.
+  const watch = new DivergenceWatch();
+  const paramsByLabel = new Map<string, Record<string, unknown>>();
+  for (const node of graph.stages) {
+    paramsByLabel.set(node.name, node.params);
+    for (const body of node.loop?.body ?? []) {
+      paramsByLabel.set(`${node.name}/${body.name}`, body.params);
+    }
+  }
+  const hintFor = (label: string) => divergenceHint(paramsByLabel.get(label) ?? {});
+  /** Fails a stage that ended with a non-finite loss (each body stage of a loop). */
+  const checkEnd = (node: StageNode) => {
+    const labels = node.loop
+      ? node.loop.body.map((b) => [`${node.name}/${b.name}`, b.name])
+      : [[node.name, ""]];
+    for (const [label, body] of labels) {
+      try {
+        watch.checkEnd(label, events.history(label), {
+          episodes: node.loop !== undefined,
+          hint: hintFor(label),
+        });
+      } catch (error) {
+        if (!body) throw error;
+        throw new Error(`body stage "${body}": ${(error as Error).message}`, { cause: error });
+      }
+    }
+  };
+
   const makeContext = (
     stageLabel: string,
     plugin: string,
@@ -429,7 +572,13 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     backend: backend?.name ?? "none",
     iteration,
     progress: (update) => events.progress(stageLabel, update),
-    metrics: (step, metricValues) => events.metric(stageLabel, step, metricValues),
+    metrics: (step, metricValues) => {
+      events.metric(stageLabel, step, metricValues);
+      watch.record(stageLabel, step, metricValues, {
+        episodes: iteration !== undefined,
+        hint: hintFor(stageLabel),
+      });
+    },
     note: (key, value) => {
       const top = stageLabel.split("/")[0];
       const record = stages[top];
@@ -444,89 +593,139 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       const record = stages[node.name];
       if (record.status !== "pending") continue;
       if (signal.aborted) throw new AbortedError();
-      // Upstream stages that ran may have produced the same content: check the cache again.
-      const found = await lookup(node);
-      if (found.hit && !forced.has(node.name) && node.plugin?.cache !== false) {
+      const cacheable = !forced.has(node.name) && node.plugin?.cache !== false;
+      const takeCached = async (key: string) => {
         record.status = "cached";
-        record.key = found.key;
+        record.key = key;
         record.reason = undefined;
-        await recordCachedMetrics(node, found.key!);
-        events.log("info", `cached (${found.key})`, { stage: node.name, plugin: record.plugin });
+        await recordCachedMetrics(node, key);
+        events.log("info", `cached (${key})`, { stage: node.name, plugin: record.plugin });
         events.stage(node.name, "cached");
+      };
+      // Upstream stages that ran may have produced the same content: check the cache again.
+      let found = await lookup(node);
+      if (found.hit && cacheable) {
+        await takeCached(found.key!);
         continue;
       }
       const parts = found.parts!;
       const key = found.key!;
-      record.reason = forced.has(node.name)
-        ? "forced"
-        : node.plugin?.cache === false
-        ? "not cached: runs every time"
-        : explainChange(await cache.lastParts(graph.name, node.name), parts);
-      record.key = key;
-      if (!backend) {
-        backend = await initBackend(graph.backend, events);
-        await writeManifest("running");
-      }
-      events.log("info", `running: ${record.reason}`, { stage: node.name, plugin: record.plugin });
-      events.stage(node.name, "running", record.reason);
-      const workDir = await cache.workDir(key);
-      const before = await listFiles(runDir);
-      const t0 = performance.now();
-      let outputs: Map<string, unknown>;
-      try {
-        outputs = node.loop
-          ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
-          : await runStage(
-            node,
-            valueOf,
-            makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
-          );
-      } catch (error) {
-        if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
-        throw new StageError(node.name, record.plugin, error);
-      }
-      if (signal.aborted) throw new AbortedError();
-      const durationSec = (performance.now() - t0) / 1000;
-      const infos = stageOutputs(node);
-      const toStore = new Map<string, { value: unknown; codec: ArtifactCodec }>();
-      for (const [port, info] of infos) {
-        toStore.set(port, { value: outputs.get(port), codec: info.codec });
-      }
-      let entry;
-      try {
-        entry = await cache.put(key, {
-          parts,
-          outputs: toStore,
-          durationSec,
-          metrics: stageMetrics(events, node),
-          published: { dir: runDir, files: await writtenSince(runDir, before) },
-          notes: record.notes,
-        });
-      } catch (error) {
-        throw new StageError(
-          node.name,
-          record.plugin,
-          new Error(`Cannot store outputs: ${(error as Error).message}`),
-        );
-      }
-      await cache.setLastParts(graph.name, node.name, parts);
-      for (const [port, value] of outputs) values.set(`${node.name}.${port}`, value);
-      for (const [port, hash] of Object.entries(entry.outputs)) {
-        hashes.set(`${node.name}.${port}`, hash);
-      }
-      keys.set(node.name, key);
-      await Deno.remove(workDir, { recursive: true }).catch(() => {});
-      record.status = "done";
-      record.durationSec = Math.round(durationSec * 1000) / 1000;
-      record.metrics = lastValues(entry.metrics ?? {});
-      for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
-      await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
-      events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
-        stage: node.name,
-        plugin: record.plugin,
+      // One run at a time computes a key; the others wait, then take its result from the cache.
+      const keyLock = await FileLock.acquire(keyLockPath(cache.root, key), {
+        signal,
+        onWait: () =>
+          events.log("info", `waiting: another run is computing this stage (${key})`, {
+            stage: node.name,
+            plugin: record.plugin,
+          }),
+      }).catch((error) => {
+        throw signal.aborted ? new AbortedError() : error;
       });
-      events.stage(node.name, "done", undefined, durationSec);
-      await writeManifest("running");
+      const workDir = await cache.workDir(key);
+      try {
+        if (cacheable) {
+          found = await lookup(node);
+          if (found.hit) {
+            await takeCached(key);
+            continue;
+          }
+        }
+        record.reason = forced.has(node.name)
+          ? "forced"
+          : node.plugin?.cache === false
+          ? "not cached: runs every time"
+          : explainChange(await cache.lastParts(graph.name, node.name), parts);
+        record.key = key;
+        if (!backend) backend = await initBackend(graph.backend, events, options.verbose ?? false);
+        // The manifest names the stage in progress, so a killed run can be marked interrupted.
+        await writeManifest("running");
+        // A killed attempt's history (metrics, log lines) is kept when its checkpoints are:
+        // the stage resumes from them, and its metrics and the report show every step.
+        if (!(await hasCheckpoint(workDir))) {
+          await Deno.remove(join(workDir, JOURNAL)).catch(() => {});
+        }
+        const resumedFrom = await events.startJournal(join(workDir, JOURNAL), runId);
+        if (resumedFrom !== undefined) record.resumedFrom = resumedFrom;
+        events.log(
+          "info",
+          `running: ${record.reason}${
+            resumedFrom
+              ? ` (resuming the attempt of run "${resumedFrom}", whose history is kept)`
+              : ""
+          }`,
+          { stage: node.name, plugin: record.plugin },
+        );
+        events.stage(node.name, "running", record.reason);
+        const before = await listFiles(runDir);
+        const t0 = performance.now();
+        let outputs: Map<string, unknown>;
+        try {
+          outputs = node.loop
+            ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
+            : await runStage(
+              node,
+              valueOf,
+              makeContext(node.name, node.plugin!.name, stageSeed(node.name), workDir),
+            );
+          if (!signal.aborted) checkEnd(node);
+        } catch (error) {
+          events.stopJournal();
+          if (signal.aborted || error instanceof AbortedError) throw new AbortedError();
+          // A diverged stage leaves nothing behind: no entry, and no checkpoint to resume from.
+          if (isDivergence(error)) await Deno.remove(workDir, { recursive: true }).catch(() => {});
+          throw new StageError(node.name, record.plugin, error);
+        }
+        events.stopJournal();
+        if (signal.aborted) throw new AbortedError();
+        const durationSec = (performance.now() - t0) / 1000;
+        const infos = stageOutputs(node);
+        const toStore = new Map<string, { value: unknown; codec: ArtifactCodec }>();
+        for (const [port, info] of infos) {
+          toStore.set(port, { value: outputs.get(port), codec: info.codec });
+        }
+        let entry;
+        try {
+          entry = await cache.put(key, {
+            parts,
+            outputs: toStore,
+            durationSec,
+            metrics: stageMetrics(events, node),
+            published: { dir: runDir, files: await writtenSince(runDir, before) },
+            notes: record.notes,
+          });
+        } catch (error) {
+          throw new StageError(
+            node.name,
+            record.plugin,
+            new Error(`Cannot store outputs: ${(error as Error).message}`),
+          );
+        }
+        await cache.setLastParts(graph.name, node.name, parts);
+        for (const [port, value] of outputs) values.set(`${node.name}.${port}`, value);
+        for (const [port, hash] of Object.entries(entry.outputs)) {
+          hashes.set(`${node.name}.${port}`, hash);
+        }
+        keys.set(node.name, key);
+        await Deno.remove(workDir, { recursive: true }).catch(() => {});
+        record.status = "done";
+        record.durationSec = Math.round(durationSec * 1000) / 1000;
+        record.metrics = lastValues(entry.metrics ?? {});
+        for (const [label, list] of Object.entries(entry.metrics ?? {})) runMetrics[label] = list;
+        await writeFileAtomic(join(runDir, "metrics.json"), JSON.stringify(runMetrics));
+        events.log("info", `done in ${record.durationSec.toFixed(1)} s`, {
+          stage: node.name,
+          plugin: record.plugin,
+        });
+        events.stage(node.name, "done", undefined, durationSec);
+        await writeManifest("running");
+      } finally {
+        events.stopJournal();
+        // A work folder with no checkpoint in it has nothing to resume: do not leave it behind.
+        if (!(await hasCheckpoint(workDir))) {
+          await Deno.remove(workDir, { recursive: true }).catch(() => {});
+        }
+        keyLock.release();
+      }
     }
   } catch (error) {
     const running = Object.entries(stages).find(([, r]) => r.status === "pending" && r.key);
@@ -546,11 +745,28 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   }
   await writeManifest(status);
   events.close();
+  runLock.release();
   return { status, runDir, stages, backend, error: failure };
 }
 
+/** True when a work folder holds something besides the stage's journal (a checkpoint). */
+async function hasCheckpoint(workDir: string): Promise<boolean> {
+  try {
+    for await (const entry of Deno.readDir(workDir)) if (entry.name !== JOURNAL) return true;
+  } catch {
+    // no folder: nothing to resume
+  }
+  return false;
+}
+
 /** Files the runner itself keeps in a run directory; never attributed to a stage. */
-const RUNNER_FILES = new Set(["manifest.json", "events.jsonl", "metrics.json", "graph.mmd"]);
+const RUNNER_FILES = new Set([
+  "manifest.json",
+  "events.jsonl",
+  "metrics.json",
+  "graph.mmd",
+  RUN_LOCK,
+]);
 
 /** Files written or changed in `runDir` since the `before` listing (a stage's published files). */
 async function writtenSince(runDir: string, before: Map<string, number>): Promise<string[]> {
@@ -583,8 +799,10 @@ function stageMetrics(
   node: StageNode,
 ): Record<string, { step: number; values: Record<string, number> }[]> {
   const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
+  // The whole history: a resumed stage keeps what its killed attempt recorded.
+  const known = new Set(events.historyLabels());
   return Object.fromEntries(
-    labels.filter((l) => events.metrics.has(l)).map((l) => [l, events.metrics.get(l)!]),
+    labels.filter((l) => known.has(l)).map((l) => [l, events.history(l)]),
   );
 }
 
@@ -599,16 +817,37 @@ function lastValues(
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/**
+ * Starts the graph's backend and says so in one line: which backend and why. The backends
+ * tried and skipped (and the libraries looked for) go to the debug log, shown with --verbose.
+ */
 async function initBackend(
   component: ResolvedComponent,
   events: EventLog,
-): Promise<{ name: string; detail: string }> {
+  verbose: boolean,
+): Promise<BackendChoice> {
   const handle = component.plugin.create(
     instantiate(component.plugin, component.params),
   ) as BackendHandle;
-  const info = await handle.init((message) => events.log("info", message, { stage: "backend" }));
-  events.log("info", `tensor backend: ${info.name} (${info.detail})`, { stage: "backend" });
+  const info = await handle.init((message) => events.log("debug", message, { stage: "backend" }));
+  events.log("info", backendLine(info, verbose), { stage: "backend" });
   return info;
+}
+
+/**
+ * The one line that says which backend runs and why, e.g. `wasm (SIMD on, 1 thread): "auto"
+ * picked the fastest that starts here; 4 faster ones skipped (--verbose says why)`.
+ *
+ * @param info What the backend component started.
+ * @param verbose Whether the skipped backends were logged already (no pointer to --verbose then).
+ * @returns The line, without the `backend: ` tag.
+ */
+function backendLine(info: BackendChoice, verbose: boolean): string {
+  const skipped = info.skipped?.length ?? 0;
+  const hint = skipped === 0 || verbose
+    ? ""
+    : `; ${skipped} faster ${skipped === 1 ? "one" : "ones"} skipped (--verbose says why)`;
+  return `${info.name} (${info.detail})${info.reason ? `: ${info.reason}` : ""}${hint}`;
 }
 
 type ValueOf = (stage: string, port: string) => Promise<unknown>;

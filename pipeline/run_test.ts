@@ -176,3 +176,124 @@ Deno.test("an interrupted loop resumes from its last checkpoint and ends with th
   assert.equal(calls.get("train/add"), 5);
   assert.equal(await totalOf(resumed.runDir!, "train", "value"), 21);
 });
+
+Deno.test("a stage whose data is missing stops the run before anything runs, with one message", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const data = join(runsDir, "numbers.json");
+  calls.clear();
+  const text = `name: preflight\nstages:\n  first: { use: toy/numbers }\n` +
+    `  load: { use: toy/read, with: { path: ${JSON.stringify(data)} } }\n` +
+    `  total: { use: toy/sum, in: { numbers: load.numbers } }\n`;
+  const graph = await parseGraph(text, "preflight.yaml", { registry });
+  const missing = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(missing.status, "failed");
+  assert.equal(
+    missing.error!.message,
+    `Stage "load" (toy/read) cannot run: Cannot read numbers from "${data}": no such file; ` +
+      `write one first; or point "path" elsewhere with --set stages.load.with.path=...`,
+  );
+  assert.equal(missing.runDir, undefined);
+  assert.equal(calls.size, 0, "no stage ran, not even the one before");
+  assert.deepEqual([...Deno.readDirSync(runsDir)], []);
+  const plan = await runPipeline(graph, { runsDir, dryRun: true });
+  assert.equal(plan.error!.message, missing.error!.message);
+
+  // With the file there it runs; once cached, the file is not needed any more.
+  await Deno.writeTextFile(data, "[1, 2, 3]");
+  const ok = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(ok.status, "ok", ok.error?.message);
+  await Deno.remove(data);
+  const cached = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(cached.status, "ok", cached.error?.message);
+  assert.equal(cached.stages.load.status, "cached");
+});
+
+Deno.test("a loop body stage's missing data names the loop's --set path", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const graph = await loadGraph(`${dir}loop.yaml`, {
+    registry,
+    overrides: [
+      "stages.train.loop.stages.extra={use: toy/read, with: {path: /nonexistent/n.json}}",
+    ],
+  });
+  const result = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error!.message,
+    /^Stage "train\/extra" \(toy\/read\) cannot run: Cannot read numbers from "\/nonexistent\/n\.json": .*--set stages\.train\.loop\.stages\.extra\.with\.path=\.\.\.$/,
+  );
+});
+
+Deno.test("a stage whose loss stays NaN fails at the third step, names the cause and caches nothing", async () => {
+  const runsDir = await Deno.makeTempDir();
+  calls.clear();
+  const text = "name: nan\nstages:\n  train: { use: toy/train, with: { nanFrom: 4, lr: 1e9 } }\n";
+  const graph = await parseGraph(text, "nan.yaml", { registry });
+  const result = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(result.status, "failed");
+  assert.equal(
+    result.error!.message,
+    'Stage "train" (toy/train) failed: training diverged at step 4: "loss/train" was NaN for 3 ' +
+      "recorded steps in a row (step 4 to step 6); likely cause: a learning rate too high " +
+      '("lr" is 1000000000): lower it; nothing of this stage was cached',
+  );
+  assert.equal(result.stages.train.status, "failed");
+  // No cache entry, no checkpoint left to resume from: the next run starts the stage afresh.
+  const cacheDir = join(runsDir, ".cache");
+  const entries = [...Deno.readDirSync(cacheDir)].map((e) => e.name).filter((n) =>
+    /^[0-9a-f]{24}$/.test(n)
+  );
+  assert.deepEqual(entries, []);
+  assert.deepEqual([...Deno.readDirSync(join(cacheDir, "work"))], []);
+  const again = await runPipeline(graph, { runsDir, quiet: true });
+  assert.equal(again.stages.train.status, "failed");
+  assert.equal(calls.get("train"), 2);
+});
+
+Deno.test("one or two NaN losses in a row are tolerated, but a stage that ends on one fails", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const graph = (nan: string) =>
+    parseGraph(`name: nan\nstages:\n  train: { use: toy/train, with: { ${nan} } }\n`, "nan.yaml", {
+      registry,
+    });
+  // Steps 2-3 are NaN, then the loss recovers; "toy/rate" is always NaN but is not a loss.
+  const recovered = await runPipeline(await graph("nanFrom: 2, nanUntil: 3"), {
+    runsDir,
+    quiet: true,
+  });
+  assert.equal(recovered.status, "ok", recovered.error?.message);
+  const ended = await runPipeline(await graph("nanFrom: 8"), { runsDir, quiet: true });
+  assert.equal(ended.status, "failed");
+  assert.match(
+    ended.error!.message,
+    /failed: training diverged: it ended with "loss\/train" NaN at step 9; likely cause: a learning rate too high \("lr" is 0\.1\)/,
+  );
+});
+
+Deno.test("a loop body whose loss stays NaN fails the loop at the third episode", async () => {
+  const runsDir = await Deno.makeTempDir();
+  const text = [
+    "name: nanloop",
+    "stages:",
+    "  start: { use: toy/train, with: { steps: 1 } }",
+    "  rl:",
+    "    loop:",
+    "      episodes: 8",
+    "      checkpointEvery: 1",
+    "      carry: { value: { init: start.value, next: update.value } }",
+    "      stages:",
+    "        update: { use: toy/train, in: { value: rl.value }, with: { steps: 1, nanFrom: 2 } }",
+    "",
+  ].join("\n");
+  const result = await runPipeline(await parseGraph(text, "nanloop.yaml", { registry }), {
+    runsDir,
+    quiet: true,
+  });
+  assert.equal(result.status, "failed");
+  assert.match(
+    result.error!.message,
+    /^Stage "rl" \(loop\) failed: episode 5, body stage "update" \(toy\/train\): training diverged at episode 3: "loss\/train" was NaN for 3 episodes in a row \(episode 3 to episode 5\)/,
+  );
+  assert.equal(result.stages.start.status, "done");
+  assert.deepEqual([...Deno.readDirSync(join(runsDir, ".cache", "work"))], []);
+});

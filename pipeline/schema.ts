@@ -7,6 +7,7 @@
  * @module
  */
 
+import { resolve } from "node:path";
 /** Kinds of plugin that can be nested inside a stage's `with` as components. */
 export type ComponentKind = "model" | "tokenizer" | "reward" | "backend";
 
@@ -29,6 +30,13 @@ export interface StringSpec extends BaseSpec {
   type: "string";
   default?: string;
   enum?: readonly string[];
+  /**
+   * The string is a file or folder the plugin reads (`"read"`) or writes
+   * (`"write"`). The runner's sandbox grants the plugin access to exactly the
+   * paths given in the graph (relative ones against the working directory),
+   * and refuses to write into system folders.
+   */
+  path?: "read" | "write";
 }
 
 /** A boolean flag. */
@@ -186,6 +194,46 @@ export function describeSpec(spec: ParamSpec): string {
   }
 }
 
+/** Folders of the operating system, never written into (their temp folders excepted). */
+const SYSTEM_FOLDERS = [
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/lib",
+  "/lib32",
+  "/lib64",
+  "/libx32",
+  "/proc",
+  "/run",
+  "/sbin",
+  "/sys",
+  "/usr",
+  "/var",
+  "/System",
+  "/Library",
+  "/Applications",
+  "/private",
+];
+const TEMP_FOLDERS = ["/tmp", "/var/tmp", "/var/folders", "/private/tmp", "/private/var/folders"];
+
+/**
+ * The system folder a path is in, or undefined. `/` itself counts, and so do
+ * `/etc`, `/usr`, `/var` and the like (but not their temp folders), and
+ * Windows's own folder.
+ *
+ * @param path An absolute path, or one relative to the working directory.
+ * @returns The system folder, e.g. `"/"` or `"/etc"`.
+ */
+export function systemFolder(path: string): string | undefined {
+  const full = resolve(path).replace(/\\/g, "/").replace(/\/+$/, "") || "/";
+  const within = (folder: string) => full === folder || full.startsWith(`${folder}/`);
+  if (full === "/" || /^[A-Za-z]:$/.test(full)) return full === "/" ? "/" : `${full}/`;
+  if (/^[A-Za-z]:\/(windows|program files)/i.test(full)) return full.slice(0, 3);
+  if (TEMP_FOLDERS.some(within)) return undefined;
+  return SYSTEM_FOLDERS.find(within);
+}
+
 /**
  * Checks a plain (non-component) value against a spec.
  *
@@ -210,10 +258,20 @@ export function checkValue(
       if (spec.min !== undefined && value < spec.min) return bad();
       if (spec.max !== undefined && value > spec.max) return bad();
       return [];
-    case "string":
+    case "string": {
       if (typeof value !== "string") return bad();
       if (spec.enum && !spec.enum.includes(value)) return bad();
+      const system = spec.path === "write" && value !== "" ? systemFolder(value) : undefined;
+      if (system !== undefined) {
+        return [{
+          path,
+          message: `Expected a folder of your own, received ${
+            describeValue(value)
+          }: it is in the system folder "${system}", and HarmonyRL never writes there`,
+        }];
+      }
       return [];
+    }
     case "boolean":
       return typeof value === "boolean" ? [] : bad();
     case "array": {

@@ -68,10 +68,18 @@ export function parseLocatedYaml(text: string, file: string): LocatedDocument {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, col };
   };
-  const issues: ConfigIssue[] = doc.errors.map((error) => ({
+  // After the first syntax error the parser's idea of the structure is unreliable, and one
+  // tab can produce a dozen messages about columns: report the first, and count the rest.
+  // Duplicate keys are found below, with their names and paths.
+  const syntax = doc.errors.filter((error) => error.code !== "DUPLICATE_KEY");
+  const issues: ConfigIssue[] = syntax.slice(0, 1).map((error) => ({
     ...at(error.pos[0]),
     path: [],
-    message: `Invalid YAML: ${error.message.split("\n")[0]}`,
+    message: `Invalid YAML: ${error.message.split("\n")[0]}${
+      syntax.length > 1
+        ? ` (${syntax.length - 1} more YAML error(s) after it, most likely caused by this one)`
+        : ""
+    }`,
   }));
 
   const walk = (node: Node | null | undefined, path: KeyPath, keyOffset?: number): unknown => {
@@ -82,6 +90,17 @@ export function parseLocatedYaml(text: string, file: string): LocatedDocument {
       for (const pair of node.items) {
         const keyNode = pair.key as Node | null;
         const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+        if (Object.hasOwn(out, key)) {
+          const first = positions.get(pathKey([...path, key]));
+          issues.push({
+            ...at(keyNode?.range?.[0] ?? offset ?? 0),
+            path: [...path, key],
+            message: `Duplicate key "${key}": it is already defined${
+              first ? ` at line ${first.line}` : ""
+            } (YAML map keys must be unique)`,
+          });
+          continue;
+        }
         out[key] = walk(pair.value as Node | null, [...path, key], keyNode?.range?.[0]);
       }
       return out;

@@ -155,7 +155,7 @@ async function makeRunDir(): Promise<{ dir: string; pieces: Piece[]; files: stri
     name: "rl-tuner",
     seed: 1,
     stages: {
-      load: { use: "load/midi-dir", with: { dir: "../shared/data/maestro" } },
+      load: { use: "load/midi-dir", with: { dir: "data/maestro-v3.0.0" } },
       tokenize: { use: "tokenize/events", in: { corpus: "load.corpus" } },
       pretrain: { use: "pretrain/mle", in: { tokens: "tokenize.tokens" } },
       finetune: {

@@ -45,7 +45,9 @@ for (
     });
     const result = await runPipeline(graph, { runsDir: join(dir, "runs"), quiet: true });
     assert.equal(result.status, "ok", result.error?.message);
-    const written = [...Deno.readDirSync(join(dir, "out"))].map((e) => e.name).sort();
+    // The export keeps a hidden record of the files it wrote there (.harmonyrl-export.json).
+    const written = [...Deno.readDirSync(join(dir, "out"))].map((e) => e.name)
+      .filter((n) => !n.startsWith(".")).sort();
     assert.deepEqual(written, names.map((n) => `${n}.mid`));
     for (const [i, name] of names.entries()) {
       const original = readMidiFile(join(dir, i === 2 ? "in/nested" : "in", `${name}.mid`));

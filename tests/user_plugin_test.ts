@@ -47,7 +47,7 @@ stages:
   pieces: { use: ./as_rollouts.ts, in: { corpus: load.corpus } }
   reward:
     use: reward/composite
-    in: { rollouts: pieces.rollouts }
+    in: { rollouts: pieces.rollouts, corpus: load.corpus }
     with:
       terms:
         - { use: reward/harmony, weight: 1 }

@@ -33,6 +33,27 @@ const numbers = definePlugin({
   },
 });
 
+const read = definePlugin({
+  name: "toy/read",
+  kind: "load",
+  version: "1.0.0",
+  description: "Reads numbers from a JSON file; checks before the run that the file is there",
+  params: { path: p.string({ description: "JSON file holding a list of numbers" }) },
+  inputs: {},
+  outputs: { numbers: { type: "numbers", description: "The numbers read" } },
+  async preflight(params) {
+    const there = await Deno.stat(params.path).then((info) => info.isFile, () => false);
+    return there ? undefined : {
+      param: "path",
+      message: `Cannot read numbers from "${params.path}": no such file; write one first`,
+    };
+  },
+  async run(ctx, _inputs, params) {
+    count(ctx.stage);
+    return { numbers: JSON.parse(await Deno.readTextFile(params.path)) };
+  },
+});
+
 const scale = definePlugin({
   name: "toy/scale",
   kind: "tokenize",
@@ -123,9 +144,46 @@ const step = definePlugin({
     count(ctx.stage);
     ctx.metrics(ctx.iteration ?? 0, { "toy/value": inputs.value as number });
     if (params.abortAt === ctx.iteration) abortHook?.();
+    // Tests of kill -9: the process dies here, with no chance to clean up.
+    if (Deno.env.get("HARMONYRL_TOY_KILL_AT") === String(ctx.iteration)) {
+      Deno.kill(Deno.pid, "SIGKILL");
+    }
     return Promise.resolve({
       value: (inputs.value as number) + params.delta + ((inputs.bonus as number) ?? 0),
     });
+  },
+});
+
+const train = definePlugin({
+  name: "toy/train",
+  kind: "pretrain",
+  version: "1.0.0",
+  description: "Records a loss per step (NaN from nanFrom to nanUntil) and keeps a checkpoint",
+  params: {
+    steps: p.integer({ default: 10, min: 1, description: "Steps to record" }),
+    lr: p.number({ default: 0.1, min: 0, description: "Shown in the divergence hint" }),
+    nanFrom: p.integer({ default: -1, description: "First step whose loss is NaN; -1 = none" }),
+    nanUntil: p.integer({ default: 1000, description: "Last step whose loss is NaN" }),
+    sleepMs: p.integer({
+      default: 0,
+      min: 0,
+      description: "Pause while each step's checkpoint is half written (concurrency tests)",
+    }),
+  },
+  inputs: { value: { type: "number", description: "Passed through", optional: true } },
+  outputs: { value: { type: "number", description: "The input value plus the steps" } },
+  async run(ctx, inputs, params) {
+    count(ctx.stage);
+    for (let i = 0; i < params.steps; i++) {
+      const step = ctx.iteration ?? i;
+      // A checkpoint written as a temporary file and renamed, like the real stages do.
+      await Deno.writeTextFile(`${ctx.workDir}/checkpoint.txt.tmp`, String(step));
+      if (params.sleepMs > 0) await new Promise((r) => setTimeout(r, params.sleepMs));
+      await Deno.rename(`${ctx.workDir}/checkpoint.txt.tmp`, `${ctx.workDir}/checkpoint.txt`);
+      const nan = step >= params.nanFrom && step <= params.nanUntil && params.nanFrom >= 0;
+      ctx.metrics(step, { "loss/train": nan ? NaN : 1 / (step + 1), "toy/rate": NaN });
+    }
+    return { value: ((inputs.value as number) ?? 0) + params.steps };
   },
 });
 
@@ -139,16 +197,35 @@ const plugins: Record<string, Plugin> = {
   "toy/fail": fail,
   "toy/numbers": numbers,
   "toy/offset": offset,
+  "toy/read": read,
   "toy/scale": scale,
   "toy/step": step,
   "toy/sum": sum,
+  "toy/train": train,
   "backend/tfjs": definePlugin({
     name: "backend/tfjs",
     kind: "backend",
     version: "1.0.0",
-    description: "No tensors in toy graphs",
-    params: { name: p.string({ default: "auto", description: "Ignored" }) },
-    create: () => ({ init: () => Promise.resolve({ name: "none", detail: "toy" }) }),
+    description: 'No tensors in toy graphs; "auto" pretends two faster backends were missing',
+    params: { name: p.string({ default: "auto", description: "Backend asked for" }) },
+    create: (params) => ({
+      init: (log: (message: string) => void) => {
+        if (params.name !== "auto") {
+          return Promise.resolve({ name: "none", detail: "toy", reason: "named in the config" });
+        }
+        const skipped = [
+          { name: "fast", reason: 'no "libfast.so" in /usr/lib, /opt/lib' },
+          { name: "faster", reason: "no device" },
+        ];
+        for (const s of skipped) log(`skipped "${s.name}": ${s.reason}`);
+        return Promise.resolve({
+          name: "none",
+          detail: "toy",
+          reason: '"auto" picked the fastest that starts here',
+          skipped,
+        });
+      },
+    }),
   }),
 };
 

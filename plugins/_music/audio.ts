@@ -55,6 +55,16 @@ function isFile(path: string): boolean {
   }
 }
 
+/** `$HARMONYRL_SOUNDFONT` as a list of zero or one path (empty without env access). */
+export function soundFontFromEnv(): string[] {
+  try {
+    const value = Deno.env.get("HARMONYRL_SOUNDFONT");
+    return value ? [value] : [];
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Finds a General MIDI SoundFont.
  *
@@ -63,12 +73,8 @@ function isFile(path: string): boolean {
  */
 export function findSoundFont(soundFont?: string): string | undefined {
   if (soundFont !== undefined) return isFile(soundFont) ? soundFont : undefined;
-  let fromEnv: string | undefined;
-  try {
-    fromEnv = Deno.env.get("HARMONYRL_SOUNDFONT");
-  } catch {
-    // Without --allow-env the variable is simply not consulted.
-  }
+  // Without --allow-env the variable is simply not consulted.
+  const [fromEnv] = soundFontFromEnv();
   if (fromEnv && isFile(fromEnv)) return fromEnv;
   return SOUNDFONT_CANDIDATES.find(isFile);
 }

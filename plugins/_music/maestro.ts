@@ -132,14 +132,28 @@ function metadataCandidates(dir: string): string[] {
  * (newest version first). Rows with an unknown split, no MIDI file name, or a
  * year or duration that is not a number are skipped with a warning naming the row.
  *
- * @param dir The dataset folder, e.g. `../shared/data/maestro-v3.0.0`.
+ * @param dir The dataset folder, e.g. `data/maestro-v3.0.0`.
  * @returns Entries in file order, plus warnings.
  * @throws {Error} When no metadata file is there, it cannot be parsed, or a column is missing.
  * @example
  * ```ts
+ * import { join } from "node:path";
  * import { readMaestroMetadata } from "./maestro.ts";
- * const { entries } = readMaestroMetadata("../shared/data/maestro-v3.0.0");
- * console.log(entries.length); // 1276
+ * // A dataset folder with a three-row table (the real one lists 1,276 performances).
+ * const dir = Deno.makeTempDirSync();
+ * Deno.writeTextFileSync(
+ *   join(dir, "maestro-v3.0.0.csv"),
+ *   [
+ *     "canonical_composer,canonical_title,split,year,midi_filename,audio_filename,duration",
+ *     'Frédéric Chopin,"Ballade No. 1, Op. 23",test,2004,2004/a.midi,2004/a.wav,540.2',
+ *     "Johann Sebastian Bach,Prelude in C,train,2006,2006/b.midi,2006/b.wav,120.5",
+ *     "Anon,Sketch,unknown,2006,2006/c.midi,2006/c.wav,10",
+ *   ].join("\n"),
+ * );
+ * const { entries, warnings } = readMaestroMetadata(dir);
+ * console.log(entries.length, entries[0].canonicalTitle); // 2 "Ballade No. 1, Op. 23"
+ * console.log(warnings); // [ 'maestro-v3.0.0.csv row 3 ("2006/c.midi"): unknown split "unknown"; skipped' ]
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function readMaestroMetadata(dir: string): MaestroMetadata {
@@ -261,10 +275,24 @@ export interface MaestroSelection {
  * @throws {Error} When `limit` is not a non-negative integer.
  * @example
  * ```ts
- * import { readMaestroMetadata, selectMaestro } from "./maestro.ts";
- * const { entries } = readMaestroMetadata("../shared/data/maestro-v3.0.0");
- * const chopin = selectMaestro(entries, { splits: ["test"], composers: ["chopin"], limit: 5 });
- * console.log(chopin.length); // 5
+ * import { type MaestroEntry, selectMaestro } from "./maestro.ts";
+ * const entry = (composer: string, split: "train" | "test", file: string): MaestroEntry => ({
+ *   canonicalComposer: composer,
+ *   canonicalTitle: "A work",
+ *   split,
+ *   year: 2004,
+ *   midiFilename: file,
+ *   audioFilename: file.replace(".midi", ".wav"),
+ *   durationSec: 300,
+ * });
+ * const entries = [
+ *   entry("Frédéric Chopin", "test", "2004/c.midi"),
+ *   entry("Franz Liszt", "test", "2004/b.midi"),
+ *   entry("Frédéric Chopin", "train", "2004/a.midi"),
+ *   entry("Frédéric Chopin", "test", "2004/d.midi"),
+ * ];
+ * const chopin = selectMaestro(entries, { splits: ["test"], composers: ["chopin"], limit: 1 });
+ * console.log(chopin.map((e) => e.midiFilename)); // [ "2004/c.midi" ]
  * ```
  */
 export function selectMaestro(

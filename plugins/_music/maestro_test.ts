@@ -162,7 +162,8 @@ Deno.test("selectMaestro() filters by split, year and composer and is determinis
 });
 
 Deno.test({
-  name: "readMaestroMetadata() reads the official split of MAESTRO v3.0.0 (needs shared data)",
+  name:
+    "readMaestroMetadata() reads the official split of MAESTRO v3.0.0 (needs ../shared/data/maestro-v3.0.0)",
   ignore: !hasMaestro,
   fn() {
     const { entries, warnings } = readMaestroMetadata(MAESTRO_DIR);

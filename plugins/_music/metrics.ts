@@ -34,6 +34,7 @@ import {
   findKey,
   forEachOverlappingPair,
   inScaleShare,
+  intervalClass,
   isDissonantInterval,
   pieceEndSec,
   pitchClass,
@@ -236,6 +237,33 @@ export function dissonantPairRate(piece: Piece): number {
     if (isDissonantInterval(a.pitch, b.pitch)) dissonant++;
   });
   return pairs > 0 ? dissonant / pairs : NaN;
+}
+
+/**
+ * Share of notes that sound together with another note a minor second or
+ * major seventh away (interval class 1, in any octave): the clashes a wrong
+ * note a semitone off makes. Notes sound from onset to release as the piece
+ * holds them (with the pedal applied if it was applied when reading). NaN
+ * without notes.
+ *
+ * @example
+ * ```ts
+ * import { clashRate } from "./metrics.ts";
+ * const note = (pitch: number) => ({ pitch, startSec: 0, endSec: 1, velocity: 80 });
+ * const piece = { id: "a", tempoBpm: 120, beatsPerBar: 4, beatsSec: [0], notes: [60, 64, 65].map(note) };
+ * clashRate(piece); // 2 / 3: E and F clash, C does not
+ * ```
+ */
+export function clashRate(piece: Piece): number {
+  if (piece.notes.length === 0) return NaN;
+  const clashing = new Set<Piece["notes"][number]>();
+  forEachOverlappingPair(piece.notes, (a, b) => {
+    if (intervalClass(a.pitch, b.pitch) === 1) {
+      clashing.add(a);
+      clashing.add(b);
+    }
+  });
+  return clashing.size / piece.notes.length;
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  clashRate,
   compareDistributions,
   compareSets,
   dissonantPairRate,
@@ -119,6 +120,15 @@ Deno.test("leapResolutionRate() is the share of fifth-or-more leaps stepped back
   const melody = [60, 69, 67, 74, 76, 64].map((p, i) => [p, i, 1] as [number, number, number]);
   assert.equal(leapResolutionRate(piece(melody)), 0.5);
   assert.ok(Number.isNaN(leapResolutionRate(C_MAJOR_SCALE)));
+});
+
+Deno.test("clashRate() is the share of notes sounding a minor second or major seventh from another", () => {
+  // C-E-G, then B3 against C5 (a major seventh, compound: a clash) and F#4 (a tritone: not one).
+  const p = piece([[60, 0, 2], [64, 0, 2], [67, 0, 2], [59, 2, 1], [72, 2, 1], [66, 2, 1]]);
+  assert.equal(clashRate(p), 2 / 6);
+  // Touching is not sounding together: E then F, back to back.
+  assert.equal(clashRate(piece([[64, 0, 1], [65, 1, 1]])), 0);
+  assert.ok(Number.isNaN(clashRate(piece([]))));
 });
 
 Deno.test("dissonantPairRate() counts minor seconds, major sevenths and tritones", () => {

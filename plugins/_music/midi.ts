@@ -71,10 +71,17 @@ const DEFAULT_US_PER_QUARTER = 500_000;
  *   are not a usable MIDI file.
  * @example
  * ```ts
- * import { readMidi } from "./midi.ts";
- * const bytes = Deno.readFileSync("../shared/data/bad-midi/00_reference_valid_format0.mid");
+ * import { readMidi, writeMidi } from "./midi.ts";
+ * // A C major scale of 0.25 s notes, as MIDI bytes.
+ * const notes = [60, 62, 64, 65, 67, 69, 71, 72].map((pitch, i) => ({
+ *   pitch,
+ *   velocity: 80,
+ *   startSec: i * 0.25,
+ *   endSec: (i + 1) * 0.25,
+ * }));
+ * const bytes = writeMidi({ id: "scale", notes, tempoBpm: 120, beatsPerBar: 4, beatsSec: [0] });
  * const piece = readMidi(bytes, { id: "scale" });
- * console.log(piece.notes.length); // 8
+ * console.log(piece.notes.length, piece.notes[7].startSec); // 8 1.75
  * ```
  */
 export function readMidi(bytes: Uint8Array, options: ReadMidiOptions): Piece {
@@ -97,9 +104,18 @@ export function readMidi(bytes: Uint8Array, options: ReadMidiOptions): Piece {
  * @throws {MidiError} `Cannot read "<path>": <reason>`, also when the file cannot be opened.
  * @example
  * ```ts
- * import { readMidiFile } from "./midi.ts";
- * const piece = readMidiFile("../shared/data/bad-midi/00_reference_valid_format0.mid");
- * console.log(piece.id); // "00_reference_valid_format0"
+ * import { join } from "node:path";
+ * import { readMidiFile, writeMidi } from "./midi.ts";
+ * const dir = Deno.makeTempDirSync();
+ * const path = join(dir, "one_note.mid");
+ * const notes = [{ pitch: 60, velocity: 80, startSec: 0, endSec: 0.5 }];
+ * Deno.writeFileSync(
+ *   path,
+ *   writeMidi({ id: "one", notes, tempoBpm: 120, beatsPerBar: 4, beatsSec: [0] }),
+ * );
+ * const piece = readMidiFile(path);
+ * console.log(piece.id, piece.notes.length); // "one_note" 1
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export function readMidiFile(

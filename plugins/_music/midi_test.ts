@@ -713,7 +713,7 @@ const BAD_MIDI_EXPECTED: Record<string, number | RegExp> = {
 
 Deno.test({
   name:
-    "readMidi() accepts or cleanly rejects every file of the bad-MIDI corpus (needs shared data)",
+    "readMidi() accepts or cleanly rejects every file of the bad-MIDI corpus (needs ../shared/data/bad-midi)",
   ignore: !hasBadMidi,
   fn() {
     const files = [...Deno.readDirSync(BAD_DIR)].map((e) => e.name).filter((n) =>
@@ -740,7 +740,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "readMidi() reads the reference file as a C major scale of 0.25 s notes (needs shared data)",
+    "readMidi() reads the reference file as a C major scale of 0.25 s notes (needs ../shared/data/bad-midi)",
   ignore: !hasBadMidi,
   fn() {
     const piece = readMidiFile(new URL("00_reference_valid_format0.mid", BAD_DIR).pathname);
@@ -769,7 +769,8 @@ function maestroFiles(): string[] {
 }
 
 Deno.test({
-  name: "readMidi() parses real MAESTRO files like @tonejs/midi and Magenta (needs shared data)",
+  name:
+    "readMidi() parses real MAESTRO files like @tonejs/midi and Magenta (needs ../shared/data/maestro-v3.0.0)",
   ignore: !hasMaestro,
   fn() {
     const files = maestroFiles();

@@ -52,6 +52,9 @@ export function pieceDurationSec(piece: Piece): number {
   return pieceEndSec(piece.notes);
 }
 
+/** Excerpts of one calibration batch: within a block, pieces are not repeated. */
+export const EXCERPT_BLOCK = 32;
+
 /** Options of {@linkcode ReferenceCorpus}. */
 export interface ReferenceOptions {
   /** Excerpts cut per length bucket (default 192). */
@@ -91,7 +94,9 @@ export class ReferenceCorpus {
     this.seed = options.seed ?? 1;
     const withNotes = pieces.filter((piece) => piece.notes.length > 0);
     if (withNotes.length === 0) {
-      throw new Error("Cannot calibrate reward terms: the reference corpus has no piece with notes");
+      throw new Error(
+        "Cannot calibrate reward terms: the reference corpus has no piece with notes",
+      );
     }
     const train = withNotes.filter((piece) => (piece.split ?? "train") === "train");
     const others = withNotes.filter((piece) => (piece.split ?? "train") !== "train");
@@ -115,6 +120,9 @@ export class ReferenceCorpus {
    * Excerpts of `bucketSec` seconds cut from train (or held-out) pieces at
    * seeded offsets, each piece chosen with probability proportional to its
    * length; excerpts with fewer than 2 notes are redrawn (at most 10 times).
+   * Within each run of {@linkcode EXCERPT_BLOCK} excerpts no piece is used
+   * twice while the corpus has enough pieces, so a calibration batch of real
+   * excerpts is as varied as real music (batch-level parts compare them).
    */
   excerpts(bucketSec: number, from: "train" | "heldOut" = "train"): Piece[] {
     const key = `${from}:${bucketSec}`;
@@ -127,12 +135,18 @@ export class ReferenceCorpus {
     for (const end of ends) cumulative.push(total += Math.max(end, 1e-3));
     const rng = createRng(this.seed * 7919 + bucketSec * 104729 + (from === "train" ? 0 : 1));
     cached = [];
+    let used = new Set<number>();
     for (let k = 0; k < this.excerptsPerBucket; k++) {
+      if (k % EXCERPT_BLOCK === 0) used = new Set();
       let excerpt: Piece | undefined;
       for (let attempt = 0; attempt < 10; attempt++) {
-        const target = rng.next() * total;
-        let i = cumulative.findIndex((c) => c > target);
-        if (i < 0) i = pieces.length - 1;
+        let i = -1;
+        for (let draw = 0; draw < 50 && (i < 0 || used.has(i)); draw++) {
+          const target = rng.next() * total;
+          i = cumulative.findIndex((c) => c > target);
+          if (i < 0) i = pieces.length - 1;
+        }
+        used.add(i);
         const spare = Math.max(0, ends[i] - bucketSec);
         const startSec = rng.next() * spare;
         excerpt = cropPiece(pieces[i], { startSec, durationSec: bucketSec });

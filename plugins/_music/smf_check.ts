@@ -179,7 +179,16 @@ function unwrapRiff(bytes: Uint8Array, warnings: string[]): Uint8Array {
  * @example
  * ```ts
  * import { decodeSmf } from "./smf_check.ts";
- * const content = decodeSmf(Deno.readFileSync("../shared/data/bad-midi/00_reference_valid_format0.mid"));
+ * import { writeMidi } from "./midi.ts";
+ * // A C major scale of 0.25 s notes, as MIDI bytes.
+ * const notes = [60, 62, 64, 65, 67, 69, 71, 72].map((pitch, i) => ({
+ *   pitch,
+ *   velocity: 80,
+ *   startSec: i * 0.25,
+ *   endSec: (i + 1) * 0.25,
+ * }));
+ * const bytes = writeMidi({ id: "scale", notes, tempoBpm: 120, beatsPerBar: 4, beatsSec: [0] });
+ * const content = decodeSmf(bytes);
  * console.log(content.notes.pitch); // [60, 62, 64, 65, 67, 69, 71, 72]
  * ```
  */

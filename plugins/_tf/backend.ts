@@ -58,24 +58,38 @@ export const BACKEND_NAMES: readonly BackendName[] = [
   "cpu",
 ];
 
+/** A backend that `"auto"` tried and could not start. */
+export interface SkippedBackend {
+  name: BackendName;
+  /** Why, in one line (for OpenBLAS: every library path tried). */
+  reason: string;
+}
+
 /** What {@link initBackend} started. */
 export interface BackendInfo {
   /** What actually runs: one of the {@link BackendName}s other than `"auto"`. */
   name: string;
   /** What the caller asked for. */
   requested: string;
-  /**
-   * Human-readable details, e.g. `"OpenBLAS via libopenblas.so.0 (...)"`; for
-   * `"auto"` also what was skipped and why.
-   */
+  /** What runs, in a few words, e.g. `"OpenBLAS via libopenblas.so.0 (...); wasm SIMD on"`. */
   detail: string;
+  /**
+   * Why this backend: `"auto" picked the fastest that starts here`, or `named in the
+   * config`.
+   */
+  reason: string;
+  /** For `"auto"`: the faster backends tried first, in order, with why each did not start. */
+  skipped: SkippedBackend[];
   /** The tfjs registry name to pass to `tf.setBackend()`: `"tensorflow"`, `"webgpu"`, `"wasm"` or `"cpu"`. */
   tfBackend: string;
 }
 
 /** Options of {@link initBackend}. */
 export interface InitBackendOptions {
-  /** Receives one line per backend tried and skipped, and the one chosen. */
+  /**
+   * Receives one line per backend that `"auto"` tried and skipped
+   * (`skipped "wasm-openblas": ...`), as it happens: details for a verbose log.
+   */
   log?: (msg: string) => void;
   /**
    * Accept a software WebGPU adapter (e.g. Mesa llvmpipe). Off by default: it
@@ -91,13 +105,6 @@ export interface InitBackendOptions {
 interface Started {
   tfBackend: string;
   detail: string;
-}
-
-/** A backend that cannot start here; `short` is the reason shown in `"auto"`'s detail. */
-class Unavailable extends Error {
-  constructor(message: string, readonly short: string) {
-    super(message);
-  }
 }
 
 const TFJS_NODE_PACKAGES = {
@@ -117,10 +124,9 @@ async function startTfjsNode(name: "tfjs-node-gpu" | "tfjs-node"): Promise<Start
   try {
     specifier = import.meta.resolve(pkg);
   } catch {
-    throw new Unavailable(
+    throw new Error(
       `"${pkg}" is not installed: add "${pkg}": "npm:${pkg}@4.22.0" to the imports in deno.json ` +
         `and run "deno install --allow-scripts=npm:${pkg}"`,
-      "not installed",
     );
   }
   try {
@@ -155,8 +161,12 @@ async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
   if (gpu === undefined) throw new Error("navigator.gpu is missing in this runtime");
   // Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on every probe when it is unset
   // (containers, CI); a private directory of our own quiets them and changes nothing else.
-  if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
-    Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+  try {
+    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
+      Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+    }
+  } catch {
+    // In the sandbox (no temp folder of its own) the drivers' warnings stay: nothing else changes.
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (adapter === null) {
@@ -167,10 +177,9 @@ async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
   const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true ||
     SOFTWARE_ADAPTER.test(description);
   if (software && !allowFallbackAdapter) {
-    throw new Unavailable(
+    throw new Error(
       `software adapter "${description}" skipped, it is far slower than wasm ` +
         `(pass allowFallbackAdapter: true to use it)`,
-      `software adapter "${description}" skipped`,
     );
   }
   // Imported only now: it registers "webgpu" with the highest priority, and a
@@ -220,15 +229,7 @@ async function startWasm(): Promise<string> {
 async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
   // Open the library before loading the wasm runtime, so that a missing
   // library costs nothing.
-  try {
-    loadOpenBlas(options.openBlasLibrary);
-  } catch (e) {
-    const message = firstLine(e);
-    throw new Unavailable(
-      message,
-      message.includes("--allow-ffi") ? "needs --allow-ffi" : "no OpenBLAS library",
-    );
-  }
+  loadOpenBlas(options.openBlasLibrary);
   await loadWasmModule();
   const blas = installOpenBlasMatMul(options.openBlasLibrary);
   if (options.openBlasThreads !== undefined) setOpenBlasThreads(options.openBlasThreads);
@@ -310,7 +311,7 @@ const started = new Map<string, BackendInfo>();
  * ```ts
  * import { initBackend } from "./backend.ts";
  * const info = await initBackend("auto", { log: console.log });
- * console.log(`${info.name}: ${info.detail}`);
+ * console.log(`${info.name} (${info.detail}), ${info.reason}`);
  * ```
  */
 export async function initBackend(
@@ -334,36 +335,52 @@ export async function initBackend(
       setOpenBlasThreads(options.openBlasThreads);
     }
     await setTfBackend(known.tfBackend);
-    log(`Backend "${known.name}" running: ${known.detail}`);
+    for (const s of known.skipped) log(`skipped "${s.name}": ${s.reason}`);
     return known;
   }
 
   let info: BackendInfo;
   if (name === "auto") {
-    const skipped: string[] = [];
+    const skipped: SkippedBackend[] = [];
     let chosen: BackendInfo | null = null;
     for (const candidate of BACKEND_NAMES.slice(1) as Exclude<BackendName, "auto">[]) {
       try {
         const s = await start(candidate, options);
-        chosen = { name: candidate, requested: name, detail: s.detail, tfBackend: s.tfBackend };
+        chosen = {
+          name: candidate,
+          requested: name,
+          detail: s.detail,
+          reason: '"auto" picked the fastest that starts here',
+          skipped,
+          tfBackend: s.tfBackend,
+        };
         break;
       } catch (e) {
-        log(`Backend "${candidate}" skipped: ${firstLine(e)}`);
-        skipped.push(`${candidate} (${e instanceof Unavailable ? e.short : firstLine(e)})`);
+        log(`skipped "${candidate}": ${firstLine(e)}`);
+        skipped.push({ name: candidate, reason: firstLine(e) });
       }
     }
-    if (chosen === null) throw new Error(`Cannot start any backend: ${skipped.join("; ")}`);
-    if (skipped.length > 0) chosen.detail += `; skipped ${skipped.join(", ")}`;
+    if (chosen === null) {
+      throw new Error(
+        `Cannot start any backend: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`,
+      );
+    }
     info = chosen;
   } else {
     try {
       const s = await start(name, options);
-      info = { name, requested: name, detail: s.detail, tfBackend: s.tfBackend };
+      info = {
+        name,
+        requested: name,
+        detail: s.detail,
+        reason: "named in the config",
+        skipped: [],
+        tfBackend: s.tfBackend,
+      };
     } catch (e) {
       throw new Error(`Cannot start backend "${name}": ${firstLine(e)}`);
     }
   }
-  log(`Backend "${info.name}" running: ${info.detail}`);
   started.set(key, info);
   return info;
 }

@@ -46,6 +46,8 @@ Deno.test('initBackend("cpu") selects cpu and a second call returns the same res
     name: "cpu",
     requested: "cpu",
     detail: "pure JavaScript",
+    reason: "named in the config",
+    skipped: [],
     tfBackend: "cpu",
   });
   assert.equal(tf.getBackend(), "cpu");
@@ -79,8 +81,12 @@ Deno.test({
     const lines: string[] = [];
     const auto = await initBackend("auto", { log: (msg) => lines.push(msg) });
     assert.notEqual(auto.name, "webgpu");
-    assert.match(auto.detail, /skipped .*webgpu \(software adapter ".*" skipped\)/);
-    assert.ok(lines.some((l) => l.startsWith('Backend "webgpu" skipped: software adapter')));
+    const webgpu = auto.skipped.find((s) => s.name === "webgpu");
+    assert.match(
+      webgpu?.reason ?? "",
+      /^software adapter ".*" skipped, it is far slower than wasm/,
+    );
+    assert.ok(lines.includes(`skipped "webgpu": ${webgpu!.reason}`));
   },
 });
 
@@ -91,8 +97,16 @@ Deno.test('initBackend("auto") picks wasm-openblas when OpenBLAS loads, else was
     assert.equal(info.name, hasOpenBlas ? "wasm-openblas" : "wasm");
   }
   assert.equal(info.requested, "auto");
+  assert.equal(info.reason, '"auto" picked the fastest that starts here');
   assert.equal(tf.getBackend(), info.tfBackend);
-  assert.equal(lines.at(-1), `Backend "${info.name}" running: ${info.detail}`);
+  // The log gets one line per backend skipped, in auto's order, and nothing else.
+  assert.deepEqual(lines, info.skipped.map((s) => `skipped "${s.name}": ${s.reason}`));
+  const order = ["tfjs-node-gpu", "tfjs-node", "webgpu", "wasm-openblas", "wasm", "cpu"];
+  assert.deepEqual(
+    info.skipped.map((s) => s.name),
+    order.slice(0, order.indexOf(info.name)),
+  );
+  assert.doesNotMatch(info.detail, /skipped/);
   assert.equal(await initBackend("auto"), info);
 });
 

@@ -119,7 +119,10 @@ export function loadOpenBlas(library?: string): OpenBlasInfo {
       if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
         throw new Error("Cannot load OpenBLAS: FFI is not allowed, run Deno with --allow-ffi");
       }
-      reasons.push(`"${candidate}": ${firstLine(e)}`);
+      // Deno says "Could not open library: Could not open library: <name>: <why>": keep <why>.
+      const why = firstLine(e).replace(/^(Could not open library: )+/, "")
+        .replace(`${candidate}: `, "");
+      reasons.push(`"${candidate}": ${why}`);
       continue;
     }
     const configPtr = lib.symbols.openblas_get_config?.() ?? null;
@@ -149,11 +152,15 @@ function firstLine(e: unknown): string {
  * @example
  * ```ts
  * import { loadOpenBlas, setOpenBlasThreads } from "./openblas.ts";
+ * let threads: number | null = null;
  * try {
- *   loadOpenBlas();
+ *   threads = loadOpenBlas().threads;
+ * } catch (e) {
+ *   console.log(`No OpenBLAS here: ${(e as Error).message}`);
+ * }
+ * if (threads !== null) {
  *   setOpenBlasThreads(1);
- * } catch {
- *   console.log("no OpenBLAS here");
+ *   setOpenBlasThreads(threads); // back to what it was
  * }
  * ```
  */
@@ -197,12 +204,18 @@ export function isOpenBlasMatMulInstalled(): boolean {
  *   `@tensorflow/tfjs-backend-wasm` first)
  * @example
  * ```ts
- * import { installOpenBlasMatMul, uninstallOpenBlasMatMul } from "./openblas.ts";
+ * import "@tensorflow/tfjs-backend-wasm"; // registers the kernels that are replaced
+ * import { installOpenBlasMatMul, loadOpenBlas, uninstallOpenBlasMatMul } from "./openblas.ts";
+ * let found = false;
  * try {
- *   installOpenBlasMatMul();
+ *   loadOpenBlas();
+ *   found = true;
+ * } catch (e) {
+ *   console.log(`No OpenBLAS here: ${(e as Error).message}`);
+ * }
+ * if (found) {
+ *   console.log(`BatchMatMul runs on ${installOpenBlasMatMul().library}`);
  *   uninstallOpenBlasMatMul();
- * } catch {
- *   console.log("no OpenBLAS here");
  * }
  * ```
  */

@@ -33,6 +33,12 @@ export interface RolloutBatch {
   tokens: Int32Array[];
   /** Primer tokens after BOS at the start of each sequence: given, not sampled (default 0). */
   primerLen?: number;
+  /** Per sampled token: log π(token) at temperature 1 under the policy that sampled it. */
+  logProbs?: ArrayLike<number>[];
+  /** Per sampled token: log q(token) under the distribution actually sampled from. */
+  samplingLogProbs?: ArrayLike<number>[];
+  /** How the tokens were drawn (temperature 1, top-k 0, top-p 1 is on-policy). */
+  sampling?: { temperature: number; topK: number; topP: number };
 }
 
 /** The rewards a reward stage produces. */
@@ -94,6 +100,47 @@ export function registerTrainable(ckpt: ModelCheckpoint, trainable: Trainable): 
   trainables.set(ckpt, trainable);
 }
 
+/** True when rollouts were drawn from the policy itself (temperature 1, no top-k/top-p). */
+export function isOnPolicy(rollouts: RolloutBatch): boolean {
+  const s = rollouts.sampling;
+  return !s || (s.temperature === 1 && (s.topK === 0 || s.topK === undefined) &&
+    (s.topP === 1 || s.topP === undefined));
+}
+
+/**
+ * Per-token truncated importance weights ρ_t = min(ρ̄, π(a_t) / q(a_t)) for
+ * rollouts sampled from q ≠ π (temperature, top-k, top-p), as in IMPALA's
+ * V-trace truncation (Espeholt et al. 2018): the policy gradient of a token is
+ * scaled by ρ_t, a constant. Rows are aligned with {@linkcode batchTensors}'s
+ * targets; positions that were not sampled get 1.
+ *
+ * @param rollouts The rollouts, with `logProbs` and `samplingLogProbs`.
+ * @param length Target length of the padded batch (T).
+ * @param rhoMax The truncation ρ̄ (1: never up-weight a token).
+ * @returns Weights `[rows][T]`.
+ * @throws {Error} When the rollouts lack the log-probabilities.
+ */
+export function importanceWeights(
+  rollouts: RolloutBatch,
+  length: number,
+  rhoMax: number,
+): number[][] {
+  const given = 1 + (rollouts.primerLen ?? 0);
+  if (!rollouts.logProbs || !rollouts.samplingLogProbs) {
+    throw new Error(
+      "Cannot correct for off-policy sampling: the rollouts carry no logProbs and samplingLogProbs",
+    );
+  }
+  return rollouts.tokens.map((_, r) => {
+    const lp = rollouts.logProbs![r], lq = rollouts.samplingLogProbs![r];
+    return Array.from({ length }, (_, t) => {
+      const k = t + 1 - given; // index of target t among the sampled tokens
+      if (k < 0 || k >= lp.length || k >= lq.length) return 1;
+      return Math.min(rhoMax, Math.exp(lp[k] - lq[k]));
+    });
+  });
+}
+
 /** Pads rollouts to one length and marks the scored positions. */
 export function batchTensors(rollouts: RolloutBatch, eosId: number): {
   inputs: number[][];
@@ -151,10 +198,21 @@ export function tokenTerms(
 export interface UpdateParams {
   lr: number;
   entropyCoef: number;
+  /** KL coefficient β (the starting value when `klTarget` > 0). */
   klCoef: number;
+  /** Target KL per token of the adaptive controller; 0 keeps β fixed. */
+  klTarget: number;
+  /** Gain K of the adaptive KL controller. */
+  klGain: number;
   clipNorm: number;
   baselineBeta: number;
   normalizeAdvantages: boolean;
+  /** Floor of the batch standard deviation when standardising advantages. */
+  advantageStdFloor: number;
+  /** `"truncated"`: correct off-policy sampling with truncated importance weights; `"off"`: refuse it. */
+  importanceWeights: string;
+  /** Truncation ρ̄ of the importance weights. */
+  rhoMax: number;
   weightDecay: number;
   microBatch: number;
 }
@@ -179,13 +237,14 @@ export interface PassResult {
  */
 export async function gradientStep(
   trainable: Trainable,
-  batch: { inputs: number[][]; targets: number[][]; mask: number[][] },
+  batch: { inputs: number[][]; targets: number[][]; mask: number[][]; rho?: number[][] },
   reference: SequenceModel | undefined,
   params: UpdateParams,
   lossOf: (
     logProb: tf.Tensor2D,
     mask: tf.Tensor2D,
     rows: number[],
+    rho: tf.Tensor2D,
   ) => { loss: tf.Scalar; clipped?: tf.Scalar },
 ): Promise<PassResult> {
   const { model, optimizer } = trainable;
@@ -203,13 +262,17 @@ export async function gradientStep(
     const inputs = tf.tensor2d(idx.map((i) => batch.inputs[i]), undefined, "int32");
     const targets = tf.tensor2d(idx.map((i) => batch.targets[i]), undefined, "int32");
     const mask = tf.tensor2d(idx.map((i) => batch.mask[i]), undefined, "float32");
+    // Importance weights of off-policy tokens (1 on-policy): [b, T], constants.
+    const rho = batch.rho
+      ? tf.tensor2d(idx.map((i) => batch.rho![i]), undefined, "float32")
+      : tf.onesLike(mask);
     const refLogits = reference
       ? tf.tidy(() => reference.forward(inputs, { training: false }))
       : undefined;
     const parts: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
       const terms = tokenTerms(model, inputs, targets, refLogits);
-      const policy = lossOf(terms.logProb, mask, idx);
+      const policy = lossOf(terms.logProb, mask, idx, rho);
       const entropySum = tf.sum(tf.mul(terms.entropy, mask));
       const klSum = terms.kl ? tf.sum(tf.mul(terms.kl, mask)) : tf.scalar(0);
       parts.push(
@@ -233,7 +296,7 @@ export async function gradientStep(
     sums.entropy += entropySum[0] / denom;
     sums.kl += klSum[0] / denom;
     sums.clipped += clipped[0];
-    tf.dispose([inputs, targets, mask, value, ...parts]);
+    tf.dispose([inputs, targets, mask, rho, value, ...parts]);
     if (refLogits) refLogits.dispose();
     const named = new Map(variables.map(([name, v]) => [name, grads[v.name]]));
     if (!accumulated) accumulated = named;
@@ -269,39 +332,48 @@ export type AdvantageMode = "total" | "per-term";
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-/** Subtracts a baseline and, optionally, divides by the standard deviation of the result. */
-function centre(values: number[], baseline: number, scale: boolean): number[] {
+/**
+ * Standardises a batch of rewards: (x − centre) / max(σ, floor), with σ the
+ * batch standard deviation (about the batch mean). A term that is constant in
+ * the batch says nothing about which rollout did better: σ = 0 gives 0 for
+ * every rollout, whatever the centre (the floor keeps float noise from being
+ * blown up to ±1).
+ */
+export function standardise(values: number[], centre: number, floor: number): number[] {
   // A non-finite reward poisons the whole batch: the loss becomes NaN and the update is
   // skipped and logged (standardising would otherwise quietly turn it into zeros).
-  if (!values.every(Number.isFinite) || !Number.isFinite(baseline)) return values.map(() => NaN);
-  const out = values.map((v) => v - baseline);
-  if (!scale || out.length < 2) return out;
-  const std = Math.sqrt(out.reduce((a, x) => a + x * x, 0) / out.length);
-  return std > 1e-8 ? out.map((x) => x / std) : out.map(() => 0);
+  if (!values.every(Number.isFinite) || !Number.isFinite(centre)) return values.map(() => NaN);
+  const m = mean(values);
+  const std = Math.sqrt(values.reduce((a, x) => a + (x - m) ** 2, 0) / values.length);
+  if (values.length < 2 || std <= 1e-12) return values.map(() => 0);
+  return values.map((x) => (x - centre) / Math.max(std, floor));
 }
 
 /**
  * Advantages of a batch and the next exponential-moving-average baselines.
  *
- * - `"total"`: A = R − b with R the composite total and b its EMA baseline.
- * - `"per-term"`: each weighted term k gets its own EMA baseline b_k and is
- *   standardised in the batch, z_k = (L·r_k − b_k) / σ_k (L the composite's
- *   length guard), and A = Σ w_k z_k / Σ w_k. A term whose scores vary little
- *   (rhythm on a steady corpus) then pulls as hard as one that varies a lot
- *   (harmony), which is what its weight in YAML asks for; with one total the
- *   high-variance term decides the sign of nearly every advantage.
+ * - `"total"`: with `normalize`, A = (R − mean(R)) / max(σ(R), floor): the
+ *   batch mean is the baseline; without it, A = R − b with b the EMA baseline.
+ * - `"per-term"`: each weighted term k is standardised in the batch,
+ *   z_k = (L·r_k − mean) / max(σ_k, floor) (L the composite's length guard),
+ *   and A = Σ w_k z_k / Σ w_k, divided once more by its own standard deviation
+ *   when `normalize`. A term whose scores vary little (rhythm on a steady
+ *   corpus) then pulls as hard as one that varies a lot (harmony), which is
+ *   what its weight in YAML asks for; with one total the high-variance term
+ *   decides the sign of nearly every advantage. A term constant in the batch
+ *   gives every rollout 0.
  *
- * Baselines are stored in the checkpoint's metrics (`rl/baseline`,
- * `rl/baseline/<term>`); the first episode uses the batch mean.
+ * EMA baselines are kept in the checkpoint's metrics (`rl/baseline`,
+ * `rl/baseline/<term>`) for the unnormalised total and for the log.
  *
- * @returns Per-rollout advantages (divided by their standard deviation when
- *   `normalize`) and the baselines to store for the next episode.
+ * @returns Per-rollout advantages and the baselines to store for the next episode.
  */
 export function computeAdvantages(
   rewards: RewardBatch,
   previous: Record<string, number>,
-  options: { mode: AdvantageMode; baselineBeta: number; normalize: boolean },
+  options: { mode: AdvantageMode; baselineBeta: number; normalize: boolean; stdFloor?: number },
 ): { advantages: number[]; baselines: Record<string, number> } {
+  const floor = options.stdFloor ?? 0.01;
   const baselines: Record<string, number> = {};
   const ema = (key: string, values: number[]) => {
     const before = previous[key];
@@ -312,12 +384,15 @@ export function computeAdvantages(
     // A batch with a non-finite reward leaves the stored baseline as it was.
     const kept = Number.isFinite(next) ? next : before;
     if (kept !== undefined) baselines[key] = kept;
-    return { used: before ?? batchMean };
+    return { used: before ?? batchMean, batchMean };
   };
   const total = ema("rl/baseline", rewards.total);
   const termKeys = Object.keys(rewards.terms ?? {});
   if (options.mode === "total" || termKeys.length === 0) {
-    return { advantages: centre(rewards.total, total.used, options.normalize), baselines };
+    const advantages = options.normalize
+      ? standardise(rewards.total, total.batchMean, floor)
+      : rewards.total.map((r) => (Number.isFinite(total.used) ? r - total.used : NaN));
+    return { advantages, baselines };
   }
   const guard = rewards.lengthFactor ?? rewards.total.map(() => 1);
   const weights = termKeys.map((k) => rewards.weights?.[k] ?? 1);
@@ -326,11 +401,39 @@ export function computeAdvantages(
   termKeys.forEach((key, t) => {
     const scores = rewards.terms[key].map((r, i) => r * guard[i]);
     const base = ema(`rl/baseline/${key}`, scores);
-    centre(scores, base.used, true).forEach((z, i) =>
+    standardise(scores, base.batchMean, floor).forEach((z, i) =>
       advantages[i] += (weights[t] * z) / weightSum
     );
   });
-  return { advantages: centre(advantages, 0, options.normalize), baselines };
+  if (!options.normalize) return { advantages, baselines };
+  // Already centred: rescale only, with the same floor.
+  return { advantages: standardise(advantages, 0, floor), baselines };
+}
+
+/**
+ * The adaptive KL coefficient of Ziegler et al. (2019), "Fine-Tuning Language
+ * Models from Human Preferences": β ← β·(1 + K·e), e = clip((KL − KL_target) /
+ * KL_target, −0.2, 0.2), with KL the measured mean KL per token.
+ *
+ * @param beta The current coefficient.
+ * @param klPerToken The KL measured in this update.
+ * @param options `target` KL per token (> 0) and `gain` K.
+ * @returns The next coefficient.
+ * @example
+ * ```ts
+ * import { adaptiveKlCoef } from "./policy_gradient.ts";
+ * adaptiveKlCoef(0.1, 0.2, { target: 0.1, gain: 0.1 }); // 0.102: KL too high, β grows
+ * adaptiveKlCoef(0.1, 0.05, { target: 0.1, gain: 0.1 }); // 0.098: KL too low, β shrinks
+ * ```
+ */
+export function adaptiveKlCoef(
+  beta: number,
+  klPerToken: number,
+  options: { target: number; gain: number },
+): number {
+  if (!Number.isFinite(klPerToken)) return beta;
+  const error = Math.min(0.2, Math.max(-0.2, (klPerToken - options.target) / options.target));
+  return beta * (1 + options.gain * error);
 }
 
 /** EMA baselines stored in a checkpoint by an earlier RL update (none for a pretrained one). */
@@ -349,7 +452,9 @@ export interface PreparedUpdate {
   reference?: SequenceModel;
   advantages: number[];
   baselines: Record<string, number>;
-  batch: { inputs: number[][]; targets: number[][]; mask: number[][] };
+  batch: { inputs: number[][]; targets: number[][]; mask: number[][]; rho?: number[][] };
+  /** The update's params with the KL coefficient β in force for this episode. */
+  params: UpdateParams;
 }
 
 /**
@@ -373,7 +478,23 @@ export async function prepareUpdate(
     mode: params.advantage as AdvantageMode,
     baselineBeta: params.baselineBeta,
     normalize: params.normalizeAdvantages,
+    stdFloor: params.advantageStdFloor,
   });
+  const batch: PreparedUpdate["batch"] = batchTensors(rollouts, eos);
+  if (!isOnPolicy(rollouts)) {
+    if (params.importanceWeights !== "truncated") {
+      const s = rollouts.sampling!;
+      throw new Error(
+        `Cannot update from off-policy rollouts: they were sampled with temperature ${s.temperature}, topK ${s.topK}, topP ${s.topP}, not from the policy itself; set the update's importanceWeights to "truncated" or sample with temperature 1, topK 0 and topP 1`,
+      );
+    }
+    batch.rho = importanceWeights(rollouts, batch.targets[0]?.length ?? 0, params.rhoMax);
+  }
+  // The adaptive controller's β lives in the checkpoint; the first episode starts at klCoef.
+  const storedBeta = ckpt.metrics["rl/episodes"] !== undefined
+    ? ckpt.metrics["rl/klCoef"]
+    : undefined;
+  const klCoef = params.klTarget > 0 && storedBeta !== undefined ? storedBeta : params.klCoef;
   return {
     ckpt,
     rewards,
@@ -381,7 +502,8 @@ export async function prepareUpdate(
     reference: inputs.reference ? await modelFor(inputs.reference as ModelCheckpoint) : undefined,
     advantages,
     baselines,
-    batch: batchTensors(rollouts, eos),
+    batch,
+    params: { ...params, klCoef },
   };
 }
 
@@ -413,10 +535,15 @@ export async function finishUpdate(
     rewards: RewardBatch;
     pass: PassResult;
     log: Logger;
+    params: UpdateParams;
     extra?: Record<string, number>;
   },
 ): Promise<ModelCheckpoint> {
   const episode = (previous.metrics["rl/episodes"] ?? 0) + 1;
+  const beta = info.params.klCoef;
+  const nextBeta = info.params.klTarget > 0
+    ? adaptiveKlCoef(beta, info.pass.kl, { target: info.params.klTarget, gain: info.params.klGain })
+    : beta;
   const meanReward = info.rewards.total.reduce((a, b) => a + b, 0) / info.rewards.total.length;
   const values: Record<string, number> = {
     "reward/total": meanReward,
@@ -424,6 +551,7 @@ export async function finishUpdate(
     "loss/total": info.pass.loss,
     "policy/entropy": info.pass.entropy,
     "policy/kl": info.pass.kl,
+    "policy/klCoef": beta,
     "rl/baseline": info.baselines["rl/baseline"],
     "update/skipped": info.pass.finite ? 0 : 1,
     ...info.extra,
@@ -436,7 +564,12 @@ export async function finishUpdate(
     tokenizer: previous.tokenizer,
     optimizer: trainable.optimizer,
     rngState: ctx.rng.getState(),
-    metrics: { ...previous.metrics, ...info.baselines, "rl/episodes": episode },
+    metrics: {
+      ...previous.metrics,
+      ...info.baselines,
+      "rl/klCoef": nextBeta,
+      "rl/episodes": episode,
+    },
   });
   registerTrainable(ckpt, trainable);
   return ckpt;

@@ -14,6 +14,11 @@ export default definePlugin({
   version: "1.0.0",
   description:
     "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
+  // OpenBLAS is opened by name through FFI; Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
+  permissions: (params) => ({
+    ffi: params.name === "auto" || params.name === "wasm-openblas",
+    env: params.name === "auto" || params.name === "webgpu" ? ["XDG_RUNTIME_DIR"] : [],
+  }),
   params: {
     name: p.string({
       default: "auto",
@@ -32,7 +37,7 @@ export default definePlugin({
         log,
         openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
       });
-      return { name: info.name, detail: info.detail };
+      return { name: info.name, detail: info.detail, reason: info.reason, skipped: info.skipped };
     },
   }),
 });

@@ -7,8 +7,17 @@
  * (Min et al. 2023): `plugins/_music/pianoroll.ts`; maths:
  * `plugins/_tf/diffusion.ts`.
  *
- * What the model may change is set by `preserve`:
+ * What may change is set by `preserve`:
  *
+ * - `"judge"` (default): every original note is judged on its own and leaves
+ *   exactly as it came, moved to a nearby pitch with its onset, duration and
+ *   velocity, or removed; nothing is added (`plugins/_music/note_judge.ts`:
+ *   local key, minor-second clashes weighted by overlap, support of the pitch
+ *   class by the notes around, and, with `modelWeight` > 0, the refined
+ *   roll's onset value at each candidate pitch). With `modelWeight` 0 the
+ *   denoiser is not run: at the size that trains on two CPU cores its roll did
+ *   not tell planted wrong notes from right ones (README, "Diffusion
+ *   refinement"), so the default judge does without it.
  * - `"none"`: the refined roll is the result. Original notes whose onset cell
  *   survives keep their exact timing and velocity; new notes get grid timing
  *   and the piece's mean velocity.
@@ -19,7 +28,7 @@
  *   it, moves if the model put an in-key note within 2 semitones and 1 step of
  *   it in its place (the moved note keeps the original timing and velocity),
  *   and is deleted otherwise. Other notes the model adds are ignored.
- * - `"consonant"` (default): as `"in-key"`, but an in-key note is a suspect
+ * - `"consonant"`: as `"in-key"`, but an in-key note is a suspect
  *   too when it sounds together (on the grid) with another note a minor
  *   second, major seventh or tritone away, which catches wrong notes that
  *   land on another scale degree (E → F in C major).
@@ -34,8 +43,9 @@
  * Per piece, before and after: the dissonant-pair rate (share of pairs of
  * notes sounding together at a minor second, major seventh or tritone,
  * `dissonantPairRate`) and the out-of-key time rate (`outOfKeyTimeRate`),
- * both from `plugins/_music/metrics.ts`, and the share of original notes
- * kept unchanged. They go to `ctx.metrics` (step = piece index) and to the
+ * the clash rate (share of notes sounding with a note a minor second or major
+ * seventh away, `clashRate`), all from `plugins/_music/metrics.ts`, and the
+ * share of original notes kept unchanged. They go to `ctx.metrics` (step = piece index) and to the
  * `metrics` output with their means.
  *
  * @module
@@ -44,16 +54,19 @@
 import { definePlugin, p } from "../../mod.ts";
 import type { StageContext } from "../../mod.ts";
 import type { Note, Piece } from "../_music/types.ts";
-import { dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
+import { clashRate, dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
+import { judgeNotes } from "../_music/note_judge.ts";
 import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
 import {
   type GridNote,
   gridNoteToNote,
   joinRoll,
+  LOWEST_PITCH,
   matchRollNotes,
   meanVelocity,
   pieceToGridNotes,
   pieceToRoll,
+  PITCH_COUNT,
   quantizeNote,
   rollToGridNotes,
   segmentSteps,
@@ -63,7 +76,7 @@ import {
 import { type Denoiser, refineRolls } from "../_tf/diffusion.ts";
 
 /** The `preserve` modes, see the module doc. */
-export const PRESERVE_MODES = ["none", "remove-only", "in-key", "consonant"] as const;
+export const PRESERVE_MODES = ["judge", "none", "remove-only", "in-key", "consonant"] as const;
 /** What refinement may change. */
 export type PreserveMode = typeof PRESERVE_MODES[number];
 
@@ -72,6 +85,9 @@ const MOVE_SEMITONES = 2;
 const MOVE_STEPS = 1;
 /** Bars of music the local key is found from (segment plus neighbours). */
 const KEY_WINDOW_BARS = 8;
+/** Seconds of music the judge finds the local key from, and the reach of pitch-class support. */
+const JUDGE_KEY_WINDOW_SEC = 8;
+const JUDGE_SUPPORT_WINDOW_SEC = 1;
 
 /** Before/after figures of one refined piece. */
 export interface RefineFigures {
@@ -86,6 +102,8 @@ export interface RefineFigures {
   moved: number;
   /** Notes with no original (only in `"none"` mode). */
   added: number;
+  clashBefore: number;
+  clashAfter: number;
   dissonanceBefore: number;
   dissonanceAfter: number;
   outOfKeyBefore: number;
@@ -262,9 +280,9 @@ function finiteMean(values: number[]): number {
 export default definePlugin({
   name: "diffuse/pianoroll",
   kind: "diffuse",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
-    "Refines pieces with a piano-roll denoiser (SDEdit + DDIM), keeping what `preserve` protects",
+    "Refines pieces: judges each note (keep exactly, move, remove) or edits with a piano-roll denoiser (SDEdit + DDIM), keeping what `preserve` protects",
   params: {
     strength: p.number({
       default: 0.3,
@@ -280,10 +298,49 @@ export default definePlugin({
         "Noise draws per segment; their refined rolls are averaged before thresholding (a soft vote)",
     }),
     preserve: p.string({
-      default: "consonant",
+      default: "judge",
       enum: PRESERVE_MODES,
       description:
-        'What the model may change: "none" (anything), "remove-only" (delete notes), "in-key" (only out-of-key notes may go or move), "consonant" (also in-key notes in a minor second, major seventh or tritone)',
+        'What may change: "judge" (each original note is kept exactly, moved with its timing and velocity, or removed, by the judge params below; nothing is added), "none" (anything the roll says), "remove-only" (delete notes), "in-key" (only out-of-key notes may go or move), "consonant" (also in-key notes in a minor second, major seventh or tritone)',
+    }),
+    keyWeight: p.number({
+      default: 0.7,
+      min: 0,
+      description: "judge: cost of a pitch class outside the local key (8 s around the note)",
+    }),
+    clashWeight: p.number({
+      default: 1,
+      min: 0,
+      description:
+        "judge: cost of a minor-second/major-seventh clash, times the share of the shorter note the two overlap",
+    }),
+    supportWeight: p.number({
+      default: 0.5,
+      min: 0,
+      description:
+        "judge: cost of a pitch class that no note within 1 s of the onset has (falls as such notes sound longer)",
+    }),
+    modelWeight: p.number({
+      default: 0,
+      min: 0,
+      description:
+        "judge: weight of the denoiser's evidence, 1 - the refined roll's onset value at the pitch; 0 = the denoiser is not run",
+    }),
+    moveCost: p.number({
+      default: 1.3,
+      min: 0,
+      description: "judge: cost of moving a note, per semitone (higher: fewer edits)",
+    }),
+    removeCost: p.number({
+      default: 2.6,
+      min: 0,
+      description: "judge: cost of removing a note (higher: fewer removals)",
+    }),
+    maxMoveSemitones: p.integer({
+      default: 1,
+      min: 0,
+      max: 12,
+      description: "judge: farthest a note may move, in semitones; 0 = keep or remove only",
     }),
     threshold: p.number({
       default: 0.5,
@@ -328,6 +385,13 @@ export interface RefineParams {
   preserve: string;
   threshold: number;
   batchSize: number;
+  keyWeight: number;
+  clashWeight: number;
+  supportWeight: number;
+  modelWeight: number;
+  moveCost: number;
+  removeCost: number;
+  maxMoveSemitones: number;
 }
 
 /** What `diffuse/pianoroll` returns. */
@@ -371,10 +435,13 @@ export function refinePieces(
     pieces.push(piece);
   }
 
+  // With the judge and no model weight the denoiser has nothing to say: do not run it.
+  const useModel = preserve !== "judge" || params.modelWeight > 0;
   // Cut every piece into segments; segments of one length go through the model together.
   const segmentsOf: Float32Array[][] = [];
   const byLength = new Map<number, Array<{ piece: number; index: number }>>();
   pieces.forEach((piece, i) => {
+    if (!useModel) return;
     const steps = segmentSteps(piece, { bars, stepsPerBeat });
     const roll = pieceToRoll(piece, { stepsPerBeat, multipleOf: steps });
     const segments = splitRoll(roll, steps);
@@ -405,14 +472,37 @@ export function refinePieces(
   const figures: RefineFigures[] = [];
   pieces.forEach((piece, i) => {
     const steps = segmentSteps(piece, { bars, stepsPerBeat });
-    const roll = joinRoll(segmentsOf[i], stepsPerBeat);
-    const refinedNotes = rollToGridNotes(roll.data, { threshold: params.threshold });
-    const result = applyPreserve(piece, refinedNotes, {
-      stepsPerBeat,
-      segmentSteps: steps,
-      bars,
-      preserve,
-    });
+    const roll = useModel ? joinRoll(segmentsOf[i], stepsPerBeat) : undefined;
+    let result: { piece: Piece; removed: number; moved: number; added: number; kept: number };
+    if (preserve === "judge") {
+      const evidence = roll === undefined ? undefined : (index: number, pitch: number) => {
+        const onStep = quantizeNote(piece, piece.notes[index], stepsPerBeat).onStep;
+        const key = pitch - LOWEST_PITCH;
+        if (onStep < 0 || onStep >= roll.steps || key < 0 || key >= PITCH_COUNT) return 0;
+        return roll.data[(onStep * PITCH_COUNT + key) * 2];
+      };
+      const judged = judgeNotes(piece, {
+        keyWeight: params.keyWeight,
+        clashWeight: params.clashWeight,
+        supportWeight: params.supportWeight,
+        modelWeight: params.modelWeight,
+        moveCost: params.moveCost,
+        removeCost: params.removeCost,
+        maxMoveSemitones: params.maxMoveSemitones,
+        keyWindowSec: JUDGE_KEY_WINDOW_SEC,
+        supportWindowSec: JUDGE_SUPPORT_WINDOW_SEC,
+        evidence,
+      });
+      result = { piece: { ...piece, notes: judged.notes }, ...judged, added: 0 };
+    } else {
+      const refinedNotes = rollToGridNotes(roll!.data, { threshold: params.threshold });
+      result = applyPreserve(piece, refinedNotes, {
+        stepsPerBeat,
+        segmentSteps: steps,
+        bars,
+        preserve,
+      });
+    }
     out.push(result.piece);
     const f: RefineFigures = {
       id: piece.id,
@@ -422,6 +512,8 @@ export function refinePieces(
       removed: result.removed,
       moved: result.moved,
       added: result.added,
+      clashBefore: clashRate(piece),
+      clashAfter: clashRate(result.piece),
       dissonanceBefore: dissonantPairRate(piece),
       dissonanceAfter: dissonantPairRate(result.piece),
       outOfKeyBefore: outOfKeyTimeRate(piece),
@@ -429,6 +521,8 @@ export function refinePieces(
     };
     figures.push(f);
     const values: Record<string, number> = {
+      "clash/before": f.clashBefore,
+      "clash/after": f.clashAfter,
       "dissonance/before": f.dissonanceBefore,
       "dissonance/after": f.dissonanceAfter,
       "outOfKey/before": f.outOfKeyBefore,
@@ -442,13 +536,17 @@ export function refinePieces(
   });
   const mean = {
     keptShare: finiteMean(figures.map((f) => f.keptShare)),
+    clashBefore: finiteMean(figures.map((f) => f.clashBefore)),
+    clashAfter: finiteMean(figures.map((f) => f.clashAfter)),
     dissonanceBefore: finiteMean(figures.map((f) => f.dissonanceBefore)),
     dissonanceAfter: finiteMean(figures.map((f) => f.dissonanceAfter)),
     outOfKeyBefore: finiteMean(figures.map((f) => f.outOfKeyBefore)),
     outOfKeyAfter: finiteMean(figures.map((f) => f.outOfKeyAfter)),
   };
   ctx.log.info(
-    `Refined ${out.length} pieces (${preserve}, strength ${params.strength}): dissonance ${
+    `Refined ${out.length} pieces (${preserve}${
+      useModel ? `, strength ${params.strength}` : ""
+    }): clashes ${mean.clashBefore.toFixed(4)} -> ${mean.clashAfter.toFixed(4)}, dissonance ${
       mean.dissonanceBefore.toFixed(4)
     } -> ${mean.dissonanceAfter.toFixed(4)}, out-of-key time ${mean.outOfKeyBefore.toFixed(4)} -> ${
       mean.outOfKeyAfter.toFixed(4)

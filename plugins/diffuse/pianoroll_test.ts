@@ -11,6 +11,10 @@ import {
   denoiserConfig,
   disposeDenoiser,
 } from "../_tf/diffusion.ts";
+import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { readMidiFile } from "../_music/midi.ts";
+import { cropPiece } from "../_music/theory.ts";
+import { addRepair, emptyRepair, plantWrongNotes, repairSummary } from "../_music/wrong_notes.ts";
 import refine, { applyPreserve, type RefineFigures } from "./pianoroll.ts";
 import train from "./train.ts";
 
@@ -171,16 +175,6 @@ function cMajorPiece(rng: Rng, id: string, bars: number): Piece {
   return { id, notes, tempoBpm: 120, beatsPerBar: 4, beatsSec: beats(bars * 4) };
 }
 
-/** Shifts a share of the notes by a semitone up or down: the wrong notes to find. */
-function plantWrongNotes(rng: Rng, piece: Piece, share: number): Piece {
-  return {
-    ...piece,
-    notes: piece.notes.map((n) =>
-      rng.next() < share ? { ...n, pitch: n.pitch + (rng.next() < 0.5 ? -1 : 1) } : n
-    ),
-  };
-}
-
 Deno.test("diffuse/pianoroll removes planted wrong notes with a denoiser trained in the test (slow: ~10 s of training)", async () => {
   const before = tf.memory().numTensors;
   const rng = createRng(11);
@@ -209,7 +203,7 @@ Deno.test("diffuse/pianoroll removes planted wrong notes with a denoiser trained
   );
   const denoiser = trained.denoiser as Denoiser;
   const clean = Array.from({ length: 8 }, (_, i) => cMajorPiece(rng, `t${i}`, 4));
-  const planted = clean.map((piece) => plantWrongNotes(rng, piece, 0.15));
+  const planted = clean.map((piece) => plantWrongNotes(rng, piece, 0.15).piece);
 
   for (const preserve of ["consonant", "none"]) {
     const out = await refine.run(
@@ -249,4 +243,128 @@ Deno.test("diffuse/pianoroll removes planted wrong notes with a denoiser trained
   }
   disposeDenoiser(denoiser);
   assert.equal(tf.memory().numTensors, before);
+});
+
+// --- The default judge ----------------------------------------------------------------------
+
+/** Two bars of C major: held I and V chords and a quarter-note melody on their tones. */
+function cMajorChords(): Piece {
+  const notes: Note[] = [];
+  [[48, 52, 55], [55, 59, 62]].forEach((chord, bar) => {
+    for (const pitch of chord) {
+      notes.push({ pitch, startSec: bar * 2, endSec: bar * 2 + 2, velocity: 50 });
+    }
+    [[72, 76, 79, 76], [74, 79, 83, 79]][bar].forEach((pitch, beat) => {
+      const startSec = bar * 2 + beat * 0.5 + 0.013; // off the grid, as played
+      notes.push({ pitch, startSec, endSec: startSec + 0.41, velocity: 71 + beat + 4 * bar });
+    });
+  });
+  notes.sort((a, b) => a.startSec - b.startSec || a.pitch - b.pitch);
+  return { id: "chords", tempoBpm: 120, beatsPerBar: 4, beatsSec: beats(8), notes };
+}
+
+Deno.test("diffuse/pianoroll judges each note by default: kept notes leave identical, a wrong note goes back, the denoiser is not run", async () => {
+  const clean = cMajorChords();
+  const index = clean.notes.findIndex((n) => n.pitch === 76 && n.startSec < 1);
+  const planted = {
+    ...clean,
+    notes: clean.notes.map((n, i) => i === index ? { ...n, pitch: 77 } : n),
+  };
+  // Weights that would throw if the model ran.
+  const denoiser = { config: TINY, params: {}, step: 0 } as unknown as Denoiser;
+  const ctx = testContext();
+  let progressed = 0;
+  ctx.progress = () => progressed++;
+  const out = await refine.run(
+    ctx,
+    { denoiser, pieces: [planted, clean] },
+    defaultParams(refine) as never,
+  );
+  const [fixed, untouched] = out.pieces as Piece[];
+  assert.deepEqual(fixed.notes.map((n) => ({ ...n })), clean.notes);
+  assert.deepEqual(untouched.notes, clean.notes);
+  assert.equal(progressed, 0);
+  const figures = (out.metrics as { pieces: RefineFigures[] }).pieces;
+  assert.deepEqual(
+    [figures[0].moved, figures[0].removed, figures[0].added, figures[0].notesAfter],
+    [1, 0, 0, clean.notes.length],
+  );
+  assert.ok(figures[0].clashBefore > 0 && figures[0].clashAfter === 0);
+  assert.equal(figures[1].keptShare, 1);
+  assert.ok("clash/before" in ctx.recorded[0].values);
+});
+
+Deno.test("diffuse/pianoroll's judge runs the denoiser when modelWeight > 0 and still adds no note", async () => {
+  const before = tf.memory().numTensors;
+  const denoiser = createDenoiser(TINY, createRng(1));
+  const clean = cMajorChords();
+  const ctx = testContext();
+  let progressed = 0;
+  ctx.progress = () => progressed++;
+  const out = await refine.run(
+    ctx,
+    { denoiser, pieces: [clean] },
+    defaultParams(refine, { modelWeight: 0.5, steps: 2 }) as never,
+  );
+  assert.ok(progressed > 0);
+  const refined = (out.pieces as Piece[])[0];
+  const originals = clean.notes.map((n) => `${n.startSec}|${n.endSec}|${n.velocity}`);
+  for (const n of refined.notes) {
+    const at = originals.indexOf(`${n.startSec}|${n.endSec}|${n.velocity}`);
+    assert.ok(at >= 0, "a note with no original timing");
+    originals.splice(at, 1);
+  }
+  disposeDenoiser(denoiser);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+const SHARED = new URL("../../../shared/data/", import.meta.url).pathname;
+const hasSharedData = await Promise.all([
+  Deno.stat(`${SHARED}maestro-v3.0.0/maestro-v3.0.0.csv`),
+  Deno.stat(`${SHARED}openmsx`),
+]).then(() => true, () => false);
+
+Deno.test({
+  name:
+    "diffuse/pianoroll's judge halves the clashes of real piano with 15% wrong notes and keeps 90% of the notes (needs ../shared/data/maestro-v3.0.0 and ../shared/data/openmsx)",
+  ignore: !hasSharedData,
+  async fn() {
+    const maestro = `${SHARED}maestro-v3.0.0`;
+    const test = selectMaestro(readMaestroMetadata(maestro).entries, { splits: ["test"] });
+    const pieces = test.filter((_, i) => i % 35 === 0).map((e) =>
+      cropPiece(
+        readMidiFile(`${maestro}/${e.midiFilename}`, { id: e.midiFilename, sustain: false }),
+        {
+          startSec: 0,
+          durationSec: 30,
+        },
+      )
+    );
+    const openmsx = ["boogi_marabi_redfarn.mid", "moo_redfarn.mid", "the_hobo_redfarn.mid"].map((
+      f,
+    ) =>
+      cropPiece(readMidiFile(`${SHARED}openmsx/${f}`, { id: f, instruments: "piano" }), {
+        startSec: 0,
+        durationSec: 60,
+      })
+    );
+    const denoiser = { config: TINY, params: {}, step: 0 } as unknown as Denoiser;
+    for (const [name, set] of [["MAESTRO test", pieces], ["OpenMSX", openmsx]] as const) {
+      const rng = createRng(7);
+      const planted = set.map((piece) => plantWrongNotes(rng, piece, 0.15));
+      const out = await refine.run(
+        testContext(),
+        { denoiser, pieces: planted.map((p) => p.piece) },
+        defaultParams(refine) as never,
+      );
+      const counts = emptyRepair();
+      set.forEach((piece, i) => addRepair(counts, piece, planted[i], (out.pieces as Piece[])[i]));
+      const s = repairSummary(counts);
+      const what = `${name}: ${JSON.stringify(s)}`;
+      assert.ok(counts.wrong > 100, what);
+      assert.ok(s.clashRatio <= 0.5, what);
+      assert.ok(s.rightKept >= 0.9 && s.inputKept >= 0.9, what);
+      assert.equal(counts.added, 0, what);
+    }
+  },
 });

@@ -29,7 +29,9 @@ import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
-import { scoreWithTerms } from "../reward/composite.ts";
+import { corpusContext, DEFAULT_TERMS, scoreWithTerms } from "../reward/composite.ts";
+import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
+import { collapseReason } from "../_music/collapse.ts";
 import { samplePolicy } from "../rollout/sample.ts";
 
 /** The evaluation table: metric name to value, per policy. */
@@ -37,6 +39,14 @@ export interface PolicyEvaluation {
   samples: number;
   length: number;
   policies: Record<"pretrained" | "finetuned", Record<string, number>>;
+  /**
+   * The same metrics for real held-out excerpts of the reference corpus, of
+   * the pretrained samples' length (present when the `corpus` input is given):
+   * what each reward term gives real music, next to what the policies get.
+   */
+  real?: Record<string, number>;
+  /** Why the fine-tuned policy looks collapsed (notes per piece, distinct n-grams), if it does. */
+  collapse?: string;
 }
 
 const mean = (values: number[]): number => {
@@ -118,14 +128,29 @@ export function evaluationMarkdown(evaluation: PolicyEvaluation): string {
     "",
     `${evaluation.samples} samples of ${evaluation.length} tokens from each policy, same seed.`,
     "",
-    "| metric | pretrained | fine-tuned |",
-    "| --- | ---: | ---: |",
-    ...names.map((name) =>
-      `| ${name} | ${show(evaluation.policies.pretrained[name])} | ${
-        show(evaluation.policies.finetuned[name])
-      } |`
-    ),
+    ...(evaluation.real
+      ? [
+        "| metric | real | pretrained | fine-tuned |",
+        "| --- | ---: | ---: | ---: |",
+        ...names.map((name) =>
+          `| ${name} | ${show(evaluation.real![name])} | ${
+            show(evaluation.policies.pretrained[name])
+          } | ${show(evaluation.policies.finetuned[name])} |`
+        ),
+      ]
+      : [
+        "| metric | pretrained | fine-tuned |",
+        "| --- | ---: | ---: |",
+        ...names.map((name) =>
+          `| ${name} | ${show(evaluation.policies.pretrained[name])} | ${
+            show(evaluation.policies.finetuned[name])
+          } |`
+        ),
+      ]),
   ];
+  if (evaluation.collapse) {
+    lines.push("", `**The fine-tuned policy looks collapsed:** ${evaluation.collapse}.`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -141,7 +166,7 @@ export default definePlugin({
     temperature: p.number({ default: 1, min: 0, description: "Sampling temperature (0 = greedy)" }),
     terms: p.components({
       kind: "reward",
-      default: ["reward/harmony", "reward/rhythm", "reward/novelty", "reward/smoothness"],
+      default: DEFAULT_TERMS,
       description: "Reward terms averaged per policy (the total is their weighted mean)",
     }),
     minNotes: p.integer({
@@ -182,9 +207,7 @@ export default definePlugin({
     const tokenizer = await createTokenizerFromSpec(finetunedCkpt.tokenizer);
     const reference = await modelFor(pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
-    const context: RewardContext = corpus
-      ? { corpus: corpus.pieces.filter((piece) => piece.split === "train") }
-      : {};
+    const context: RewardContext = corpus ? corpusContext(corpus) : {};
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
     const evaluation: PolicyEvaluation = {
       samples: params.samples,
@@ -192,6 +215,21 @@ export default definePlugin({
       policies: { pretrained: {}, finetuned: {} },
     };
     const pieces: Record<string, Piece[]> = {};
+    const rowOf = (set: Piece[]): Record<string, number> => {
+      const rewards = scoreWithTerms(set, terms, context, { minNotes: params.minNotes });
+      const row: Record<string, number> = {
+        notesInKey: mean(set.map(notesInKeyRate)),
+        notesExcessivelyRepeated: mean(set.map((piece) => excessiveRepeatRate(piece))),
+        leapsResolved: mean(set.map(leapResolutionRate)),
+        distinctNgramRatio: distinctNgramRatio(set, { ngramLength: params.ngramLength }),
+        notesPerPiece: mean(set.map((piece) => piece.notes.length)),
+      };
+      for (const [term, scores] of Object.entries(rewards.terms)) {
+        row[`reward/${term}`] = mean(scores);
+      }
+      row["reward/total"] = mean(rewards.total);
+      return row;
+    };
     for (
       const [name, ckpt] of [["pretrained", pretrainedCkpt], ["finetuned", finetunedCkpt]] as const
     ) {
@@ -209,18 +247,7 @@ export default definePlugin({
       });
       const decoded = sample.tokens.map((t, i) => tokenizer.decode(t, { id: `${name}-${i}` }));
       pieces[name] = decoded;
-      const rewards = scoreWithTerms(decoded, terms, context, { minNotes: params.minNotes });
-      const row: Record<string, number> = {
-        notesInKey: mean(decoded.map(notesInKeyRate)),
-        notesExcessivelyRepeated: mean(decoded.map((piece) => excessiveRepeatRate(piece))),
-        leapsResolved: mean(decoded.map(leapResolutionRate)),
-        distinctNgramRatio: distinctNgramRatio(decoded, { ngramLength: params.ngramLength }),
-        notesPerPiece: mean(decoded.map((piece) => piece.notes.length)),
-      };
-      for (const [term, scores] of Object.entries(rewards.terms)) {
-        row[`reward/${term}`] = mean(scores);
-      }
-      row["reward/total"] = mean(rewards.total);
+      const row = rowOf(decoded);
       row["kl/pretrained"] = name === "pretrained"
         ? 0
         : await meanKl(model, reference, sample.tokens);
@@ -233,6 +260,29 @@ export default definePlugin({
       }
       evaluation.policies[name] = row;
       ctx.progress({ done: name === "pretrained" ? 1 : 2, total: 2, unit: "policies" });
+    }
+    if (context.reference) {
+      // Real excerpts as long as the pretrained samples (median), scored the same way.
+      const durations = pieces.pretrained.map(pieceDurationSec).sort((a, b) => a - b);
+      const bucket = bucketOf(durations[Math.floor(durations.length / 2)] ?? 0);
+      const real = context.reference.excerpts(bucket, "heldOut").slice(0, params.samples)
+        .map((piece, i) => ({ ...piece, id: `real-${i}` }));
+      evaluation.real = rowOf(real);
+    }
+    const fine = evaluation.policies.finetuned;
+    const reason = collapseReason(
+      {
+        notesPerPiece: fine.notesPerPiece,
+        distinctNgramRatio: fine.distinctNgramRatio,
+      },
+      {
+        notesPerPiece: evaluation.real?.notesPerPiece ??
+          evaluation.policies.pretrained.notesPerPiece,
+      },
+    );
+    if (reason) {
+      evaluation.collapse = reason;
+      ctx.log.warn(`The fine-tuned policy looks collapsed: ${reason}`);
     }
     const table = evaluationMarkdown(evaluation);
     await writeFileAtomic(join(ctx.runDir, "evaluation.json"), JSON.stringify(evaluation, null, 2));

@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, p, systemFolder } from "../../mod.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
@@ -34,6 +34,49 @@ export function safeFileName(id: string): string {
   return name;
 }
 
+/** The record, in an export folder, of the files this plugin wrote there: name to SHA-256. */
+const RECORD = ".harmonyrl-export.json";
+
+async function readExportRecord(dir: string): Promise<Record<string, string>> {
+  try {
+    const value = JSON.parse(await Deno.readTextFile(join(dir, RECORD)));
+    return typeof value === "object" && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}
+
+async function writeExportRecord(dir: string, record: Record<string, string>): Promise<void> {
+  const temp = join(dir, `${RECORD}.${Deno.pid}.tmp`);
+  await Deno.writeTextFile(temp, JSON.stringify(record, null, 1));
+  await Deno.rename(temp, join(dir, RECORD));
+}
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Refuses to replace a file that this plugin did not write, or that was
+ * changed since it wrote it (its hash differs from the record).
+ */
+async function checkOurs(path: string, name: string, written: Record<string, string>) {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (written[name] !== undefined && written[name] === await sha256(bytes)) return;
+  throw new Error(
+    `Cannot export MIDI to "${path}": the file is there already and HarmonyRL ${
+      written[name] === undefined ? "did not write it" : "wrote it but it was changed since"
+    }; move it away, choose another "dir", or set "overwrite: true"`,
+  );
+}
+
 /** Decodes every sequence of a token corpus into a piece named after its id. */
 async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
   // The same lookup the tokenize stage used: built-in names, the registry, or a .ts path.
@@ -55,19 +98,30 @@ async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
 export default definePlugin({
   name: "export/midi",
   kind: "export",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
     "Writes pieces (or decoded rollouts or token sequences) as MIDI files named after their ids",
   params: {
     dir: p.string({
+      path: "write",
       default: "",
       description: 'Output directory; "" writes to "<run directory>/midi"',
+    }),
+    overwrite: p.boolean({
+      default: false,
+      description:
+        "Replace files in dir that HarmonyRL did not write, or that were changed since it wrote them",
     }),
     programNumber: p.integer({
       default: 0,
       min: 0,
       max: 127,
       description: "General MIDI program of the track (0 = Acoustic Grand Piano)",
+    }),
+    prefix: p.string({
+      default: "",
+      description:
+        'Name the files "<prefix>-<n>.mid" (n = 0, 1, ... in input order) instead of after the piece ids; "" keeps the ids',
     }),
   },
   // Files outside the artifact store are a side effect: a cached result would leave a new
@@ -107,12 +161,21 @@ export default definePlugin({
     }
 
     const dir = params.dir === "" ? join(ctx.runDir, "midi") : params.dir;
+    const system = systemFolder(dir);
+    if (system !== undefined) {
+      throw new Error(
+        `Cannot export MIDI to "${dir}": it is in the system folder "${system}"; choose a folder of your own`,
+      );
+    }
     await Deno.mkdir(dir, { recursive: true });
+    // A folder of the user's keeps a record of what was written there; the run's own is new.
+    const ownFolder = params.dir !== "";
+    const written = ownFolder ? await readExportRecord(dir) : {};
     const used = new Set<string>();
     const files: string[] = [];
     for (const [i, piece] of pieces.entries()) {
       if (ctx.signal.aborted) throw new Error("Cannot finish exporting MIDI: the run was aborted");
-      const base = safeFileName(piece.id);
+      const base = safeFileName(params.prefix !== "" ? `${params.prefix}-${i}` : piece.id);
       // Two pieces with the same id would overwrite each other: number the later ones.
       let name = base;
       for (let k = 2; used.has(name.toLowerCase()); k++) name = `${base}-${k}`;
@@ -123,10 +186,15 @@ export default definePlugin({
 
       const bytes = writeMidi(piece, { programNumber: params.programNumber });
       const path = join(dir, `${name}.mid`);
+      if (ownFolder && !params.overwrite) await checkOurs(path, `${name}.mid`, written);
       // Write beside the target and rename, so a killed run never leaves half a file.
       const temp = join(dir, `.${name}.mid.${Deno.pid}.tmp`);
       await Deno.writeFile(temp, bytes);
       await Deno.rename(temp, path);
+      if (ownFolder) {
+        written[`${name}.mid`] = await sha256(bytes);
+        await writeExportRecord(dir, written);
+      }
       files.push(path);
       if (i % 50 === 49 || i === pieces.length - 1) {
         ctx.progress({ done: i + 1, total: pieces.length, unit: "files" });

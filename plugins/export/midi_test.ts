@@ -131,3 +131,38 @@ Deno.test("export/midi names the tokenizer it cannot create", async () => {
 Deno.test("export/midi is never cached, since its files live outside the artifact store", () => {
   assert.equal(plugin.cache, false);
 });
+
+Deno.test("export/midi replaces only the files it wrote, unless told to, and never writes into a system folder", async () => {
+  const [a, b] = pieces(2, 9);
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/out`;
+    await runExport({ pieces: [a] }, { dir: out });
+    // Its own file is replaced on the next export.
+    await runExport({ pieces: [b] }, { dir: out, programNumber: 5 });
+    const ours = await Deno.readFile(`${out}/p0.mid`);
+    // A file of the user's with a name it wants is left alone, and the error says what to do.
+    await Deno.writeTextFile(`${out}/mine.mid`, "the user's own file");
+    await assert.rejects(
+      () => runExport({ pieces: [a, { ...b, id: "mine" }] }, { dir: out }),
+      /^Error: Cannot export MIDI to ".*\/out\/mine\.mid": the file is there already and HarmonyRL did not write it; move it away, choose another "dir", or set "overwrite: true"$/,
+    );
+    assert.equal(await Deno.readTextFile(`${out}/mine.mid`), "the user's own file");
+    // A file it wrote but the user changed since is the user's now.
+    await Deno.writeFile(`${out}/p0.mid`, ours.subarray(0, ours.length - 1));
+    await assert.rejects(
+      () => runExport({ pieces: [a] }, { dir: out }),
+      /HarmonyRL wrote it but it was changed since/,
+    );
+    await runExport({ pieces: [a, { ...b, id: "mine" }] }, { dir: out, overwrite: true });
+    assertSameNotes(readMidiFile(`${out}/mine.mid`).notes, b.notes, "overwritten");
+    for (const system of ["/", "/etc/harmonyrl", "/usr/share"]) {
+      await assert.rejects(
+        () => runExport({ pieces: [a] }, { dir: system }),
+        new RegExp(`Cannot export MIDI to "${system}": it is in the system folder`),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

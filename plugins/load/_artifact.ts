@@ -23,20 +23,33 @@ export async function loadStoredArtifact<T>(
   codec: ArtifactCodec<T>,
   what: string,
 ): Promise<T> {
-  try {
-    const info = await Deno.stat(path);
-    if (!info.isDirectory) throw new Error("not a directory");
-  } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such directory"
-      : (error as Error).message;
-    throw new Error(`Cannot load ${what} "${path}": ${reason}`);
-  }
+  const problem = await checkArtifactDir(path, what);
+  if (problem !== undefined) throw new Error(problem);
   try {
     const value = await codec.load(path);
     ctx.log.info(`Loaded ${what} from "${path}"`);
     return value;
   } catch (error) {
     throw new Error(`Cannot load ${what} "${path}": ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Checks that an artifact directory is there, for the error before anything runs.
+ *
+ * @param path The artifact's directory.
+ * @param what What it is, for messages ("model checkpoint").
+ * @returns `Cannot load <what> "<path>": <reason>`, or undefined when it is a directory.
+ */
+export async function checkArtifactDir(path: string, what: string): Promise<string | undefined> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isDirectory) return `Cannot load ${what} "${path}": not a directory`;
+    return undefined;
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such directory"
+      : (error as Error).message;
+    return `Cannot load ${what} "${path}": ${reason}`;
   }
 }

@@ -54,7 +54,13 @@ Deno.test("the checkpoint loaders name the path that is missing or broken", asyn
     () => loadModel.run(testContext(), {}, { path: "/nonexistent/ckpt" }),
     /Cannot load model checkpoint "\/nonexistent\/ckpt": no such directory/,
   );
+  // The same check runs before anything runs, for the --set hint.
+  assert.deepEqual(await loadModel.preflight!({ path: "/nonexistent/ckpt" }), {
+    param: "path",
+    message: 'Cannot load model checkpoint "/nonexistent/ckpt": no such directory',
+  });
   const empty = await Deno.makeTempDir();
+  assert.equal(await loadDenoiser.preflight!({ path: empty }), undefined);
   await assert.rejects(
     () => loadDenoiser.run(testContext(), {}, { path: empty }),
     new RegExp(`Cannot load denoiser "${empty}": `),

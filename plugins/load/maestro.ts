@@ -13,20 +13,29 @@
  * @module
  */
 
-import { join } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { basename, dirname, join } from "node:path";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
-import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { type MaestroEntry, readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
 
-/** Where users get the data, named in every "data missing" error. */
-const HOW_TO_GET =
-  'download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ' +
-  'and unzip it there, or set "dir" to the folder that holds maestro-v3.0.0.csv';
+/** Metadata tables that `readMaestroMetadata` may read. */
+const METADATA_RE = /^maestro-v.*\.(csv|json)$/;
 
 /** The folder the official zip unpacks to, looked for inside `dir` as a convenience. */
 const ZIP_FOLDER = "maestro-v3.0.0";
+
+/**
+ * Where users get the data, named in every "data missing" error: the official
+ * zip unpacks to `maestro-v3.0.0/`, so it is unzipped in the folder above a
+ * `dir` of that name (`data/` for the default), else in `dir` itself.
+ */
+function howToGet(dir: string): string {
+  const into = basename(dir) === ZIP_FOLDER ? dirname(dir) : dir;
+  return 'download "maestro-v3.0.0-midi.zip" from https://magenta.tensorflow.org/datasets/maestro ' +
+    `and unzip it in "${into}" (it unpacks to "${ZIP_FOLDER}"; see "Data" in README.md)`;
+}
 
 async function isDirectory(path: string): Promise<boolean> {
   try {
@@ -39,7 +48,7 @@ async function isDirectory(path: string): Promise<boolean> {
 /** True when `dir` holds a metadata table that `readMaestroMetadata` would read. */
 async function hasMetadata(dir: string): Promise<boolean> {
   for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /^maestro-v.*\.(csv|json)$/.test(entry.name)) return true;
+    if (entry.isFile && METADATA_RE.test(entry.name)) return true;
   }
   return false;
 }
@@ -55,7 +64,7 @@ async function hasMetadata(dir: string): Promise<boolean> {
 export async function findMaestroRoot(dir: string): Promise<string> {
   if (!(await isDirectory(dir))) {
     throw new Error(
-      `Cannot load MAESTRO from "${dir}": the directory does not exist; ${HOW_TO_GET}`,
+      `Cannot load MAESTRO from "${dir}": the directory does not exist; ${howToGet(dir)}`,
     );
   }
   if (await hasMetadata(dir)) return dir;
@@ -63,8 +72,28 @@ export async function findMaestroRoot(dir: string): Promise<string> {
   if ((await isDirectory(nested)) && (await hasMetadata(nested))) return nested;
   throw new Error(
     `Cannot load MAESTRO from "${dir}": it has no "maestro-v3.0.0.csv" or "maestro-v3.0.0.json" ` +
-      `metadata file; ${HOW_TO_GET}`,
+      `metadata file; ${howToGet(dir)}`,
   );
+}
+
+/** The dataset root, the entries the params select, and the metadata's warnings. */
+async function selectFiles(params: {
+  dir: string;
+  splits: string[];
+  years: number[];
+  composers: string[];
+  limit: number;
+}): Promise<{ root: string; selected: MaestroEntry[]; warnings: string[] }> {
+  const root = await findMaestroRoot(params.dir);
+  const { entries, warnings } = readMaestroMetadata(root);
+  // Empty lists and a limit of 0 mean "no filter" here, but "nothing" to selectMaestro.
+  const selected = selectMaestro(entries, {
+    splits: params.splits as Split[],
+    years: params.years.length > 0 ? params.years : undefined,
+    composers: params.composers.length > 0 ? params.composers : undefined,
+    limit: params.limit > 0 ? params.limit : undefined,
+  });
+  return { root, selected, warnings };
 }
 
 export default definePlugin({
@@ -75,9 +104,10 @@ export default definePlugin({
     "Loads the MAESTRO v3.0.0 piano performances with their official train/validation/test split",
   params: {
     dir: p.string({
-      default: "data/maestro",
+      path: "read",
+      default: "data/maestro-v3.0.0",
       description:
-        "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv)",
+        "Folder of the unzipped MAESTRO v3.0.0 MIDI release (holding maestro-v3.0.0.csv), or the folder it was unzipped in",
     }),
     splits: p.array({
       items: p.string({ enum: ["train", "validation", "test"], description: "An official split" }),
@@ -109,17 +139,26 @@ export default definePlugin({
   outputs: {
     corpus: { type: "midi-corpus", description: "The performances read", codec: midiCorpusCodec },
   },
+  async preflight(params) {
+    try {
+      await findMaestroRoot(params.dir);
+      return undefined;
+    } catch (error) {
+      return { param: "dir", message: (error as Error).message };
+    }
+  },
+  // The cache key covers the metadata and every selected file (size and modification time).
+  async fingerprint(params) {
+    const { root, selected } = await selectFiles(params);
+    const metadata: string[] = [];
+    for await (const entry of Deno.readDir(root)) {
+      if (entry.isFile && METADATA_RE.test(entry.name)) metadata.push(entry.name);
+    }
+    return await fingerprintFiles(root, [...metadata, ...selected.map((e) => e.midiFilename)]);
+  },
   async run(ctx, _inputs, params) {
-    const root = await findMaestroRoot(params.dir);
-    const { entries, warnings } = readMaestroMetadata(root);
+    const { root, selected, warnings } = await selectFiles(params);
     for (const warning of warnings) ctx.log.warn(warning);
-    // Empty lists and a limit of 0 mean "no filter" here, but "nothing" to selectMaestro.
-    const selected = selectMaestro(entries, {
-      splits: params.splits as Split[],
-      years: params.years.length > 0 ? params.years : undefined,
-      composers: params.composers.length > 0 ? params.composers : undefined,
-      limit: params.limit > 0 ? params.limit : undefined,
-    });
     if (selected.length === 0) {
       throw new Error(
         `Cannot load MAESTRO from "${params.dir}": no piece matches splits ` +

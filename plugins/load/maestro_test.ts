@@ -7,7 +7,8 @@ import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import plugin, { findMaestroRoot } from "./maestro.ts";
 
-const MAESTRO = "../shared/data/maestro-v3.0.0";
+// The shared dataset beside the project checkout (absent on a fresh clone: the test is ignored).
+const MAESTRO = new URL("../../../shared/data/maestro-v3.0.0", import.meta.url).pathname;
 const hasMaestro = await Deno.stat(`${MAESTRO}/maestro-v3.0.0.csv`).then(() => true, () => false);
 
 async function load(dir: string, overrides: Record<string, unknown> = {}) {
@@ -121,7 +122,8 @@ Deno.test("load/maestro rejects an unknown split name", () => {
 });
 
 Deno.test({
-  name: "load/maestro reads real MAESTRO performances with the sustain pedal (needs shared data)",
+  name:
+    "load/maestro reads real MAESTRO performances with the sustain pedal (needs ../shared/data/maestro-v3.0.0)",
   ignore: !hasMaestro,
   async fn() {
     const params = { splits: ["test"], composers: ["chopin"], limit: 2 };
@@ -139,4 +141,40 @@ Deno.test({
       assert.ok(held > dryHeld * 1.2, `${piece.id}: ${held} vs ${dryHeld}`);
     }
   },
+});
+
+Deno.test("load/maestro's fingerprint covers the metadata and the selected files only", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeMiniMaestro(dir);
+    const print = (overrides: Record<string, unknown> = {}) =>
+      plugin.fingerprint!(defaultParams(plugin, { dir, ...overrides }) as never) as Promise<
+        Record<string, string>
+      >;
+    const all = await print();
+    assert.deepEqual(Object.keys(all), [
+      "2004/a.midi",
+      "2004/missing.midi",
+      "2006/b.midi",
+      "2006/broken.midi",
+      "2006/c.midi",
+      "maestro-v3.0.0.csv",
+    ]);
+    assert.equal(all["2004/missing.midi"], "missing");
+    const size = (await Deno.stat(`${dir}/2006/b.midi`)).size;
+    assert.match(all["2006/b.midi"], new RegExp(`^${size}:\\d+$`));
+    assert.deepEqual(Object.keys(await print({ splits: ["validation"] })), [
+      "2006/b.midi",
+      "maestro-v3.0.0.csv",
+    ]);
+    // Editing a selected file changes the fingerprint; a file outside the selection does not.
+    await Deno.writeTextFile(`${dir}/2006/broken.midi`, "still not MIDI, longer");
+    assert.deepEqual(
+      await print({ splits: ["validation"] }),
+      await print({ splits: ["validation"] }),
+    );
+    assert.notDeepEqual(await print(), all);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,7 +7,7 @@
  */
 
 import { basename, relative, resolve, sep } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
@@ -34,27 +34,60 @@ export function pathFraction(relativePath: string): number {
 }
 
 /**
- * Lists the MIDI files under `dir`, recursively, as sorted relative paths
- * with `/` separators. Symbolic links are not followed.
+ * Checks that `dir` is a directory, for the error before anything runs.
  *
- * @param dir The directory to search.
- * @returns Relative paths of files ending in `.mid` or `.midi` (any case).
- * @throws {Error} When `dir` does not exist or is not a directory.
+ * @param dir The directory to load.
+ * @returns The problem (`Cannot load MIDI files from "<dir>": ...`), or undefined.
  */
-export async function listMidiFiles(dir: string): Promise<string[]> {
+async function checkMidiDir(dir: string): Promise<string | undefined> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(dir);
   } catch {
-    throw new Error(`Cannot load MIDI files from "${dir}": the directory does not exist`);
+    return `Cannot load MIDI files from "${dir}": the directory does not exist; give a folder ` +
+      `of your own .mid files, or get the example data (MAESTRO: see "Data" in README.md)`;
   }
   if (!info.isDirectory) {
-    throw new Error(`Cannot load MIDI files from "${dir}": it is a file, not a directory`);
+    return `Cannot load MIDI files from "${dir}": it is a file, not a directory`;
   }
+  return undefined;
+}
+
+/**
+ * Lists the MIDI files under `dir`, recursively, as sorted relative paths
+ * with `/` separators. Symbolic links are not followed.
+ *
+ * Folders inside `dir` that cannot be read (no permission, `/proc`) are left
+ * out and listed in `options.unreadable`, so loading from a broad folder
+ * reads what it can.
+ *
+ * @param dir The directory to search.
+ * @param options `unreadable` collects `{ file, reason }` for each folder left out.
+ * @returns Relative paths of files ending in `.mid` or `.midi` (any case).
+ * @throws {Error} When `dir` does not exist or is not a directory.
+ */
+export async function listMidiFiles(
+  dir: string,
+  options: { unreadable?: { file: string; reason: string }[] } = {},
+): Promise<string[]> {
+  const problem = await checkMidiDir(dir);
+  if (problem !== undefined) throw new Error(problem);
   const root = resolve(dir);
   const found: string[] = [];
   const walk = async (path: string) => {
-    for await (const entry of Deno.readDir(path)) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(path));
+    } catch (error) {
+      if (path === root) throw error;
+      const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      options.unreadable?.push({
+        file: `${relative(root, path).split(sep).join("/")}/`,
+        reason: `cannot read the folder (${reason})`,
+      });
+      return;
+    }
+    for (const entry of entries) {
       const child = `${path}${sep}${entry.name}`;
       if (entry.isDirectory) await walk(child);
       else if (entry.isFile && /\.midi?$/i.test(entry.name)) {
@@ -74,7 +107,10 @@ export default definePlugin({
   description:
     "Loads every .mid/.midi file under a directory, split into train and validation by a hash of each path",
   params: {
-    dir: p.string({ description: "Directory to search recursively for .mid and .midi files" }),
+    dir: p.string({
+      path: "read",
+      description: "Directory to search recursively for .mid and .midi files",
+    }),
     validationShare: p.number({
       default: 0.1,
       min: 0,
@@ -100,8 +136,18 @@ export default definePlugin({
   outputs: {
     corpus: { type: "midi-corpus", description: "The pieces read", codec: midiCorpusCodec },
   },
+  async preflight(params) {
+    const message = await checkMidiDir(params.dir);
+    return message === undefined ? undefined : { param: "dir", message };
+  },
+  // The cache key covers the file list with each file's size and modification time.
+  async fingerprint(params) {
+    return await fingerprintFiles(params.dir, await listMidiFiles(params.dir));
+  },
   async run(ctx, _inputs, params) {
-    const files = await listMidiFiles(params.dir);
+    const unreadable: { file: string; reason: string }[] = [];
+    const files = await listMidiFiles(params.dir, { unreadable });
+    for (const { file, reason } of unreadable) ctx.log.warn(`Skipped "${file}": ${reason}`);
     if (files.length === 0) {
       throw new Error(`Cannot load MIDI files from "${params.dir}": no .mid or .midi files found`);
     }
@@ -110,7 +156,7 @@ export default definePlugin({
     const seen = new Map<string, number>();
     for (const file of files) seen.set(baseId(file), (seen.get(baseId(file)) ?? 0) + 1);
 
-    const corpus: MidiCorpus = { pieces: [], skipped: [] };
+    const corpus: MidiCorpus = { pieces: [], skipped: [...unreadable] };
     for (const [i, file] of files.entries()) {
       if (ctx.signal.aborted) {
         throw new Error("Cannot finish loading MIDI files: the run was aborted");

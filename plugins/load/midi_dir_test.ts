@@ -4,9 +4,13 @@ import { writeMidi } from "../_music/midi.ts";
 import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import type { MidiCorpus } from "../_music/types.ts";
+import { parseGraph } from "../../pipeline/graph.ts";
+import { runPipeline } from "../../pipeline/run.ts";
+import { registry } from "../registry.ts";
 import plugin, { listMidiFiles, pathFraction } from "./midi_dir.ts";
 
-const BAD_MIDI = "../shared/data/bad-midi";
+// The shared corpus beside the project checkout (absent on a fresh clone: the test is ignored).
+const BAD_MIDI = new URL("../../../shared/data/bad-midi", import.meta.url).pathname;
 const hasBadMidi = await Deno.stat(BAD_MIDI).then(() => true, () => false);
 
 async function load(dir: string, overrides: Record<string, unknown> = {}) {
@@ -109,7 +113,7 @@ Deno.test("load/midi-dir names the directory when it is missing, empty or all br
 
 Deno.test({
   name:
-    "load/midi-dir loads the valid files of the shared bad-midi set and skips the rest (needs shared data)",
+    "load/midi-dir loads the valid files of the shared bad-midi set and skips the rest (needs ../shared/data/bad-midi)",
   ignore: !hasBadMidi,
   async fn() {
     const { corpus, ctx } = await load(BAD_MIDI);
@@ -149,4 +153,100 @@ Deno.test({
       ctx.logs.some((l) => l.message.startsWith(`Repaired "26_trailing_garbage.mid": `)),
     );
   },
+});
+
+Deno.test("load/midi-dir re-runs when a file is added, edited or removed, and says which", async () => {
+  const { dir } = await makeFixtureDir();
+  const runsDir = await Deno.makeTempDir({ prefix: "harmonyrl-midi-dir-runs-" });
+  try {
+    const graph = await parseGraph(
+      [
+        "name: folder",
+        "backend: cpu",
+        "stages:",
+        `  load: { use: load/midi-dir, with: { dir: ${JSON.stringify(dir)} } }`,
+        "  tokenize: { use: tokenize/events, in: { corpus: load.corpus }, with: { workers: 1 } }",
+        "",
+      ].join("\n"),
+      "folder.yaml",
+      { registry },
+    );
+    const run = async () => {
+      const result = await runPipeline(graph, { runsDir, quiet: true });
+      assert.equal(result.status, "ok", result.error?.message);
+      const { load, tokenize } = result.stages;
+      return [
+        `${load.status}: ${load.reason ?? ""}`,
+        `${tokenize.status}: ${tokenize.reason ?? ""}`,
+      ];
+    };
+    assert.deepEqual(await run(), ["done: no cached result", "done: no cached result"]);
+    assert.deepEqual(await run(), ["cached: ", "cached: "]);
+    const { piece } = generateSyntheticPiece(createRng(99), { id: "five", bars: 2 });
+    await Deno.writeFile(`${dir}/five.mid`, writeMidi(piece));
+    assert.deepEqual(await run(), [
+      'done: files changed: added "five.mid"',
+      "done: input changed: corpus",
+    ]);
+    await Deno.writeFile(`${dir}/one.mid`, writeMidi({ ...piece, notes: piece.notes.slice(1) }));
+    await Deno.remove(`${dir}/b/two.MIDI`);
+    assert.deepEqual(await run(), [
+      'done: files changed: changed "one.mid"; removed "b/two.MIDI"',
+      "done: input changed: corpus",
+    ]);
+    // A file touched without a change re-runs the loader, whose output is the same:
+    // what depends on it comes from the cache.
+    const later = new Date(Date.now() + 5000);
+    await Deno.utime(`${dir}/four.midi`, later, later);
+    assert.deepEqual(await run(), ['done: files changed: changed "four.midi"', "cached: "]);
+    assert.deepEqual(await run(), ["cached: ", "cached: "]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(runsDir, { recursive: true });
+  }
+});
+
+Deno.test("listMidiFiles() leaves out a folder it may not read and says why", async () => {
+  const { dir } = await makeFixtureDir();
+  try {
+    await Deno.mkdir(`${dir}/locked`);
+    await Deno.copyFile(`${dir}/one.mid`, `${dir}/locked/hidden.mid`);
+    const project = new URL("../../", import.meta.url).pathname;
+    const script = `
+      import { listMidiFiles } from "${new URL("./midi_dir.ts", import.meta.url).href}";
+      const unreadable = [];
+      const files = await listMidiFiles(${JSON.stringify(dir)}, { unreadable });
+      console.log(JSON.stringify({ files, unreadable }));`;
+    // `deno eval` has every permission: a script file run with `deno run` does not.
+    const scriptFile = `${dir}/list.ts`;
+    await Deno.writeTextFile(scriptFile, script);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        `--allow-read=${project},${dir}`,
+        `--deny-read=${dir}/locked`,
+        "--config",
+        `${project}deno.json`,
+        scriptFile,
+      ],
+      cwd: project,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const { files, unreadable } = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(files, [
+      "b/broken.mid",
+      "b/deeper/three.Mid",
+      "b/two.MIDI",
+      "four.midi",
+      "one.mid",
+    ]);
+    assert.equal(unreadable.length, 1);
+    assert.equal(unreadable[0].file, "locked/");
+    assert.match(unreadable[0].reason, /^cannot read the folder \(.*locked/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { modelCodec } from "../_tf/model.ts";
-import { loadStoredArtifact } from "./_artifact.ts";
+import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
 export default definePlugin({
   name: "load/model",
@@ -19,11 +19,18 @@ export default definePlugin({
     "Loads a model checkpoint directory (index.json + weights.bin) saved by an earlier run",
   params: {
     path: p.string({
+      path: "read",
       description: "Checkpoint directory, e.g. a copy of runs/.cache/<key>/outputs/model",
     }),
   },
   inputs: {},
   outputs: { model: { type: "model", description: "The checkpoint", codec: modelCodec } },
+  async preflight(params) {
+    const message = await checkArtifactDir(params.path, "model checkpoint");
+    return message === undefined ? undefined : { param: "path", message };
+  },
+  // The cache key covers every file of the checkpoint directory (size and modification time).
+  fingerprint: (params) => fingerprintFiles(params.path),
   async run(ctx, _inputs, params) {
     return { model: await loadStoredArtifact(ctx, params.path, modelCodec, "model checkpoint") };
   },

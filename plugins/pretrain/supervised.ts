@@ -14,16 +14,25 @@
  * is needed. Validation uses fixed, non-overlapping windows of the validation
  * split, so its NLL per token compares across epochs.
  *
- * Resuming: every epoch (and when aborted) the stage writes `last.ckpt`
- * (weights, AdamW moments, step, RNG state, best NLL so far) atomically into
- * `ctx.workDir`, and `best.ckpt` when validation improves. A run killed at any
- * point restarts from `last.ckpt` and continues exactly as if never stopped.
+ * Resuming: every `checkpointEvery` steps, at every validation and when
+ * aborted or out of time, the stage writes `last.ckpt` (weights, AdamW
+ * moments, step, RNG state, best NLL so far, training time so far) atomically
+ * into `ctx.workDir`, and `best.ckpt` when validation improves. A run killed
+ * at any point, even by SIGKILL in the middle of an epoch, restarts from the
+ * step of `last.ckpt` and continues exactly as if never stopped (without a
+ * time budget; with one, the learning rate also follows the clock).
+ *
+ * Long runs: validation every `validateEvery` steps keeps the best
+ * checkpoint, which is the stage's output; `maxMinutes` stops training
+ * cleanly when the budget is spent (the cosine decay then ends at whichever
+ * comes first, the last step or the budget, so a cut run still anneals); the
+ * progress line and each validation's log line give the time left.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type ArtifactCodec, definePlugin, p } from "../../mod.ts";
+import { type ArtifactCodec, definePlugin, DivergenceError, p } from "../../mod.ts";
 import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { sequencesOf, validateTokenCorpus } from "../_music/token_corpus.ts";
@@ -86,18 +95,91 @@ function concatRows(rows: Int32Array[]): Int32Array {
   return out;
 }
 
+/** Names the first weight of `model` that holds NaN or ±Infinity, or undefined when all are finite. */
+async function nonFiniteWeight(model: SequenceModel): Promise<string | undefined> {
+  for (const [name, variable] of model.variables) {
+    const finite = tf.tidy(() => tf.all(tf.isFinite(variable)));
+    const ok = (await finite.data())[0] === 1;
+    finite.dispose();
+    if (!ok) return name;
+  }
+  return undefined;
+}
+
+/**
+ * Fails a training whose validation NLL is not finite or more than twice that
+ * of a uniform guess over the vocabulary (ln V): an untrained model starts near
+ * ln V and training only lowers it, so anything far above is a broken model.
+ */
+function checkValidationNll(
+  nll: number,
+  at: { epoch: number; step: number; vocabSize: number; lr: number },
+): void {
+  const uniform = Math.log(at.vocabSize);
+  if (Number.isFinite(nll) && nll <= 2 * uniform) return;
+  const what = Number.isFinite(nll)
+    ? `${
+      nll.toPrecision(4)
+    } per token, more than twice that of a uniform guess over the ${at.vocabSize} tokens (${
+      uniform.toFixed(2)
+    })`
+    : `${nll}`;
+  throw new DivergenceError(
+    `Training diverged at epoch ${at.epoch} (step ${at.step}): the validation NLL is ${what}; ` +
+      `likely cause: a learning rate too high ("lr" is ${at.lr}): lower it`,
+    { step: at.step },
+  );
+}
+
 /** What `last.ckpt` keeps besides the model, in its metrics. */
 interface LoopState {
   step: number;
   bestNll: number;
+  /** Validations in a row without a better NLL (the name dates from per-epoch validation). */
   badEpochs: number;
   stopped: boolean;
+  /** Seconds of training before this session (a resumed run's earlier sessions). */
+  elapsedSec: number;
+}
+
+/**
+ * A duration for progress lines and logs: `45s`, `12m05s`, `3h07m`.
+ *
+ * @param sec Seconds (rounded; negative counts as 0).
+ * @returns The compact text, `?` when `sec` is not finite.
+ */
+export function formatDuration(sec: number): string {
+  if (!Number.isFinite(sec)) return "?";
+  const s = Math.max(0, Math.round(sec));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/**
+ * The step whose learning rate applies under a time budget: after warmup, the
+ * cosine decay follows whichever is further along, the steps or the clock, so
+ * a run cut by its budget has annealed by then.
+ *
+ * @param step The optimisation step (0-based).
+ * @param options The schedule's `warmupSteps` and `totalSteps`, training seconds so far
+ *   and the budget in seconds (0 = none).
+ * @returns The step to pass to `learningRateAt`, at least `step`.
+ */
+export function scheduleStep(
+  step: number,
+  options: { warmupSteps: number; totalSteps: number; elapsedSec: number; budgetSec: number },
+): number {
+  const { warmupSteps, totalSteps, elapsedSec, budgetSec } = options;
+  if (budgetSec <= 0 || step < warmupSteps) return step;
+  const byTime = warmupSteps + Math.min(1, elapsedSec / budgetSec) * (totalSteps - warmupSteps);
+  return Math.max(step, Math.floor(byTime));
 }
 
 export default definePlugin({
   name: "pretrain/supervised",
   kind: "pretrain",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
     "Trains a sequence model to predict the next token (AdamW, cosine schedule, validation, early stopping, resumable)",
   params: {
@@ -138,12 +220,30 @@ export default definePlugin({
     validationBatches: p.integer({
       default: 8,
       min: 0,
-      description: "Batches of validation windows scored after each epoch; 0 = no validation",
+      description: "Batches of validation windows scored at each validation; 0 = no validation",
+    }),
+    validateEvery: p.integer({
+      default: 0,
+      min: 0,
+      description:
+        "Steps between validations (each better one is kept as the best checkpoint); 0 = at the end of every epoch",
     }),
     patience: p.integer({
       default: 3,
       min: 0,
-      description: "Stop after this many epochs without a better validation NLL; 0 = never",
+      description: "Stop after this many validations without a better validation NLL; 0 = never",
+    }),
+    maxMinutes: p.number({
+      default: 0,
+      min: 0,
+      description:
+        "Time budget: stop cleanly after this many minutes of training (summed over resumed sessions) and output the best checkpoint; the cosine decay ends at the budget if it comes before the last step; 0 = no limit",
+    }),
+    checkpointEvery: p.integer({
+      default: 100,
+      min: 1,
+      description:
+        "Steps between resumable checkpoints in the work directory (also written at every validation and when stopped), so a killed run loses at most this many steps",
     }),
     stretch: p.number({
       default: 0,
@@ -215,7 +315,15 @@ export default definePlugin({
     const optimizer = new AdamW(model.variables, { weightDecay: params.weightDecay });
     const lastPath = `${ctx.workDir}/last.ckpt`;
     const bestPath = `${ctx.workDir}/best.ckpt`;
-    const loop: LoopState = { step: 0, bestNll: Infinity, badEpochs: 0, stopped: false };
+    const loop: LoopState = {
+      step: 0,
+      bestNll: Infinity,
+      badEpochs: 0,
+      stopped: false,
+      elapsedSec: 0,
+    };
+    const validateEvery = params.validateEvery > 0 ? params.validateEvery : stepsPerEpoch;
+    const budgetSec = params.maxMinutes * 60;
     try {
       const resumed = await readIfExists(lastPath);
       if (resumed !== null) {
@@ -231,14 +339,32 @@ export default definePlugin({
         loop.bestNll = resumed.metrics.bestNll ?? Infinity;
         loop.badEpochs = resumed.metrics.badEpochs ?? 0;
         loop.stopped = resumed.metrics.stopped === 1;
-        ctx.log.info(`Resuming from step ${loop.step} of ${totalSteps} ("${lastPath}")`);
+        loop.elapsedSec = resumed.metrics.elapsedSec ?? 0;
+        ctx.log.info(
+          `Resuming from step ${loop.step} of ${totalSteps} ("${lastPath}", ${
+            formatDuration(loop.elapsedSec)
+          } trained so far)`,
+        );
       } else {
         ctx.log.info(
           `Training a ${spec.type} of ${countParams(model)} parameters for ${totalSteps} steps ` +
-            `of ${batchSize} x ${seqLen} tokens${transposing ? " with transposition" : ""}`,
+            `of ${batchSize} x ${seqLen} tokens${transposing ? " with transposition" : ""}` +
+            (budgetSec > 0 ? `, at most ${params.maxMinutes} minutes` : ""),
         );
       }
 
+      const started = performance.now();
+      const startStep = loop.step;
+      /** Training seconds so far, earlier sessions included. */
+      const elapsed = () => loop.elapsedSec + (performance.now() - started) / 1000;
+      /** Seconds left: the steps left at this session's pace, capped by the budget. */
+      const eta = () => {
+        const done = loop.step - startStep;
+        const bySteps = done > 0
+          ? ((totalSteps - loop.step) * (performance.now() - started)) / 1000 / done
+          : Infinity;
+        return budgetSec > 0 ? Math.min(bySteps, budgetSec - elapsed()) : bySteps;
+      };
       const snapshot = (metrics: Record<string, number>) =>
         checkpointFromModel(model, {
           tokenizer: corpus.tokenizer,
@@ -247,19 +373,68 @@ export default definePlugin({
           rngState: ctx.rng.getState(),
           metrics,
         });
+      let savedStep = -1;
       const saveLast = async () => {
         const metrics: Record<string, number> = {
           badEpochs: loop.badEpochs,
           stopped: loop.stopped ? 1 : 0,
+          elapsedSec: elapsed(),
         };
         if (Number.isFinite(loop.bestNll)) metrics.bestNll = loop.bestNll;
         await saveCheckpointFile(lastPath, await snapshot(metrics));
+        savedStep = loop.step;
+      };
+      let validatedStep = -1;
+      const validate = async (trainLoss: number) => {
+        validatedStep = loop.step;
+        if (validationWindows.length === 0) return;
+        const nll = await validationNll(model, validationWindows, batchSize);
+        const epoch = loop.step / stepsPerEpoch;
+        ctx.metrics(loop.step, { "nll/validation": nll });
+        checkValidationNll(nll, {
+          epoch: Math.ceil(epoch),
+          step: loop.step,
+          vocabSize: corpus.vocabSize,
+          lr: params.lr,
+        });
+        const improved = nll < loop.bestNll;
+        ctx.log.info(
+          `Step ${loop.step} of ${totalSteps} (epoch ${Number(epoch.toFixed(2))}): validation NLL ${
+            nll.toFixed(4)
+          } per token${improved ? " (best so far)" : ""}; ${formatDuration(elapsed())} trained, ${
+            loop.step < totalSteps ? `about ${formatDuration(eta())} left` : "done"
+          }`,
+        );
+        if (improved) {
+          loop.bestNll = nll;
+          loop.badEpochs = 0;
+          await saveCheckpointFile(
+            bestPath,
+            await snapshot({ "nll/validation": nll, epoch, "loss/train": trainLoss }),
+          );
+        } else {
+          loop.badEpochs++;
+          if (params.patience > 0 && loop.badEpochs >= params.patience) {
+            ctx.log.info(
+              `Stopping early at step ${loop.step}: no better validation NLL for ${loop.badEpochs} validations`,
+            );
+            loop.stopped = true;
+          }
+        }
       };
 
-      const started = performance.now();
-      const startStep = loop.step;
       const window = new Int32Array(batchSize * (seqLen + 1));
+      let lastLoss = NaN;
       while (loop.step < totalSteps && !loop.stopped) {
+        if (budgetSec > 0 && elapsed() >= budgetSec) {
+          ctx.log.info(
+            `Stopping at step ${loop.step} of ${totalSteps}: the time budget of ${params.maxMinutes} minutes is spent`,
+          );
+          if (validatedStep !== loop.step && loop.step > startStep) await validate(lastLoss);
+          loop.stopped = true;
+          await saveLast();
+          break;
+        }
         for (let b = 0; b < batchSize; b++) {
           // Stretching can shorten a window, so a stretched one is cut from a longer slice.
           const slack = stretching ? Math.ceil((seqLen + 1) * 0.25) : 0;
@@ -277,7 +452,10 @@ export default definePlugin({
           w = w.subarray(0, seqLen + 1);
           window.set(w, b * (seqLen + 1));
         }
-        const lr = learningRateAt(loop.step, schedule);
+        const lr = learningRateAt(
+          scheduleStep(loop.step, { ...schedule, elapsedSec: elapsed(), budgetSec }),
+          schedule,
+        );
         const windows = tf.tensor2d(window, [batchSize, seqLen + 1], "int32");
         const result = await optimizeStep(
           model,
@@ -287,6 +465,7 @@ export default definePlugin({
         );
         windows.dispose();
         loop.step++;
+        lastLoss = result.loss;
         if (result.skipped) {
           ctx.log.warn(
             `Skipped step ${loop.step}: loss ${result.loss}, gradient norm ${result.gradNorm} (not finite)`,
@@ -301,42 +480,32 @@ export default definePlugin({
           info: {
             loss: Number(result.loss.toFixed(4)),
             "tok/s": Math.round(((loop.step - startStep) * batchSize * seqLen) / sec),
+            eta: formatDuration(eta()),
           },
         });
 
-        if (loop.step % stepsPerEpoch === 0) {
-          const epoch = loop.step / stepsPerEpoch;
-          if (validationWindows.length > 0) {
-            const nll = await validationNll(model, validationWindows, batchSize);
-            ctx.metrics(loop.step, { "nll/validation": nll });
-            ctx.log.info(`Epoch ${epoch}: validation NLL ${nll.toFixed(4)} per token`);
-            if (nll < loop.bestNll) {
-              loop.bestNll = nll;
-              loop.badEpochs = 0;
-              await saveCheckpointFile(
-                bestPath,
-                await snapshot({ "nll/validation": nll, epoch, "loss/train": result.loss }),
-              );
-            } else {
-              loop.badEpochs++;
-              if (params.patience > 0 && loop.badEpochs >= params.patience) {
-                ctx.log.info(
-                  `Stopping early after epoch ${epoch}: no better validation NLL for ${loop.badEpochs} epochs`,
-                );
-                loop.stopped = true;
-              }
-            }
-          }
+        if (loop.step % validateEvery === 0 || loop.step === totalSteps) {
+          await validate(result.loss);
+          await saveLast();
+        } else if (loop.step % params.checkpointEvery === 0) {
           await saveLast();
         }
         if (ctx.signal.aborted) {
-          await saveLast();
+          if (savedStep !== loop.step) await saveLast();
           ctx.signal.throwIfAborted();
         }
       }
 
       const best = validationWindows.length > 0 ? await readIfExists(bestPath) : null;
       if (best !== null) return { model: best };
+      const broken = await nonFiniteWeight(model);
+      if (broken !== undefined) {
+        throw new DivergenceError(
+          `Training diverged: weight "${broken}" holds values that are not finite after step ${loop.step}; ` +
+            `likely cause: a learning rate too high ("lr" is ${params.lr}): lower it`,
+          { step: loop.step },
+        );
+      }
       const last: ModelCheckpoint = await snapshot({
         epoch: Math.floor(loop.step / stepsPerEpoch),
       });

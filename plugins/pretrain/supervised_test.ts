@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import type { ModelCheckpoint, ModelSpec } from "../_tf/model.ts";
+import {
+  learningRateAt,
+  loadCheckpointFile,
+  type ModelCheckpoint,
+  type ModelSpec,
+} from "../_tf/model.ts";
 import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
 import lstm from "../model/lstm.ts";
 import { defaultParams, testContext } from "../../pipeline/testing.ts";
-import plugin from "./supervised.ts";
+import { DivergenceError, type ProgressUpdate } from "../../mod.ts";
+import plugin, { formatDuration, scheduleStep } from "./supervised.ts";
 
 await initBackend("cpu");
 
@@ -179,4 +185,135 @@ Deno.test("pretrain/supervised trains on time-stretched performance windows", as
   const ckpt = out.model as ModelCheckpoint;
   assert.equal(ckpt.step, 3);
   assert.ok(ctx.recorded.every((m) => Object.values(m.values).every(Number.isFinite)));
+});
+
+Deno.test("pretrain/supervised fails with DivergenceError when the learning rate blows the model up", async () => {
+  const before = tf.memory().numTensors;
+  const diverged = await run({ lr: 1e9, minLr: 1e8 }).then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  assert.ok(diverged instanceof DivergenceError, `expected DivergenceError, got ${diverged}`);
+  assert.match(
+    diverged.message,
+    /^Training diverged at epoch 1 \(step 4\): the validation NLL is .*; likely cause: a learning rate too high \("lr" is 1000000000\): lower it$/,
+  );
+  assert.equal(diverged.step, 4);
+  assert.equal(tf.memory().numTensors, before);
+  // Without validation, the weights themselves are checked before the model is returned.
+  const unchecked = await run({ lr: 1e9, minLr: 1e8, validationBatches: 0 }).then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  assert.ok(unchecked instanceof DivergenceError, `expected DivergenceError, got ${unchecked}`);
+  assert.match(
+    unchecked.message,
+    /^Training diverged: weight ".*" holds values that are not finite after step 8/,
+  );
+});
+
+Deno.test("formatDuration() writes seconds, minutes and hours compactly", () => {
+  assert.equal(formatDuration(0), "0s");
+  assert.equal(formatDuration(44.6), "45s");
+  assert.equal(formatDuration(725), "12m05s");
+  assert.equal(formatDuration(3 * 3600 + 7 * 60 + 59), "3h07m");
+  assert.equal(formatDuration(-5), "0s");
+  assert.equal(formatDuration(Infinity), "?");
+});
+
+Deno.test("scheduleStep() follows the clock under a time budget, the steps otherwise", () => {
+  const s = { warmupSteps: 10, totalSteps: 110 };
+  // No budget, or still warming up: the step itself.
+  assert.equal(scheduleStep(50, { ...s, elapsedSec: 1000, budgetSec: 0 }), 50);
+  assert.equal(scheduleStep(5, { ...s, elapsedSec: 90, budgetSec: 100 }), 5);
+  // Half the budget spent at step 20: the decay is half-way, as at step 10 + 50.
+  assert.equal(scheduleStep(20, { ...s, elapsedSec: 50, budgetSec: 100 }), 60);
+  // The steps are further along than the clock: the steps count.
+  assert.equal(scheduleStep(90, { ...s, elapsedSec: 50, budgetSec: 100 }), 90);
+  // The budget is spent: the end of the decay, the minimum learning rate.
+  const end = scheduleStep(30, { ...s, elapsedSec: 150, budgetSec: 100 });
+  assert.equal(end, 110);
+  const lrs = { peakLr: 1, minLr: 0.1, ...s };
+  assert.ok(Math.abs(learningRateAt(end, lrs) - 0.1) < 1e-12);
+});
+
+Deno.test("pretrain/supervised validates every validateEvery steps, at the end, and keeps the best", async () => {
+  const ctx = testContext({ seed: 3 });
+  const updates: ProgressUpdate[] = [];
+  ctx.progress = (u) => updates.push(u);
+  // 2 epochs of 4 steps, validation every 3 steps: at steps 3 and 6, and 8 (the last).
+  const ckpt = await run({ validateEvery: 3, patience: 0 }, ctx);
+  const validations = ctx.recorded.filter((m) => "nll/validation" in m.values);
+  assert.deepEqual(validations.map((m) => m.step), [3, 6, 8]);
+  const nll = validations.map((m) => m.values["nll/validation"]);
+  const bestAt = validations[nll.indexOf(Math.min(...nll))].step;
+  assert.equal(ckpt.step, bestAt);
+  assert.equal(ckpt.metrics["nll/validation"], Math.min(...nll));
+  // Progress and each validation's log line say how long is left.
+  assert.equal(updates.length, 8);
+  assert.ok(updates.every((u) => /^(\d+s|\d+m\d\ds|\d+h\d\dm)$/.test(String(u.info?.eta))));
+  const lines = ctx.logs.filter((l) => l.message.includes("validation NLL"));
+  assert.equal(lines.length, 3);
+  assert.match(
+    lines[0].message,
+    /^Step 3 of 8 \(epoch 0\.75\): validation NLL \d\.\d{4} per token/,
+  );
+  assert.match(lines[0].message, /trained, about \d+(s|m\d\ds) left$/);
+  assert.match(lines[2].message, /trained, done$/);
+});
+
+Deno.test("pretrain/supervised stops cleanly when its time budget is spent and outputs the best checkpoint", async () => {
+  const spec = tinySpec();
+  const slow: ModelSpec = {
+    ...spec,
+    build(vocab, seed) {
+      const model = spec.build(vocab, seed);
+      const forward = model.forward.bind(model);
+      return {
+        ...model,
+        forward(tokens, options) {
+          // At least 50 ms per training step, so a 0.25 s budget ends long before step 100.
+          if (options.training) {
+            const until = performance.now() + 50;
+            while (performance.now() < until) { /* busy: the budget counts wall time */ }
+          }
+          return forward(tokens, options);
+        },
+      };
+    },
+  };
+  const dir = Deno.makeTempDirSync();
+  const ctx = testContext({ seed: 3, dir });
+  const ckpt = await run(
+    { model: slow, epochs: 1, stepsPerEpoch: 100, maxMinutes: 0.25 / 60, checkpointEvery: 1000 },
+    ctx,
+  );
+  const steps = ctx.recorded.filter((m) => "loss/train" in m.values).map((m) => m.step);
+  const last = steps[steps.length - 1];
+  assert.ok(last >= 1 && last < 100, `stopped at step ${last}`);
+  assert.ok(
+    ctx.logs.some((l) =>
+      l.message ===
+        `Stopping at step ${last} of 100: the time budget of ${0.25 / 60} minutes is spent`
+    ),
+  );
+  // The model at the stop was validated, and the output is the best validated checkpoint.
+  const validations = ctx.recorded.filter((m) => "nll/validation" in m.values);
+  assert.equal(validations[validations.length - 1].step, last);
+  const nll = validations.map((m) => m.values["nll/validation"]);
+  assert.equal(ckpt.metrics["nll/validation"], Math.min(...nll));
+  // The resumable checkpoint says it stopped, after the budget was spent.
+  const saved = await loadCheckpointFile(`${dir}/last.ckpt`);
+  assert.equal(saved.step, last);
+  assert.equal(saved.metrics.stopped, 1);
+  assert.ok(saved.metrics.elapsedSec >= 0.25);
+  // A rerun in the same work directory trains no further.
+  const again = testContext({ seed: 3, dir });
+  const rerun = await run(
+    { model: slow, epochs: 1, stepsPerEpoch: 100, maxMinutes: 0.25 / 60, checkpointEvery: 1000 },
+    again,
+  );
+  assert.equal(again.recorded.filter((m) => "loss/train" in m.values).length, 0);
+  assert.equal(rerun.step, ckpt.step);
+  Deno.removeSync(dir, { recursive: true });
 });

@@ -18,7 +18,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { definePlugin, p, type StageContext } from "../../mod.ts";
-import { renderWav } from "../_music/audio.ts";
+import { renderWav, SOUNDFONT_CANDIDATES, soundFontFromEnv } from "../_music/audio.ts";
 import { readMidiFile, writeMidi } from "../_music/midi.ts";
 import { escapeXml, graphSvg, linePlot, pianoRollSvg, svgSize } from "../_music/svg.ts";
 import type { Piece } from "../_music/types.ts";
@@ -376,6 +376,42 @@ pre { background: #f5f7fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 footer { text-align: center; color: var(--muted); font-size: 12px; padding: 0 0 24px; }
 `;
 
+/**
+ * Per reward term: real held-out excerpts vs pretrained vs fine-tuned samples
+ * (from eval/policies' `real` row), with a flag where the fine-tuned policy
+ * scores a term well above real music (it may be gaming the term) or falls
+ * below the pretrained policy. Undefined without a `real` row.
+ */
+export function rewardTermTable(evaluation: unknown): string | undefined {
+  const value = evaluation as {
+    real?: Record<string, number>;
+    policies?: Record<string, Record<string, number>>;
+  } | undefined;
+  const real = value?.real, pre = value?.policies?.pretrained, fine = value?.policies?.finetuned;
+  const collapse = (evaluation as { collapse?: unknown } | undefined)?.collapse;
+  const warning = typeof collapse === "string"
+    ? `<p><strong>The fine-tuned policy looks collapsed: ${escapeXml(collapse)}.</strong></p>`
+    : "";
+  if (!isObject(real) || !isObject(pre) || !isObject(fine)) return warning || undefined;
+  const terms = Object.keys(real).filter((k) => k.startsWith("reward/"));
+  if (terms.length === 0) return undefined;
+  const show = (v: number | undefined) =>
+    typeof v === "number" && Number.isFinite(v) ? v.toFixed(3) : "n/a";
+  const rows = terms.map((term) => {
+    const r = real[term], a = pre[term], b = fine[term];
+    const flags: string[] = [];
+    if (b > r + 0.05) flags.push("fine-tuned above real music: check the samples for gaming");
+    if (b < a - 0.02) flags.push("fine-tuned below pretrained");
+    const note = flags.length > 0 ? `<strong>${escapeXml(flags.join("; "))}</strong>` : "";
+    return `<tr><td>${escapeXml(term)}</td><td>${show(r)}</td><td>${show(a)}</td><td>${
+      show(b)
+    }</td><td>${note}</td></tr>`;
+  });
+  return `${warning}<h3>Reward terms: real vs pretrained vs fine-tuned</h3><p class="muted">Mean score of each term on real held-out excerpts of the samples' length and on each policy's samples. A policy that beats real music on a term by far is more likely gaming it than making better music.</p><table><thead><tr><th>term</th><th>real</th><th>pretrained</th><th>fine-tuned</th><th></th></tr></thead><tbody>${
+    rows.join("")
+  }</tbody></table>`;
+}
+
 export default definePlugin({
   name: "report/html",
   kind: "report",
@@ -383,6 +419,15 @@ export default definePlugin({
   description:
     "Writes report.html into the run directory: pipeline graph, metric curves, evaluation tables, piano rolls and audio of the pieces",
   cache: false,
+  // Audio: FluidSynth, and a SoundFont from $HARMONYRL_SOUNDFONT or the system's.
+  permissions: (params) =>
+    params.audio
+      ? {
+        run: ["fluidsynth"],
+        env: ["HARMONYRL_SOUNDFONT"],
+        read: [...SOUNDFONT_CANDIDATES, ...soundFontFromEnv()],
+      }
+      : {},
   params: {
     title: p.string({
       default: "",
@@ -403,6 +448,7 @@ export default definePlugin({
       description: "Seconds of each piece drawn in its piano roll (the audio plays all of it)",
     }),
     soundFont: p.string({
+      path: "read",
       default: "",
       description:
         'SoundFont (.sf2) for audio; "" uses $HARMONYRL_SOUNDFONT or a system General MIDI SoundFont',
@@ -588,6 +634,8 @@ export default definePlugin({
         ["evaluation", "RL evaluation", inputs.evaluation],
         ["refinement", "Refinement", inputs.refinement],
       ];
+      const termTable = rewardTermTable(inputs.evaluation);
+      if (termTable) parts.push(termTable);
       for (const [, heading, value] of blocks) {
         if (value === undefined) continue;
         const metrics = value as Record<string, unknown>;

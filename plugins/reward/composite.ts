@@ -56,6 +56,9 @@ export function corpusContext(corpus: MidiCorpus, excerptsPerBucket = 192): Rewa
   return context;
 }
 
+/** Keys the composite logs itself (`reward/total`, `reward/lengthFactor`): no term may take them. */
+const OWN_KEYS = ["total", "lengthFactor"];
+
 /**
  * Short key of a term for `terms`, `weights` and metric names:
  * `"reward/harmony"` → `"harmony"`, `"./my/reward.ts"` → `"reward"`.
@@ -91,10 +94,11 @@ export function scoreWithTerms(
         `Cannot score rollouts with reward term "${term.name}": weight must be a number >= 0, received ${term.weight}`,
       );
     }
-    // The same term listed twice (with different params) gets "harmony_2".
+    // The same term listed twice (with different params) gets "harmony_2"; a term named like
+    // the composite's own figures gets "total_2", so it cannot overwrite reward/total.
     const base = termKey(term.name);
     let key = base;
-    for (let k = 2; keys.includes(key); k++) key = `${base}_${k}`;
+    for (let k = 2; keys.includes(key) || OWN_KEYS.includes(key); k++) key = `${base}_${k}`;
     keys.push(key);
   }
   const weightSum = terms.reduce((sum, t) => sum + t.weight, 0);
@@ -147,6 +151,15 @@ export function scoreWithTerms(
   return out;
 }
 
+/** The default terms of `reward/composite` and `eval/score`, each of weight 1. */
+export const DEFAULT_TERMS = [
+  { use: "reward/harmony", weight: 1 },
+  { use: "reward/rhythm", weight: 1 },
+  { use: "reward/novelty", weight: 1 },
+  { use: "reward/smoothness", weight: 1 },
+  { use: "reward/corpus-match", weight: 1 },
+] as const;
+
 function mean(values: number[]): number {
   return values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : 0;
 }
@@ -154,17 +167,12 @@ function mean(values: number[]): number {
 export default definePlugin({
   name: "reward/composite",
   kind: "reward",
-  version: "1.1.0",
+  version: "2.0.0",
   description: "Scores rollouts with a weighted mean of reward terms",
   params: {
     terms: p.components({
       kind: "reward",
-      default: [
-        { use: "reward/harmony", weight: 1 },
-        { use: "reward/rhythm", weight: 1 },
-        { use: "reward/novelty", weight: 1 },
-        { use: "reward/smoothness", weight: 1 },
-      ],
+      default: DEFAULT_TERMS,
       minItems: 1,
       description: "Reward terms and their weights (>= 0); the total is their weighted mean",
     }),

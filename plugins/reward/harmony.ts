@@ -1,7 +1,9 @@
 /**
  * `reward/harmony`: harmonic consistency of a piece, in [0, 1].
  *
- * score = (wS·S + wC·C + wK·K) / (wS + wC + wK), where
+ * score = (wS·c(S) + wC·c(C) + wK·c(K)) / (wS + wC + wK), where c() calibrates
+ * each raw part on real excerpts of the piece's length (higher is better; see
+ * `plugins/_music/calibration.ts`), and the raw parts are:
  * - S, scale fit: the largest share of note time (seconds) that falls in one
  *   major or natural-minor scale, over all 24. MusPy's `scale_consistency`
  *   (Dong et al., "MusPy", ISMIR 2020), weighted by duration instead of count.
@@ -13,8 +15,9 @@
  * - K, no clusters: 1 − (time during which three pitches within a whole tone,
  *   p, p+1 and p+2, sound together) / (time during which any note sounds).
  *
- * A part that is undefined for a piece (C when no two notes overlap) is left
- * out and the other weights renormalised. A piece without notes scores 0, so
+ * A part that is undefined for a piece (C when no two notes overlap) is not
+ * dropped: it scores as often as real excerpts leave it undefined (0 for piano,
+ * which always has two voices somewhere). A piece without notes scores 0, so
  * silence never earns reward.
  *
  * @module
@@ -28,8 +31,8 @@ import {
   intervalConsonance,
   pitchClassHistogram,
   soundingSegments,
-  weightedMean,
 } from "../_music/theory.ts";
+import { calibratedTerm } from "./_calibrated.ts";
 import type { Note } from "../_music/types.ts";
 
 /** The three parts of the harmony score of one piece (NaN where undefined). */
@@ -69,7 +72,7 @@ export function harmonyParts(notes: readonly Note[]): HarmonyParts {
 export default definePlugin({
   name: "reward/harmony",
   kind: "reward",
-  version: "1.0.0",
+  version: "2.0.0",
   description:
     "Rewards note time in one major/minor scale, consonant simultaneous intervals and no semitone clusters",
   params: {
@@ -92,26 +95,38 @@ export default definePlugin({
     }),
   },
   create(params): RewardTerm {
-    const weights = [params.scaleWeight, params.consonanceWeight, params.clusterWeight];
-    if (!weights.every((w) => w >= 0) || weights.every((w) => w === 0)) {
-      throw new Error(
-        `Cannot create reward term "reward/harmony": scaleWeight, consonanceWeight and clusterWeight must be >= 0 and not all 0, received ${
-          weights.join(", ")
-        }`,
-      );
-    }
-    return {
-      score(pieces) {
-        return pieces.map((piece) => {
-          if (!piece.notes.some((n) => n.endSec > n.startSec)) return 0;
-          const parts = harmonyParts(piece.notes);
-          return weightedMean([
-            { weight: params.scaleWeight, value: parts.scaleFit },
-            { weight: params.consonanceWeight, value: parts.consonance },
-            { weight: params.clusterWeight, value: parts.noClusters },
-          ], 0.5);
-        });
-      },
-    };
+    return calibratedTerm({
+      name: "reward/harmony",
+      params,
+      specs: [
+        {
+          name: "scaleFit",
+          param: "scaleWeight",
+          weight: params.scaleWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "consonance",
+          weight: params.consonanceWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "noClusters",
+          param: "clusterWeight",
+          weight: params.clusterWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+      ],
+      parts: (pieces) =>
+        pieces.map((piece) => {
+          if (!piece.notes.some((n) => n.endSec > n.startSec)) {
+            return { scaleFit: NaN, consonance: NaN, noClusters: NaN };
+          }
+          return { ...harmonyParts(piece.notes) };
+        }),
+    });
   },
 });

@@ -1,13 +1,15 @@
 /**
  * `reward/novelty`: originality of a piece, in [0, 1].
  *
- * score = (wC·C + wL·L + wB·B) / (wC + wL + wB), where, with a piece's pitch
- * n-grams taken from its pitch sequence in (startSec, pitch) order,
- * n = `ngramLength`:
- * - C, not copied: 1 − share of the piece's n-grams (counted with
- *   repetition) that occur anywhere in the training corpus
- *   (`context.corpus`). The corpus n-gram set is built once per corpus array
- *   and memoised.
+ * score = weighted geometric mean of four calibrated parts (see
+ * `plugins/_music/calibration.ts`), with a piece's pitch n-grams taken from
+ * its pitch sequence in (startSec, pitch) order:
+ * - C, not copied: 1 − share of the piece's `copyNgramLength`-grams (8) found
+ *   in the train pieces. A shared 8-gram is a quotation, so a copy of the
+ *   corpus has C near 0.
+ * - F, unfamiliar: 1 − share of its `ngramLength`-grams (4) found in the
+ *   train pieces. Real music shares many short figures with its corpus; noise
+ *   shares none (F = 1).
  * - L, no loops: 1 − share of top-line notes that repeat too much. After RL
  *   Tuner (Jaques et al., "Sequence Tutor", ICML 2017), a note repeated more
  *   than `maxRepeats` times in a row is flagged from its (maxRepeats+1)-th
@@ -19,9 +21,15 @@
  *   batch with nothing in common 1. This is the per-piece form of the
  *   distinct n-gram ratio across the batch, so each piece gets its own credit.
  *
- * A part undefined for a piece is left out and the other weights renormalised:
- * C without a corpus or with fewer than n notes, B with fewer than n notes or
- * a batch of one. A piece without notes scores 0.
+ * C and F (weight `corpusWeight` each) are matched to how novel held-out real
+ * pieces are: calibrated on excerpts of the corpus's validation and test
+ * pieces measured against its train pieces. So both a copy of the corpus (C
+ * near 0, below real music) and noise (F = 1, above it) score low. L and B
+ * (higher is better) are calibrated on train excerpts, B in batches of 32
+ * excerpts of distinct pieces. A part undefined for a piece (fewer than n
+ * notes, a batch of one) scores as often as real excerpts of that length leave
+ * it undefined. The n-gram sets are built once per corpus array and memoised.
+ * A piece without notes scores 0.
  *
  * @module
  */
@@ -34,8 +42,8 @@ import {
   pitchNgramKeys,
   pitchSequence,
   topLine,
-  weightedMean,
 } from "../_music/theory.ts";
+import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** Memo: corpus array → n → its n-gram set. Dropped with the corpus array. */
@@ -69,6 +77,8 @@ export function corpusNgramSet(corpus: readonly Piece[], n: number): NgramSet {
 /** Options of {@linkcode noveltyParts}; the plugin's params of the same names. */
 export interface NoveltyOptions {
   ngramLength: number;
+  /** n of the copy check (long n-grams: a shared 8-gram is a quotation); default 8. */
+  copyNgramLength?: number;
   maxRepeats: number;
   maxPatternLength: number;
   maxPatternRepeats: number;
@@ -76,7 +86,10 @@ export interface NoveltyOptions {
 
 /** The three parts of the novelty score of each piece (NaN where undefined). */
 export interface NoveltyParts {
+  /** 1 − share of the piece's `copyNgramLength`-grams found in the corpus. */
   notCopied: number;
+  /** 1 − share of the piece's `ngramLength`-grams found in the corpus. */
+  unfamiliar: number;
   noLoops: number;
   batchVariety: number;
 }
@@ -102,17 +115,23 @@ export function loopShare(pitches: readonly number[], options: NoveltyOptions): 
  *
  * @param pieces The batch.
  * @param context `corpus` for C.
- * @param options n-gram and repetition settings.
+ * @param options n-gram and repetition settings; `corpus` overrides the
+ *   context's corpus for C.
  * @returns One set of parts per piece.
  */
 export function noveltyParts(
   pieces: readonly Piece[],
   context: RewardContext,
-  options: NoveltyOptions,
+  options: NoveltyOptions & { corpus?: readonly Piece[] },
 ): NoveltyParts[] {
   const n = options.ngramLength;
-  const corpusSet = context.corpus ? corpusNgramSet(context.corpus, n) : undefined;
+  const nCopy = options.copyNgramLength ?? 8;
+  const corpus = options.corpus ?? context.corpus;
+  const corpusSet = corpus ? corpusNgramSet(corpus, n) : undefined;
+  const copySet = corpus ? corpusNgramSet(corpus, nCopy) : undefined;
   const keysOf = pieces.map((piece) => pitchNgramKeys(pitchSequence(piece.notes), n));
+  const unseenShare = (keys: number[], set: NgramSet | undefined) =>
+    set && keys.length > 0 ? 1 - keys.filter((key) => set.has(key)).length / keys.length : NaN;
   // How many pieces of the batch contain each n-gram (each piece counted once).
   const piecesWith = new Map<number, number>();
   for (const keys of keysOf) {
@@ -120,31 +139,38 @@ export function noveltyParts(
   }
   return pieces.map((piece, i) => {
     const keys = keysOf[i];
-    let notCopied = NaN;
-    if (corpusSet && keys.length > 0) {
-      notCopied = 1 - keys.filter((key) => corpusSet.has(key)).length / keys.length;
-    }
+    const notCopied = nCopy === n
+      ? unseenShare(keys, copySet)
+      : unseenShare(pitchNgramKeys(pitchSequence(piece.notes), nCopy), copySet);
+    const unfamiliar = unseenShare(keys, corpusSet);
     let batchVariety = NaN;
     if (pieces.length > 1 && keys.length > 0) {
       const distinct = [...new Set(keys)];
       batchVariety = distinct.filter((key) => piecesWith.get(key) === 1).length / distinct.length;
     }
     const line = topLine(piece.notes).map((note) => note.pitch);
-    return { notCopied, noLoops: 1 - loopShare(line, options), batchVariety };
+    return { notCopied, unfamiliar, noLoops: 1 - loopShare(line, options), batchVariety };
   });
 }
 
 export default definePlugin({
   name: "reward/novelty",
   kind: "reward",
-  version: "1.0.0",
+  version: "2.0.0",
   description:
     "Rewards pieces that do not copy the training corpus, do not loop, and differ from the rest of the batch",
   params: {
     ngramLength: p.integer({
+      default: 4,
+      min: 2,
+      description:
+        "Length of the short pitch n-grams: familiarity with the corpus (noise shares none) and variety across the batch",
+    }),
+    copyNgramLength: p.integer({
       default: 8,
       min: 2,
-      description: "Length of the pitch n-grams compared with the corpus and across the batch",
+      description:
+        "Length of the long pitch n-grams of the copy check (a shared 8-gram is a quotation)",
     }),
     maxRepeats: p.integer({
       default: 4,
@@ -165,7 +191,8 @@ export default definePlugin({
     corpusWeight: p.number({
       default: 1,
       min: 0,
-      description: "Weight of the share of n-grams not found in the training corpus",
+      description:
+        "Weight of the comparison with the corpus (long n-grams not copied, short n-grams familiar), matched to held-out real pieces",
     }),
     repetitionWeight: p.number({
       default: 1,
@@ -180,26 +207,51 @@ export default definePlugin({
     }),
   },
   create(params): RewardTerm {
-    const weights = [params.corpusWeight, params.repetitionWeight, params.batchWeight];
-    if (!weights.every((w) => w >= 0) || weights.every((w) => w === 0)) {
-      throw new Error(
-        `Cannot create reward term "reward/novelty": corpusWeight, repetitionWeight and batchWeight must be >= 0 and not all 0, received ${
-          weights.join(", ")
-        }`,
-      );
-    }
-    return {
-      score(pieces, context) {
-        const parts = noveltyParts(pieces, context ?? {}, params);
-        return pieces.map((piece, i) => {
-          if (piece.notes.length === 0) return 0;
-          return weightedMean([
-            { weight: params.corpusWeight, value: parts[i].notCopied },
-            { weight: params.repetitionWeight, value: parts[i].noLoops },
-            { weight: params.batchWeight, value: parts[i].batchVariety },
-          ], 0.5);
-        });
+    const specs = [
+      {
+        name: "notCopied",
+        param: "corpusWeight",
+        weight: params.corpusWeight,
+        direction: "match",
+        minScale: 0.02,
+        excerpts: "heldOut",
       },
-    };
+      {
+        name: "unfamiliar",
+        param: "corpusWeight",
+        weight: params.corpusWeight,
+        direction: "match",
+        minScale: 0.02,
+        excerpts: "heldOut",
+      },
+      {
+        name: "noLoops",
+        param: "repetitionWeight",
+        weight: params.repetitionWeight,
+        direction: "higher",
+        minScale: 0.02,
+      },
+      {
+        name: "batchVariety",
+        param: "batchWeight",
+        weight: params.batchWeight,
+        direction: "higher",
+        minScale: 0.02,
+      },
+    ] as const;
+    // Parts that compare with the corpus are calibrated on held-out pieces, the rest on train.
+    return calibratedTerm({
+      name: "reward/novelty",
+      params,
+      specs: [...specs],
+      parts: (pieces, context, role, source) => {
+        const reference = context.reference!;
+        // Held-out real pieces are compared with the train pieces they are not part of.
+        const corpus = role === "reference" && source === "heldOut"
+          ? reference.trainForHeldOut
+          : reference.train;
+        return noveltyParts(pieces, context, { ...params, corpus }).map((parts) => ({ ...parts }));
+      },
+    });
   },
 });

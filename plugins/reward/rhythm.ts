@@ -1,7 +1,10 @@
 /**
  * `reward/rhythm`: rhythmic regularity of a piece, in [0, 1].
  *
- * score = (wG·G + wR·R + wD·D + wE·E) / (wG + wR + wD + wE), where
+ * score = (wG·c(G) + wR·c(R) + wD·c(D) + wE·c(E)) / (wG + wR + wD + wE), where
+ * c() calibrates each raw part on real excerpts of the piece's length (see
+ * `plugins/_music/calibration.ts`): G, R and E higher is better, D is matched
+ * to the corpus. The raw parts are:
  * - G, on the grid: share of note onsets within `toleranceSteps` grid steps of
  *   the nearest step of a grid of `stepsPerBeat` steps per beat (sixteenths
  *   by default), the grid following the piece's `beatsSec`.
@@ -9,14 +12,14 @@
  *   Transformer on the Front Line", ISMIR 2020): 1 − mean over neighbouring
  *   bars of the Hamming distance between their onset patterns on that grid,
  *   divided by the steps per bar.
- * - D, density: with d = notes per beat between the first onset and the last
- *   note end (at least one beat), D = 1 inside [minNotesPerBeat,
- *   maxNotesPerBeat], d / minNotesPerBeat below, maxNotesPerBeat / d above.
+ * - D, density: notes per beat between the first onset and the last note end
+ *   (at least one beat); scored by how close it is to the corpus's range.
  * - E, few empty beats: 1 − MusPy's `empty_beat_rate` (share of beats in
  *   which no note sounds).
  *
- * A part undefined for a piece (R with fewer than two bars) is left out and
- * the other weights renormalised. A piece without notes scores 0.
+ * A part undefined for a piece (R with fewer than two bars) is not dropped: it
+ * scores as often as real excerpts of that length leave it undefined. A piece
+ * without notes scores 0.
  *
  * @module
  */
@@ -24,7 +27,8 @@
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardTerm } from "../_music/components.ts";
 import { emptyBeatRate, grooveConsistency } from "../_music/metrics.ts";
-import { beatGrid, pieceEndSec, weightedMean } from "../_music/theory.ts";
+import { beatGrid, pieceEndSec } from "../_music/theory.ts";
+import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** The four parts of the rhythm score of one piece (NaN where undefined). */
@@ -39,8 +43,6 @@ export interface RhythmParts {
 export interface RhythmOptions {
   stepsPerBeat: number;
   toleranceSteps: number;
-  minNotesPerBeat: number;
-  maxNotesPerBeat: number;
 }
 
 /**
@@ -62,12 +64,7 @@ export function rhythmParts(piece: Piece, options: RhythmOptions): RhythmParts {
     firstStart = Math.min(firstStart, note.startSec);
   }
   const spanBeats = Math.max(1, grid.position(pieceEndSec(notes)) - grid.position(firstStart));
-  const perBeat = notes.length / spanBeats;
-  const density = perBeat < options.minNotesPerBeat
-    ? perBeat / options.minNotesPerBeat
-    : perBeat > options.maxNotesPerBeat
-    ? options.maxNotesPerBeat / perBeat
-    : 1;
+  const density = notes.length / spanBeats;
   return {
     onGrid: onGridCount / notes.length,
     groove: grooveConsistency(piece, { stepsPerBeat: options.stepsPerBeat }),
@@ -79,7 +76,7 @@ export function rhythmParts(piece: Piece, options: RhythmOptions): RhythmParts {
 export default definePlugin({
   name: "reward/rhythm",
   kind: "reward",
-  version: "1.0.0",
+  version: "2.0.0",
   description:
     "Rewards onsets on the beat grid, the same groove from bar to bar, a sensible note density and few empty beats",
   params: {
@@ -95,16 +92,6 @@ export default definePlugin({
       description:
         "How far from a grid step an onset may lie and still count as on it, in grid steps",
     }),
-    minNotesPerBeat: p.number({
-      default: 1,
-      min: 0,
-      description: "Lowest note density that scores full marks, in notes per beat",
-    }),
-    maxNotesPerBeat: p.number({
-      default: 8,
-      min: 0,
-      description: "Highest note density that scores full marks, in notes per beat",
-    }),
     gridWeight: p.number({
       default: 1,
       min: 0,
@@ -118,7 +105,7 @@ export default definePlugin({
     densityWeight: p.number({
       default: 1,
       min: 0,
-      description: "Weight of the note density score",
+      description: "Weight of note density (notes per beat) matched to the corpus",
     }),
     emptyBeatWeight: p.number({
       default: 1,
@@ -127,37 +114,34 @@ export default definePlugin({
     }),
   },
   create(params): RewardTerm {
-    const weights = [
-      params.gridWeight,
-      params.grooveWeight,
-      params.densityWeight,
-      params.emptyBeatWeight,
-    ];
-    if (!weights.every((w) => w >= 0) || weights.every((w) => w === 0)) {
-      throw new Error(
-        `Cannot create reward term "reward/rhythm": gridWeight, grooveWeight, densityWeight and emptyBeatWeight must be >= 0 and not all 0, received ${
-          weights.join(", ")
-        }`,
-      );
-    }
-    if (!(params.maxNotesPerBeat >= params.minNotesPerBeat)) {
-      throw new Error(
-        `Cannot create reward term "reward/rhythm": maxNotesPerBeat (${params.maxNotesPerBeat}) must be >= minNotesPerBeat (${params.minNotesPerBeat})`,
-      );
-    }
-    return {
-      score(pieces) {
-        return pieces.map((piece) => {
-          if (piece.notes.length === 0) return 0;
-          const parts = rhythmParts(piece, params);
-          return weightedMean([
-            { weight: params.gridWeight, value: parts.onGrid },
-            { weight: params.grooveWeight, value: parts.groove },
-            { weight: params.densityWeight, value: parts.density },
-            { weight: params.emptyBeatWeight, value: parts.fewEmptyBeats },
-          ], 0.5);
-        });
-      },
-    };
+    return calibratedTerm({
+      name: "reward/rhythm",
+      params,
+      specs: [
+        {
+          name: "onGrid",
+          param: "gridWeight",
+          weight: params.gridWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "groove",
+          param: "grooveWeight",
+          weight: params.grooveWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        { name: "density", weight: params.densityWeight, direction: "match", minScale: 0.1 },
+        {
+          name: "fewEmptyBeats",
+          param: "emptyBeatWeight",
+          weight: params.emptyBeatWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+      ],
+      parts: (pieces) => pieces.map((piece) => ({ ...rhythmParts(piece, params) })),
+    });
   },
 });

@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams } from "../../pipeline/testing.ts";
-import type { Note, Piece } from "../_music/types.ts";
+import { degeneratePiece } from "../../tests/_degenerate.ts";
+import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { cropPiece, pieceEndSec } from "../_music/theory.ts";
+import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
+import { corpusContext } from "./composite.ts";
 import rhythm, { type RhythmOptions, rhythmParts } from "./rhythm.ts";
 
 /** A 120 bpm 4/4 piece (0.5 s per beat, beats for 40 s) from [pitch, startBeat, lengthBeats]. */
@@ -23,47 +27,131 @@ function piece(notes: [number, number, number][]): Piece {
   };
 }
 
+/** 60 synthetic 8-bar pieces at 120 bpm, every tenth in the validation split. */
+function syntheticCorpus(): MidiCorpus {
+  const rng = createRng(11);
+  const pieces = Array.from({ length: 60 }, (_, i) => ({
+    ...generateSyntheticPiece(rng, { id: `s${i}`, bars: 8, tempoMinBpm: 120, tempoMaxBpm: 120 })
+      .piece,
+    split: i % 10 === 9 ? "validation" as const : "train" as const,
+  }));
+  return { pieces, skipped: [] };
+}
+
+/** One excerpt of `sec` seconds per piece, at a seeded offset. */
+function excerpts(pieces: readonly Piece[], sec: number, seed: number): Piece[] {
+  const rng = createRng(seed);
+  return pieces.map((p, i) => ({
+    ...cropPiece(p, {
+      startSec: rng.next() * Math.max(0, pieceEndSec(p.notes) - sec),
+      durationSec: sec,
+    }),
+    id: `x${i}`,
+  }));
+}
+
+const CORPUS = syntheticCorpus();
+const CONTEXT = corpusContext(CORPUS, 64);
+const HELD_OUT = excerpts(CORPUS.pieces.filter((p) => p.split === "validation"), 8, 3);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 const make = (overrides: Record<string, unknown> = {}) =>
   rhythm.create(defaultParams(rhythm, overrides) as Parameters<typeof rhythm.create>[0]);
+const OPTIONS = defaultParams(rhythm) as unknown as RhythmOptions;
 
-const STEADY = piece(Array.from({ length: 16 }, (_, i) => [60, i, 1] as [number, number, number]));
-
-Deno.test("reward/rhythm gives a steady quarter-note beat full marks and random onsets less", () => {
-  const rng = createRng(7);
-  const random = piece(
+/** 16 onsets at random times over 16 beats, a fifth of a beat each. */
+function randomOnsets(seed: number): Piece {
+  const rng = createRng(seed);
+  return piece(
     Array.from({ length: 16 }, () => [60, rng.next() * 16, 0.2] as [number, number, number]),
   );
-  const [steady, noisy] = make().score([STEADY, random], {});
-  assert.equal(steady, 1);
-  assert.ok(noisy < 0.8, `random onsets scored ${noisy}`);
-  const parts = rhythmParts(random, defaultParams(rhythm) as unknown as RhythmOptions);
+}
+
+Deno.test("rhythmParts() of a steady beat and of random onsets", () => {
+  const steady = piece(
+    Array.from({ length: 16 }, (_, i) => [60, i, 1] as [number, number, number]),
+  );
+  assert.deepEqual(rhythmParts(steady, OPTIONS), {
+    onGrid: 1,
+    groove: 1,
+    density: 1,
+    fewEmptyBeats: 1,
+  });
+  const parts = rhythmParts(randomOnsets(7), OPTIONS);
   assert.ok(parts.onGrid < 1 && parts.groove < 1 && parts.fewEmptyBeats < 1);
 });
 
-Deno.test("reward/rhythm matches a hand-computed golden value", () => {
-  // Onsets on beats 0, 1, 2.1 and 3, one beat each, in one bar.
+Deno.test("rhythmParts() matches a hand-computed golden value", () => {
+  // Onsets on beats 0, 1, 2.1 and 3, in one bar, the last note ending at beat 3.9.
   // On the grid: beat 2.1 is 0.4 sixteenths off (tolerance 0.15) → 3/4.
-  // Groove: one bar, undefined, left out. Density: 4 notes over 4 beats → 1.
-  // Empty beats: beats 0..3 all sound → 1. Score (3/4 + 1 + 1) / 3 = 11/12.
+  // Groove: one bar, undefined. Density: 4 notes over 3.9 beats.
+  // Empty beats: beats 0..3 all sound → 1.
   const golden = piece([[60, 0, 1], [62, 1, 1], [64, 2.1, 1], [65, 3, 0.9]]);
-  assert.ok(Math.abs(make().score([golden], {})[0] - 11 / 12) < 1e-12);
+  const parts = rhythmParts(golden, OPTIONS);
+  assert.equal(parts.onGrid, 3 / 4);
+  assert.ok(Number.isNaN(parts.groove));
+  assert.ok(Math.abs(parts.density - 4 / 3.9) < 1e-12);
+  assert.equal(parts.fewEmptyBeats, 1);
+  // A piece without notes has no parts.
+  const empty = rhythmParts(piece([]), OPTIONS);
+  assert.ok(Object.values(empty).every(Number.isNaN));
 });
 
-Deno.test("reward/rhythm penalises density outside the range smoothly", () => {
-  // 16 notes within one beat: 16 per beat, twice the maximum of 8 → 8/16.
+Deno.test("rhythmParts() density is raw notes per beat, at least one beat long", () => {
+  // 16 notes within one beat: 16 per beat.
   const crowded = piece(
     Array.from({ length: 16 }, (_, i) => [48 + i, i / 16, 1 / 16] as [number, number, number]),
   );
-  const options = defaultParams(rhythm) as unknown as RhythmOptions;
-  assert.equal(rhythmParts(crowded, options).density, 0.5);
-  // One note per 4 beats: 0.25 per beat, a quarter of the minimum → 0.25.
+  assert.equal(rhythmParts(crowded, OPTIONS).density, 16);
+  // One note of a quarter beat: the span counts as one beat.
+  assert.equal(rhythmParts(piece([[60, 0, 0.25]]), OPTIONS).density, 1);
+  // Four notes from beat 0 to beat 16: 0.25 per beat, 9 of 16 beats silent.
   const sparse = piece([[60, 0, 1], [60, 4, 1], [60, 8, 1], [60, 12, 4]]);
-  assert.equal(rhythmParts(sparse, options).density, 0.25);
-  assert.equal(rhythmParts(sparse, options).fewEmptyBeats, 1 - 9 / 16);
+  assert.equal(rhythmParts(sparse, OPTIONS).density, 0.25);
+  assert.equal(rhythmParts(sparse, OPTIONS).fewEmptyBeats, 1 - 9 / 16);
 });
 
-Deno.test("reward/rhythm gives a piece without notes 0", () => {
-  assert.deepEqual(make().score([piece([])], {}), [0]);
+Deno.test("reward/rhythm ranks held-out real music above random onsets and noise", () => {
+  const term = make();
+  const real = term.score(HELD_OUT, CONTEXT);
+  assert.ok(mean(real) > 0.8, `real ${mean(real)}`);
+  const rng = createRng(4);
+  for (const kind of ["random-notes", "clusters"] as const) {
+    const pieces = Array.from(
+      { length: 6 },
+      (_, i) => degeneratePiece(kind, { rng, durationSec: 8, id: `${kind}-${i}` }),
+    );
+    const scores = term.score(pieces, CONTEXT);
+    assert.ok(mean(scores) < mean(real) - 0.4, `${kind} ${mean(scores)} vs real ${mean(real)}`);
+  }
+  const random = term.score([1, 2, 3, 4].map(randomOnsets), CONTEXT);
+  assert.ok(mean(random) < mean(real) - 0.4, `random onsets ${mean(random)}`);
+});
+
+Deno.test("reward/rhythm matches density to the corpus from both sides", () => {
+  const term = make({ gridWeight: 0, grooveWeight: 0, emptyBeatWeight: 0 });
+  // 8 s pieces: real music (eighth-note melody over an accompaniment) against far too many
+  // notes per beat and far too few.
+  const crowded = piece(
+    Array.from(
+      { length: 256 },
+      (_, i) => [48 + (i % 24), i / 16, 1 / 16] as [number, number, number],
+    ),
+  );
+  const sparse = piece([[60, 0, 1], [62, 4, 1], [64, 8, 1], [65, 12, 4]]);
+  const [c, s] = term.score([crowded, sparse], CONTEXT);
+  const real = term.score(HELD_OUT, CONTEXT);
+  assert.ok(Math.min(...real) > 0.9, `real ${real}`);
+  assert.ok(c < 0.1, `16 notes per beat scored ${c}`);
+  assert.ok(s < 0.1, `0.25 notes per beat scored ${s}`);
+});
+
+Deno.test("reward/rhythm gives a piece without notes 0 and needs a reference corpus", () => {
+  assert.deepEqual(make().score([piece([])], CONTEXT), [0]);
+  assert.throws(
+    () => make().score([randomOnsets(1)], {}),
+    /^Error: "reward\/rhythm" is calibrated on real music: give reward\/composite \(or eval\/policies\) a "corpus" input$/,
+  );
 });
 
 Deno.test("reward/rhythm rejects invalid params", () => {
@@ -73,11 +161,7 @@ Deno.test("reward/rhythm rejects invalid params", () => {
   assert.equal(checkValue(rhythm.params.stepsPerBeat, 2.5).length, 1);
   assert.equal(checkValue(rhythm.params.toleranceSteps, 0.7).length, 1);
   assert.throws(
-    () => make({ minNotesPerBeat: 4, maxNotesPerBeat: 2 }),
-    /maxNotesPerBeat \(2\) must be >= minNotesPerBeat \(4\)/,
-  );
-  assert.throws(
     () => make({ gridWeight: 0, grooveWeight: 0, densityWeight: 0, emptyBeatWeight: 0 }),
-    /Cannot create reward term "reward\/rhythm"/,
+    /^Error: Cannot create reward term "reward\/rhythm": .* must be >= 0 and not all 0, received 0, 0, 0, 0$/,
   );
 });

@@ -1,8 +1,10 @@
 /**
  * `reward/smoothness`: melodic and dynamic smoothness of a piece, in [0, 1].
  *
- * score = (wI·I + wR·R + wV·V + wD·D) / (wI + wR + wV + wD), where the melody
- * is the piece's top line (highest note of each chord, see `topLine`):
+ * score = (wI·c(I) + wR·c(R) + wV·c(V) + wD·c(D)) / (wI + wR + wV + wD), where
+ * c() calibrates each raw part on real excerpts of the piece's length (higher
+ * is better; see `plugins/_music/calibration.ts`), and the raw parts, with the
+ * melody the piece's top line (highest note of each chord, see `topLine`), are:
  * - I, interval sizes: mean over melodic intervals of f(|Δ| semitones), with
  *   f = 1 up to `maxStepSemitones` (steps and thirds), falling linearly to 0.5
  *   at `maxLeapSemitones` (the octave), and 0 beyond it.
@@ -17,21 +19,18 @@
  *   are empty), averaged.
  *
  * A part undefined for a piece (I with one melody note, R without leaps, V
- * with fewer than two beats with onsets, D with fewer than two bars) is left
- * out and the other weights renormalised. A piece without notes scores 0.
+ * with fewer than two beats with onsets, D with fewer than two bars) is not
+ * dropped: it scores as often as real excerpts of that length leave it
+ * undefined (a piece with no leap at all is rare in piano music and scores
+ * low on R). A piece without notes scores 0.
  *
  * @module
  */
 
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardTerm } from "../_music/components.ts";
-import {
-  beatGrid,
-  beatsPerBarOf,
-  countLeapResolutions,
-  topLine,
-  weightedMean,
-} from "../_music/theory.ts";
+import { beatGrid, beatsPerBarOf, countLeapResolutions, topLine } from "../_music/theory.ts";
+import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** Options of {@linkcode smoothnessParts}; the plugin's params of the same names. */
@@ -128,7 +127,7 @@ export function smoothnessParts(piece: Piece, options: SmoothnessOptions): Smoot
 export default definePlugin({
   name: "reward/smoothness",
   kind: "reward",
-  version: "1.0.0",
+  version: "2.0.0",
   description:
     "Rewards a top line of steps and thirds with resolved leaps, and gradual changes of velocity and density",
   params: {
@@ -175,37 +174,33 @@ export default definePlugin({
     }),
   },
   create(params): RewardTerm {
-    const weights = [
-      params.intervalWeight,
-      params.resolutionWeight,
-      params.velocityWeight,
-      params.densityWeight,
-    ];
-    if (!weights.every((w) => w >= 0) || weights.every((w) => w === 0)) {
-      throw new Error(
-        `Cannot create reward term "reward/smoothness": intervalWeight, resolutionWeight, velocityWeight and densityWeight must be >= 0 and not all 0, received ${
-          weights.join(", ")
-        }`,
-      );
-    }
     if (!(params.maxLeapSemitones > params.maxStepSemitones)) {
       throw new Error(
         `Cannot create reward term "reward/smoothness": maxLeapSemitones (${params.maxLeapSemitones}) must be > maxStepSemitones (${params.maxStepSemitones})`,
       );
     }
-    return {
-      score(pieces) {
-        return pieces.map((piece) => {
-          if (piece.notes.length === 0) return 0;
-          const parts = smoothnessParts(piece, params);
-          return weightedMean([
-            { weight: params.intervalWeight, value: parts.intervals },
-            { weight: params.resolutionWeight, value: parts.leapResolution },
-            { weight: params.velocityWeight, value: parts.velocity },
-            { weight: params.densityWeight, value: parts.density },
-          ], 0.5);
-        });
-      },
-    };
+    return calibratedTerm({
+      name: "reward/smoothness",
+      params,
+      specs: [
+        {
+          name: "intervals",
+          param: "intervalWeight",
+          weight: params.intervalWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        {
+          name: "leapResolution",
+          param: "resolutionWeight",
+          weight: params.resolutionWeight,
+          direction: "higher",
+          minScale: 0.02,
+        },
+        { name: "velocity", weight: params.velocityWeight, direction: "higher", minScale: 0.02 },
+        { name: "density", weight: params.densityWeight, direction: "higher", minScale: 0.02 },
+      ],
+      parts: (pieces) => pieces.map((piece) => ({ ...smoothnessParts(piece, params) })),
+    });
   },
 });

@@ -14,12 +14,23 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type ArtifactCodec, definePlugin, p, type Piece, type Rng } from "../../mod.ts";
+import {
+  type ArtifactCodec,
+  definePlugin,
+  p,
+  type Piece,
+  type Rng,
+  type StageContext,
+} from "../../mod.ts";
+import { type BatchStats, batchStats, collapseReason } from "../_music/collapse.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import type { Split } from "../_music/types.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
 import { type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
+
+/** Collapsed batches seen per run and stage label, so a loop warns once and notes the span. */
+const collapses = new Map<string, { first: number; last: number; episodes: number }>();
 
 /** Settings of {@link samplePolicy}. */
 export interface SampleOptions {
@@ -524,12 +535,15 @@ export default definePlugin({
     const pieces = sample.tokens.map((t, i) => tokenizer.decode(t, { id: `${prefix}-${i}` }));
     const meanLogProb = sample.logProbs.reduce((a, l) => a + l.reduce((x, y) => x + y, 0), 0) /
       Math.max(1, sampled);
+    const stats = batchStats(pieces, { meanLogProb: sampled > 0 ? meanLogProb : undefined });
     ctx.metrics(ctx.iteration ?? 0, {
       "rollout/tokens": sampled,
       "rollout/tokensPerSec": sampled / Math.max(sec, 1e-9),
       "rollout/meanLogProb": meanLogProb,
-      "rollout/meanNotes": pieces.reduce((a, q) => a + q.notes.length, 0) / pieces.length,
+      "rollout/meanNotes": stats.notesPerPiece,
+      "rollout/distinctNgrams": stats.distinctNgramRatio,
     });
+    flagCollapse(ctx, stats, params.length);
     // Inside a loop this would print every episode; the loop's progress line shows the figures.
     (ctx.iteration === undefined ? ctx.log.info : ctx.log.debug)(
       `Sampled ${sampled} tokens in ${sec.toFixed(1)} s (${Math.round(sampled / sec)} tok/s)`,
@@ -547,3 +561,27 @@ export default definePlugin({
     return { rollouts };
   },
 });
+
+/**
+ * Warns (once per run and stage) and notes in the manifest when the sampled
+ * batch looks collapsed: see plugins/_music/collapse.ts for the signs.
+ */
+function flagCollapse(ctx: StageContext, stats: BatchStats, tokensSampled: number): void {
+  const reason = collapseReason(stats, { tokensSampled });
+  if (reason === undefined) return;
+  const episode = (ctx.iteration ?? 0) + 1;
+  const where = `${ctx.runDir}\0${ctx.stage}`;
+  const seen = collapses.get(where);
+  const span = seen
+    ? { first: seen.first, last: episode, episodes: seen.episodes + 1 }
+    : { first: episode, last: episode, episodes: 1 };
+  collapses.set(where, span);
+  if (!seen) {
+    ctx.log.warn(
+      `The policy looks collapsed${
+        ctx.iteration === undefined ? "" : ` at episode ${episode}`
+      }: ${reason}; if it is being fine-tuned, lower the update's learning rate or raise its klCoef`,
+    );
+  }
+  ctx.note("collapse", { ...span, reason });
+}

@@ -221,3 +221,34 @@ Deno.test("rollout/sample runs on a checkpoint, primes from a corpus and round-t
     /primerLen is 3 but no "primer" input is connected/,
   );
 });
+
+Deno.test("rollout/sample flags a collapsed policy once per run, in the log and the manifest notes", async () => {
+  const tokenizer = createPerformanceTokenizer();
+  const spec = { use: "tokenizer/performance", with: {} };
+  const model = lstm.create(defaultParams(lstm, { embedDim: 8, hiddenDim: 8 }) as never)
+    .build(tokenizer.vocabSize, 2);
+  // The output bias makes one TIME_SHIFT token certain: the policy writes no notes at all.
+  const bias = model.variables.get("output/bias")!;
+  const values = new Float32Array(tokenizer.vocabSize);
+  values[300] = 60;
+  bias.assign(tf.tensor1d(values));
+  const ckpt = await checkpointFromModel(model, { tokenizer: spec, step: 1 });
+  model.dispose();
+  const ctx = testContext({ seed: 4 });
+  const params = defaultParams(plugin, { count: 4, length: 32 });
+  for (const iteration of [0, 1]) {
+    await plugin.run({ ...ctx, iteration }, { model: ckpt }, params as never);
+  }
+  const warnings = ctx.logs.filter((l) => l.level === "warn");
+  assert.equal(warnings.length, 1);
+  assert.match(
+    warnings[0].message,
+    /^The policy looks collapsed at episode 1: 0\.0 notes per piece in 32 tokens .*; a mean log-probability of -?0\.0000 per token/,
+  );
+  assert.deepEqual(
+    { ...(ctx.notes.collapse as Record<string, unknown>), reason: undefined },
+    { first: 1, last: 2, episodes: 2, reason: undefined },
+  );
+  assert.equal(ctx.recorded[0].values["rollout/meanNotes"], 0);
+  assert.ok(Number.isNaN(ctx.recorded[0].values["rollout/distinctNgrams"]));
+});

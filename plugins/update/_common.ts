@@ -40,6 +40,19 @@ export const updateParams = {
     description:
       "Weight of KL(policy || reference) per token; needs the reference input (RL Tuner)",
   }),
+  klTarget: p.number({
+    default: 0,
+    min: 0,
+    description:
+      "Target KL per token for the adaptive KL controller (Ziegler et al. 2019): β grows when KL is above it, shrinks below; 0 keeps klCoef fixed",
+  }),
+  klGain: p.number({
+    default: 0.1,
+    min: 0,
+    max: 1,
+    description:
+      "Gain K of the adaptive KL controller: β ← β·(1 + K·clip((KL − target)/target, ±0.2))",
+  }),
   clipNorm: p.number({ default: 1, min: 0, description: "Global gradient-norm clip (0 = off)" }),
   advantage: p.string({
     default: "per-term",
@@ -49,7 +62,25 @@ export const updateParams = {
   }),
   normalizeAdvantages: p.boolean({
     default: true,
-    description: "Divide advantages by their standard deviation in the batch",
+    description:
+      "Standardise advantages in the batch: subtract the batch mean, divide by max(batch standard deviation, advantageStdFloor); off: subtract the EMA baseline only",
+  }),
+  advantageStdFloor: p.number({
+    default: 0.01,
+    min: 1e-6,
+    description:
+      "Floor of the batch standard deviation when standardising (a term constant in the batch gives 0 advantage)",
+  }),
+  importanceWeights: p.string({
+    default: "truncated",
+    enum: ["truncated", "off"],
+    description:
+      "Rollouts sampled with temperature/top-k/top-p are off-policy: truncated = weight each token by min(rhoMax, π/q); off = refuse them with an error",
+  }),
+  rhoMax: p.number({
+    default: 1,
+    min: 0,
+    description: "Truncation of the importance weights (1: never up-weight a token)",
   }),
   weightDecay: p.number({ default: 0, min: 0, description: "AdamW decoupled weight decay" }),
   microBatch: p.integer({

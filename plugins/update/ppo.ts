@@ -43,8 +43,8 @@ export default definePlugin({
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } =
-      await prepareUpdate(inputs, params);
+    const prepared = await prepareUpdate(inputs, params);
+    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } = prepared;
     // Log-probs of the policy before this update: [rows][time].
     const oldLogProb = tf.tidy(() => {
       const inputsT = tf.tensor2d(batch.inputs, undefined, "int32");
@@ -57,7 +57,12 @@ export default definePlugin({
     let clipSum = 0;
     for (let epoch = 0; epoch < params.epochs; epoch++) {
       if (ctx.signal.aborted) break;
-      pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
+      pass = await gradientStep(trainable, batch, reference, prepared.params, (
+        logProb,
+        mask,
+        rows,
+        rho,
+      ) => {
         const oldT = tf.tensor2d(rows.map((i) => old[i])); // [b, T]
         const advT = tf.tensor2d(rows.map((i) => [advantages[i]])); // [b, 1]
         const ratio = tf.exp(tf.sub(logProb, oldT)); // [b, T]
@@ -67,7 +72,8 @@ export default definePlugin({
           tf.mul(tf.cast(tf.greater(tf.abs(tf.sub(ratio, 1)), params.clipRatio), "float32"), mask),
         );
         return {
-          loss: tf.neg(tf.sum(tf.mul(surrogate, mask))) as tf.Scalar,
+          // ρ: truncated importance weight of the sampling distribution (1 on-policy).
+          loss: tf.neg(tf.sum(tf.mul(tf.mul(surrogate, mask), rho))) as tf.Scalar,
           clipped: clipped as tf.Scalar,
         };
       });
@@ -79,6 +85,7 @@ export default definePlugin({
       rewards,
       pass: pass!,
       log: ctx.log,
+      params: prepared.params,
       extra: { "ppo/clipFraction": clipSum / params.epochs },
     });
     return { model };

@@ -3,10 +3,13 @@
  * penalty to the pretrained policy.
  *
  *   ∇J = E[(R − b) ∇ log π(a|s)]   (Williams 1992)
- *   loss = −Σ_t (R − b)·log π(a_t|s_t) − c_H·H(π(·|s_t)) + c_KL·KL(π(·|s_t) ‖ π_ref(·|s_t)),
+ *   loss = −Σ_t ρ_t·A·log π(a_t|s_t) − c_H·H(π(·|s_t)) + β·KL(π(·|s_t) ‖ π_ref(·|s_t)),
  *
- * averaged over the sampled tokens of the batch; b is an exponential moving
- * average of the batch mean reward (`baselineBeta`). Without a KL or prior
+ * averaged over the sampled tokens of the batch; A is the advantage
+ * (standardised in the batch, see `computeAdvantages`), ρ_t a truncated
+ * importance weight when the rollouts were not sampled from the policy itself
+ * (temperature, top-k, top-p), and β the KL coefficient, fixed or adapted to a
+ * target KL per token (`klTarget`, Ziegler et al. 2019). Without a KL or prior
  * term the policy collapses to noise (Jaques et al. 2017, RL Tuner), so the KL
  * term is on by default. See `plugins/_tf/policy_gradient.ts`.
  *
@@ -27,18 +30,27 @@ export default definePlugin({
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } =
-      await prepareUpdate(inputs, params);
-    const pass = await gradientStep(trainable, batch, reference, params, (logProb, mask, rows) => {
-      const weights = tf.tensor2d(rows.map((i) => [advantages[i]])); // [b, 1]
-      // −Σ A·log π over scored tokens.
-      return { loss: tf.neg(tf.sum(tf.mul(tf.mul(logProb, mask), weights))) as tf.Scalar };
-    });
+    const prepared = await prepareUpdate(inputs, params);
+    const { ckpt, rewards, trainable, reference, advantages, baselines, batch } = prepared;
+    const pass = await gradientStep(
+      trainable,
+      batch,
+      reference,
+      prepared.params,
+      (logProb, mask, rows, rho) => {
+        const weights = tf.tensor2d(rows.map((i) => [advantages[i]])); // [b, 1]
+        // −Σ ρ·A·log π over scored tokens (ρ = 1 on-policy).
+        return {
+          loss: tf.neg(tf.sum(tf.mul(tf.mul(tf.mul(logProb, mask), rho), weights))) as tf.Scalar,
+        };
+      },
+    );
     const model = await finishUpdate(ctx, trainable, ckpt, {
       baselines,
       rewards,
       pass,
       log: ctx.log,
+      params: prepared.params,
     });
     return { model };
   },

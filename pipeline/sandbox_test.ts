@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadGraph } from "./graph.ts";
+import { sandboxFlags, sandboxPlan } from "./sandbox.ts";
+import { registry } from "../plugins/registry.ts";
+
+const project = fileURLToPath(new URL("..", import.meta.url));
+const config = `${project}configs/pipeline.yaml`;
+
+Deno.test("sandboxPlan() grants the default graph the project, its runs, FluidSynth and OpenBLAS", async () => {
+  const graph = await loadGraph(config, { registry });
+  const plan = sandboxPlan(graph, { runsDir: "runs", projectRoot: project });
+  assert.deepEqual(plan.write, [resolve("runs")]);
+  assert.ok(plan.read.includes(resolve(project)) && plan.read.includes(resolve("runs")));
+  assert.ok(plan.read.includes("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "system SoundFonts");
+  assert.deepEqual(plan.run, ["fluidsynth"]);
+  assert.ok(plan.env.includes("HARMONYRL_SOUNDFONT") && plan.env.includes("XDG_RUNTIME_DIR"));
+  assert.equal(plan.ffi, true);
+  const flags = sandboxFlags(plan);
+  assert.equal(flags[0], "--no-prompt");
+  assert.ok(flags.includes(`--allow-write=${resolve("runs")}`));
+  assert.ok(flags.includes("--allow-run=fluidsynth"));
+  assert.ok(!flags.some((f) => f.startsWith("--allow-net") || f === "--allow-all"));
+});
+
+Deno.test("sandboxPlan() adds the graph's data and export folders, and drops what the graph does not use", async () => {
+  const graph = await loadGraph(config, {
+    registry,
+    overrides: [
+      "backend=cpu",
+      "stages.load={use: load/midi-dir, with: {dir: data/in}}",
+      "stages.export.with.dir=out/midi",
+      "stages.report.with.audio=false",
+    ],
+  });
+  const plan = sandboxPlan(graph, { runsDir: "/tmp/runs", projectRoot: project });
+  assert.deepEqual(plan.write, ["/tmp/runs", resolve("out/midi")].sort());
+  assert.ok(plan.read.includes(resolve("data/in")));
+  assert.ok(plan.read.includes(resolve("out/midi")));
+  assert.deepEqual(plan.run, []);
+  assert.equal(plan.ffi, false);
+  assert.deepEqual(plan.env, ["LOG_STREAM", "LOG_TOKENS"]);
+  assert.throws(
+    () => sandboxFlags({ ...plan, read: ["/data/a,b"] }),
+    /Cannot run in the sandbox: "\/data\/a,b" holds a comma/,
+  );
+});
