@@ -485,7 +485,7 @@ function signalNumber(signal: Deno.Signal): number {
 /** `run` in the sandbox: plan in a read-only child, then run in a child with only what it needs. */
 async function sandboxedRun(args: string[], runsDir: string): Promise<number> {
   const nonce = crypto.randomUUID();
-  const env = [SANDBOX_ENV, "HARMONYRL_SOUNDFONT", "LOG_TOKENS", "LOG_STREAM"].join(",");
+  const env = [SANDBOX_ENV, "HARMONYRL_SOUNDFONT", "LOG_TOKENS", "LOG_STREAM", "PATH"].join(",");
   const planned = await child(["--no-prompt", "--allow-read", `--allow-env=${env}`], args, {
     env: { [SANDBOX_ENV]: "plan" },
     stdin: nonce,

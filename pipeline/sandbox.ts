@@ -22,10 +22,28 @@
  * @module
  */
 
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Graph, ResolvedComponent, StageNode } from "./graph.ts";
 import type { Plugin, PluginPermissions } from "./plugin.ts";
 import type { ParamsSchema } from "./schema.ts";
+
+/** True when an executable of that name is in one of the PATH folders. */
+export function onPath(name: string): boolean {
+  let path = "";
+  try {
+    path = Deno.env.get("PATH") ?? "";
+  } catch {
+    return true; // no right to read PATH here: keep the program, as declared
+  }
+  const folders = path.split(Deno.build.os === "windows" ? ";" : ":");
+  return folders.some((folder) => {
+    try {
+      return folder !== "" && Deno.statSync(join(folder, name)).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
 
 /** What a run of a graph may touch. */
 export interface SandboxPlan {
@@ -125,7 +143,15 @@ export function sandboxPlan(
   }
   for (const path of write) read.add(path);
   const sorted = (set: Set<string>) => [...set].sort();
-  return { read: sorted(read), write: sorted(write), run: sorted(run), env: sorted(env), ffi };
+  // A program that is not installed is left out: Deno would print a notice for it at every start.
+  const installed = [...run].filter((name) => isAbsolute(name) || onPath(name));
+  return {
+    read: sorted(read),
+    write: sorted(write),
+    run: sorted(new Set(installed)),
+    env: sorted(env),
+    ffi,
+  };
 }
 
 /**
