@@ -49,6 +49,7 @@ import {
   constantVariable,
   dropout,
   normalVariable,
+  packTensors,
   sumRows,
   type TensorData,
 } from "./model.ts";
@@ -697,19 +698,7 @@ interface CriticIndex {
 export const criticCodec: ArtifactCodec<Critic> = {
   async save(critic, dir) {
     assertLittleEndian("critic");
-    const entries: Array<[string, TensorData]> = Object.entries(critic.weights);
-    if (critic.optimizer) {
-      for (const [n, t] of Object.entries(critic.optimizer.m)) entries.push([OPT_M + n, t]);
-      for (const [n, t] of Object.entries(critic.optimizer.v)) entries.push([OPT_V + n, t]);
-    }
-    let total = 0;
-    const tensors = entries.map(([name, t]) => {
-      const entry = { name, shape: [...t.shape], offset: total, length: t.data.length };
-      total += t.data.length;
-      return entry;
-    });
-    const data = new Float32Array(total);
-    entries.forEach(([, t], i) => data.set(t.data, tensors[i].offset));
+    const { tensors, data } = packTensors(critic.weights, critic.optimizer);
     const index: CriticIndex = {
       format: FORMAT,
       version: VERSION,

@@ -595,11 +595,22 @@ interface CheckpointIndex {
 const OPT_M = "optimizer/m/";
 const OPT_V = "optimizer/v/";
 
-function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
-  const entries: [string, TensorData][] = Object.entries(ckpt.weights);
-  if (ckpt.optimizer) {
-    for (const [n, t] of Object.entries(ckpt.optimizer.m)) entries.push([OPT_M + n, t]);
-    for (const [n, t] of Object.entries(ckpt.optimizer.v)) entries.push([OPT_V + n, t]);
+/**
+ * Packs weights and, when given, AdamW moments (named `optimizer/m/<name>`,
+ * `optimizer/v/<name>`) into one Float32Array with an index of where each
+ * tensor lies: the layout of every weights file (models and critics).
+ */
+export function packTensors(
+  weights: Record<string, TensorData>,
+  optimizer?: { m: Record<string, TensorData>; v: Record<string, TensorData> },
+): {
+  tensors: Array<{ name: string; shape: number[]; offset: number; length: number }>;
+  data: Float32Array;
+} {
+  const entries: [string, TensorData][] = Object.entries(weights);
+  if (optimizer) {
+    for (const [n, t] of Object.entries(optimizer.m)) entries.push([OPT_M + n, t]);
+    for (const [n, t] of Object.entries(optimizer.v)) entries.push([OPT_V + n, t]);
   }
   let total = 0;
   const tensors = entries.map(([name, t]) => {
@@ -609,6 +620,11 @@ function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: 
   });
   const data = new Float32Array(total);
   entries.forEach(([, t], i) => data.set(t.data, tensors[i].offset));
+  return { tensors, data };
+}
+
+function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
+  const { tensors, data } = packTensors(ckpt.weights, ckpt.optimizer);
   const index: CheckpointIndex = {
     format: "harmonyrl-model",
     version: 1,

@@ -6,7 +6,6 @@ import type { WeightedComponent } from "../../pipeline/schema.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
 import { ReferenceCorpus } from "../_music/reference.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { registry } from "../registry.ts";
@@ -22,6 +21,7 @@ import harmony from "./harmony.ts";
 import novelty from "./novelty.ts";
 import rhythm from "./rhythm.ts";
 import smoothness from "./smoothness.ts";
+import { mean, syntheticCorpus } from "./_testing.ts";
 
 function melody(pitches: number[], id: string): Piece {
   return {
@@ -156,17 +156,6 @@ Deno.test("reward/composite scores rollouts, passes train pieces and logs metric
   assert.equal(seen[1], seen[0]);
 });
 
-/** 40 synthetic 8-bar pieces at 120 bpm, every tenth in the validation split. */
-function syntheticCorpus(): MidiCorpus {
-  const rng = createRng(11);
-  const pieces = Array.from({ length: 40 }, (_, i) => ({
-    ...generateSyntheticPiece(rng, { id: `s${i}`, bars: 8, tempoMinBpm: 120, tempoMaxBpm: 120 })
-      .piece,
-    split: i % 10 === 9 ? "validation" as const : "train" as const,
-  }));
-  return { pieces, skipped: [] };
-}
-
 Deno.test("reward/composite runs the five default terms on real plugins", async () => {
   assert.deepEqual(composite.params.terms.default, DEFAULT_TERMS);
   assert.deepEqual(DEFAULT_TERMS.map((t) => [t.use, t.weight]), [
@@ -183,7 +172,7 @@ Deno.test("reward/composite runs the five default terms on real plugins", async 
   const ctx = testContext();
   const out = await composite.run(
     ctx,
-    { rollouts: { pieces: PIECES }, corpus: syntheticCorpus() },
+    { rollouts: { pieces: PIECES }, corpus: syntheticCorpus(40) },
     { terms, minNotes: 0, excerptsPerBucket: 16 },
   );
   const rewards = out.rewards as Rewards;
@@ -212,7 +201,7 @@ Deno.test("reward/composite without a corpus says that calibrated terms need one
 });
 
 Deno.test("corpusContext() gives the train pieces and one reference corpus per corpus and count", () => {
-  const corpus = syntheticCorpus();
+  const corpus = syntheticCorpus(40);
   const context = corpusContext(corpus, 32);
   assert.deepEqual(
     context.corpus!.map((p) => p.id),
@@ -224,7 +213,7 @@ Deno.test("corpusContext() gives the train pieces and one reference corpus per c
   assert.equal(context.reference!.heldOut.length, 4);
   assert.equal(corpusContext(corpus, 32), context);
   assert.notEqual(corpusContext(corpus, 64).reference, context.reference);
-  assert.notEqual(corpusContext(syntheticCorpus(), 32), context);
+  assert.notEqual(corpusContext(syntheticCorpus(40), 32), context);
   assert.equal(corpusContext(corpus).reference!.excerptsPerBucket, 192);
 });
 
@@ -330,7 +319,6 @@ Deno.test("reward sanity: held-out real music ranks first on the default graph's
         (byTerm[key] ??= []).push(...scores);
       }
     }
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     meanTotal[name] = mean(totals);
     meanTerms[name] = Object.fromEntries(Object.entries(byTerm).map(([k, v]) => [k, mean(v)]));
   }

@@ -5,7 +5,7 @@ import { defaultParams } from "../../pipeline/testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
 import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
-import type { MidiCorpus, Piece } from "../_music/types.ts";
+import type { Piece } from "../_music/types.ts";
 import { corpusContext } from "./composite.ts";
 import novelty, {
   corpusNgramSet,
@@ -13,6 +13,7 @@ import novelty, {
   type NoveltyOptions,
   noveltyParts,
 } from "./novelty.ts";
+import { excerpts, mean, syntheticCorpus } from "./_testing.ts";
 
 /** A monophonic 120 bpm piece: one quarter note per pitch. */
 function melody(pitches: number[], id = "p"): Piece {
@@ -30,35 +31,11 @@ function melody(pitches: number[], id = "p"): Piece {
   };
 }
 
-/** `count` synthetic 8-bar pieces at 120 bpm, every tenth in the validation split (or none). */
-function syntheticCorpus(count: number, validation = true): MidiCorpus {
-  const rng = createRng(11);
-  const pieces = Array.from({ length: count }, (_, i) => ({
-    ...generateSyntheticPiece(rng, { id: `s${i}`, bars: 8, tempoMinBpm: 120, tempoMaxBpm: 120 })
-      .piece,
-    split: validation && i % 10 === 9 ? "validation" as const : "train" as const,
-  }));
-  return { pieces, skipped: [] };
-}
-
-/** One excerpt of `sec` seconds per piece, at a seeded offset. */
-function excerpts(pieces: readonly Piece[], sec: number, seed: number): Piece[] {
-  const rng = createRng(seed);
-  return pieces.map((p, i) => ({
-    ...cropPiece(p, {
-      startSec: rng.next() * Math.max(0, pieceEndSec(p.notes) - sec),
-      durationSec: sec,
-    }),
-    id: `x${i}`,
-  }));
-}
-
 const CORPUS = syntheticCorpus(80);
 const CONTEXT = corpusContext(CORPUS, 64);
 const TRAIN = CORPUS.pieces.filter((p) => p.split === "train");
 const HELD_OUT = excerpts(CORPUS.pieces.filter((p) => p.split === "validation"), 8, 3);
 const COPIES = excerpts(TRAIN.slice(0, HELD_OUT.length), 8, 4);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const make = (overrides: Record<string, unknown> = {}) =>
   novelty.create(defaultParams(novelty, overrides) as Parameters<typeof novelty.create>[0]);

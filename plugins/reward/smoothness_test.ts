@@ -3,15 +3,14 @@ import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams } from "../../pipeline/testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
-import { cropPiece, pieceEndSec } from "../_music/theory.ts";
-import type { MidiCorpus, Piece } from "../_music/types.ts";
+import type { Piece } from "../_music/types.ts";
 import { corpusContext } from "./composite.ts";
 import smoothness, {
   intervalScore,
   type SmoothnessOptions,
   smoothnessParts,
 } from "./smoothness.ts";
+import { excerpts, mean, syntheticCorpus } from "./_testing.ts";
 
 /** A monophonic 120 bpm 4/4 piece: one quarter note per pitch, velocities optional. */
 function melody(pitches: number[], velocities: number[] = []): Piece {
@@ -29,33 +28,9 @@ function melody(pitches: number[], velocities: number[] = []): Piece {
   };
 }
 
-/** 60 synthetic 8-bar pieces at 120 bpm, every tenth in the validation split. */
-function syntheticCorpus(): MidiCorpus {
-  const rng = createRng(11);
-  const pieces = Array.from({ length: 60 }, (_, i) => ({
-    ...generateSyntheticPiece(rng, { id: `s${i}`, bars: 8, tempoMinBpm: 120, tempoMaxBpm: 120 })
-      .piece,
-    split: i % 10 === 9 ? "validation" as const : "train" as const,
-  }));
-  return { pieces, skipped: [] };
-}
-
-/** One excerpt of `sec` seconds per piece, at a seeded offset. */
-function excerpts(pieces: readonly Piece[], sec: number, seed: number): Piece[] {
-  const rng = createRng(seed);
-  return pieces.map((p, i) => ({
-    ...cropPiece(p, {
-      startSec: rng.next() * Math.max(0, pieceEndSec(p.notes) - sec),
-      durationSec: sec,
-    }),
-    id: `x${i}`,
-  }));
-}
-
 const CORPUS = syntheticCorpus();
 const CONTEXT = corpusContext(CORPUS, 64);
 const HELD_OUT = excerpts(CORPUS.pieces.filter((p) => p.split === "validation"), 8, 3);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const make = (overrides: Record<string, unknown> = {}) =>
   smoothness.create(
