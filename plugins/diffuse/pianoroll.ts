@@ -55,7 +55,7 @@ import { definePlugin, p } from "../../mod.ts";
 import type { StageContext } from "../../mod.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import { clashRate, dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
-import { judgeNotes } from "../_music/note_judge.ts";
+import { judgeNotes, type JudgeOptions } from "../_music/note_judge.ts";
 import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
 import {
   type GridNote,
@@ -378,20 +378,14 @@ export default definePlugin({
 });
 
 /** Params of `diffuse/pianoroll` (see its schema). */
-export interface RefineParams {
+export interface RefineParams
+  extends Omit<JudgeOptions, "keyWindowSec" | "supportWindowSec" | "evidence"> {
   strength: number;
   steps: number;
   samples: number;
   preserve: string;
   threshold: number;
   batchSize: number;
-  keyWeight: number;
-  clashWeight: number;
-  supportWeight: number;
-  modelWeight: number;
-  moveCost: number;
-  removeCost: number;
-  maxMoveSemitones: number;
 }
 
 /** What `diffuse/pianoroll` returns. */

@@ -47,9 +47,6 @@ export interface CalibratedTermOptions {
   ): Record<string, number>[];
 }
 
-/** Real excerpts are measured in batches of this size (batch-level parts such as variety). */
-export const CALIBRATION_BATCH = EXCERPT_BLOCK;
-
 /**
  * Calibrations of a term's parts for one length bucket, memoised on the reference.
  *
@@ -69,8 +66,9 @@ export function calibrationsFor(
       if (specs.length === 0) continue;
       const excerpts = reference.excerpts(bucketSec, source);
       const raw: Record<string, number>[] = [];
-      for (let i = 0; i < excerpts.length; i += CALIBRATION_BATCH) {
-        const batch = excerpts.slice(i, i + CALIBRATION_BATCH);
+      // In blocks of distinct pieces, as they were drawn (batch-level parts such as variety).
+      for (let i = 0; i < excerpts.length; i += EXCERPT_BLOCK) {
+        const batch = excerpts.slice(i, i + EXCERPT_BLOCK);
         raw.push(...options.parts(batch, context, "reference", source));
       }
       for (const spec of specs) out[spec.name] = calibratePart(raw.map((r) => r[spec.name]), spec);
@@ -108,10 +106,16 @@ export function calibratedTerm(options: CalibratedTermOptions): RewardTerm {
         );
       }
       const raw = options.parts(pieces, context, "scored", "train");
+      // One memo lookup per length bucket of the batch, not per piece (its key serialises params).
+      const byBucket = new Map<number, Record<string, PartCalibration>>();
       return pieces.map((piece, i) => {
         if (piece.notes.length === 0) return 0;
         const bucket = bucketOf(pieceDurationSec(piece));
-        const calibrations = calibrationsFor(options, reference, context, bucket);
+        let calibrations = byBucket.get(bucket);
+        if (!calibrations) {
+          calibrations = calibrationsFor(options, reference, context, bucket);
+          byBucket.set(bucket, calibrations);
+        }
         return combineParts(raw[i], options.specs, calibrations);
       });
     },
