@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { writeFileAtomic } from "../../pipeline/cache.ts";
-import type { RewardContext, RewardTerm, TokenCorpus } from "../_music/components.ts";
+import type { RewardTerm, TokenCorpus } from "../_music/components.ts";
 import {
   distinctNgramRatio,
   excessiveRepeatRate,
@@ -29,7 +29,7 @@ import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
-import { corpusContext, DEFAULT_TERMS, scoreWithTerms } from "../reward/composite.ts";
+import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
 import { samplePolicy } from "../rollout/sample.ts";
@@ -207,7 +207,7 @@ export default definePlugin({
     const tokenizer = await createTokenizerFromSpec(finetunedCkpt.tokenizer);
     const reference = await modelFor(pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
-    const context: RewardContext = corpus ? corpusContext(corpus) : {};
+    const context = stageContext({ corpus });
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
     const evaluation: PolicyEvaluation = {
       samples: params.samples,

@@ -15,9 +15,8 @@
 import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { writeFileAtomic } from "../../pipeline/cache.ts";
-import type { RewardContext } from "../_music/components.ts";
 import type { MidiCorpus } from "../_music/types.ts";
-import { corpusContext, DEFAULT_TERMS, scoreWithTerms } from "../reward/composite.ts";
+import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 
 /** One entry of `scores.json`. */
 export type PieceScore = { id: string; total: number } & Record<string, number | string>;
@@ -71,10 +70,7 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const pieces = (inputs.pieces as MidiCorpus).pieces;
     if (pieces.length === 0) throw new Error('Cannot score pieces: input "pieces" is empty');
-    const context: RewardContext = {
-      ...corpusContext(inputs.corpus as MidiCorpus, params.excerptsPerBucket),
-    };
-    if (inputs.critic !== undefined) context.critic = inputs.critic;
+    const context = stageContext(inputs, params.excerptsPerBucket);
     const entries: PieceScore[] = [];
     for (let start = 0; start < pieces.length; start += params.batchSize) {
       if (ctx.signal.aborted) throw new Error("Interrupted");

@@ -56,6 +56,24 @@ export function corpusContext(corpus: MidiCorpus, excerptsPerBucket = 192): Rewa
   return context;
 }
 
+/**
+ * The context a stage's reward terms see: the corpus's context (when a corpus
+ * input is given) and the critic (when one is given).
+ *
+ * @param inputs The stage's `corpus` and `critic` inputs, either may be absent.
+ * @param excerptsPerBucket Calibration excerpts per length bucket.
+ * @returns A new context object (the memoised corpus context is not modified).
+ */
+export function stageContext(
+  inputs: { corpus?: unknown; critic?: unknown },
+  excerptsPerBucket = 192,
+): RewardContext {
+  const corpus = inputs.corpus as MidiCorpus | undefined;
+  const context: RewardContext = corpus ? { ...corpusContext(corpus, excerptsPerBucket) } : {};
+  if (inputs.critic !== undefined) context.critic = inputs.critic;
+  return context;
+}
+
 /** Keys the composite logs itself (`reward/total`, `reward/lengthFactor`): no term may take them. */
 const OWN_KEYS = ["total", "lengthFactor"];
 
@@ -217,11 +235,7 @@ export default definePlugin({
         throw new Error('Cannot score rollouts: input "rollouts" has no "pieces" list');
       }
       const pieces = rollouts.pieces as Piece[];
-      const corpus = inputs.corpus as MidiCorpus | undefined;
-      const context: RewardContext = corpus
-        ? { ...corpusContext(corpus, params.excerptsPerBucket) }
-        : {};
-      if (inputs.critic !== undefined) context.critic = inputs.critic;
+      const context = stageContext(inputs, params.excerptsPerBucket);
       const rewards = scoreWithTerms(pieces, params.terms, context, { minNotes: params.minNotes });
       const logged: Record<string, number> = {};
       for (const [key, scores] of Object.entries(rewards.terms)) {
