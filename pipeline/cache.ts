@@ -97,6 +97,12 @@ export async function hashDir(dir: string): Promise<string> {
   return (await sha256(parts.join("\n"))).slice(0, 24);
 }
 
+/** At most six changes, then how many more: a reason stays one readable line. */
+function firstChanges(changes: readonly string[]): string {
+  const shown = changes.slice(0, 6).join(", ");
+  return changes.length > 6 ? `${shown} and ${changes.length - 6} more` : shown;
+}
+
 /** Explains, in one line, why `now` differs from `before`. */
 export function explainChange(before: KeyParts | undefined, now: KeyParts): string {
   if (!before) return "no cached result";
@@ -105,7 +111,7 @@ export function explainChange(before: KeyParts | undefined, now: KeyParts): stri
   if (before.version !== now.version) reasons.push(`version ${before.version} -> ${now.version}`);
   if (before.seed !== now.seed) reasons.push(`seed ${before.seed} -> ${now.seed}`);
   const changedParams = diffKeys(before.params, now.params);
-  if (changedParams.length > 0) reasons.push(`params changed: ${changedParams.join(", ")}`);
+  if (changedParams.length > 0) reasons.push(`params changed: ${firstChanges(changedParams)}`);
   const inputs = new Set([...Object.keys(before.inputs), ...Object.keys(now.inputs)]);
   const changedInputs = [...inputs].filter((k) => before.inputs[k] !== now.inputs[k]);
   if (changedInputs.length > 0) reasons.push(`input changed: ${changedInputs.join(", ")}`);
@@ -115,7 +121,7 @@ export function explainChange(before: KeyParts | undefined, now: KeyParts): stri
     // A loop's body (its stages' params) or a user plugin's source hash.
     const changed = typeof now.extra === "object" ? diffKeys(before.extra, now.extra) : [];
     reasons.push(
-      changed.length > 0 ? `loop changed: ${changed.join(", ")}` : "plugin source changed",
+      changed.length > 0 ? `loop changed: ${firstChanges(changed)}` : "plugin source changed",
     );
   }
   return reasons.length > 0 ? reasons.join("; ") : "no cached result";

@@ -26,6 +26,7 @@ const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
   "model/transformer": () => import("./model/transformer.ts"),
   "pretrain/supervised": () => import("./pretrain/supervised.ts"),
   "report/html": () => import("./report/html.ts"),
+  "reward/batch-match": () => import("./reward/batch_match.ts"),
   "reward/composite": () => import("./reward/composite.ts"),
   "reward/corpus-match": () => import("./reward/corpus_match.ts"),
   "reward/discriminator": () => import("./reward/discriminator.ts"),

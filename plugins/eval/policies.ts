@@ -28,11 +28,15 @@ import {
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
 import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
+import { spreadWindows } from "../_music/token_corpus.ts";
 import { modelFor } from "../_tf/policy_gradient.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
 import { samplePolicy } from "../rollout/sample.ts";
+
+/** Validation windows scored per forward pass. */
+const NLL_BATCH = 32;
 
 /** The evaluation table: metric name to value, per policy. */
 export interface PolicyEvaluation {
@@ -77,31 +81,28 @@ async function meanKl(
   return count === 0 ? NaN : total / count;
 }
 
-/** Mean NLL per token (nats) over non-overlapping windows of the validation split. */
+/**
+ * Mean NLL per token (nats) over non-overlapping windows spread evenly over
+ * the whole validation split (as pretraining's validation picks them).
+ */
 async function validationNll(
   model: SequenceModel,
   corpus: TokenCorpus,
   options: { seqLen: number; windows: number },
 ): Promise<number> {
-  const windows: number[][] = [];
-  for (let i = 0; i < corpus.ids.length && windows.length < options.windows; i++) {
-    if (corpus.splits[i] !== "validation") continue;
-    const seq = corpus.tokens.subarray(corpus.offsets[i], corpus.offsets[i + 1]);
-    for (
-      let at = 0;
-      at + options.seqLen + 1 <= seq.length && windows.length < options.windows;
-      at += options.seqLen
-    ) {
-      windows.push(Array.from(seq.subarray(at, at + options.seqLen + 1)));
-    }
-  }
+  const windows = spreadWindows(corpus, "validation", options.seqLen + 1, options.windows);
   if (windows.length === 0) return NaN;
   let total = 0;
-  for (const window of windows) {
+  for (let from = 0; from < windows.length; from += NLL_BATCH) {
+    const batch = windows.slice(from, from + NLL_BATCH);
     const value = tf.tidy(() => {
-      const inputs = tf.tensor2d([window.slice(0, -1)], undefined, "int32");
-      const targets = tf.tensor2d([window.slice(1)], undefined, "int32");
-      return tf.mean(tokenNll(model.forward(inputs, { training: false }), targets));
+      const inputs = tf.tensor2d(
+        batch.map((w) => Array.from(w.subarray(0, -1))),
+        undefined,
+        "int32",
+      );
+      const targets = tf.tensor2d(batch.map((w) => Array.from(w.subarray(1))), undefined, "int32");
+      return tf.sum(tf.mean(tokenNll(model.forward(inputs, { training: false }), targets), 1));
     });
     total += (await value.data())[0];
     value.dispose();
@@ -157,7 +158,7 @@ export function evaluationMarkdown(evaluation: PolicyEvaluation): string {
 export default definePlugin({
   name: "eval/policies",
   kind: "eval",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
     "Compares the pretrained and fine-tuned policies on samples drawn with the same seed (RL Tuner's table: key, repeats, leaps, rewards, diversity, KL, validation NLL)",
   params: {
@@ -176,9 +177,10 @@ export default definePlugin({
     }),
     seqLen: p.integer({ default: 128, min: 2, description: "Window length of the validation NLL" }),
     nllWindows: p.integer({
-      default: 16,
+      default: 256,
       min: 0,
-      description: "Validation windows scored for NLL; 0 = skip",
+      description:
+        "Validation windows scored for NLL, spread evenly over the whole validation split; 0 = skip",
     }),
     ngramLength: p.integer({ default: 4, min: 1, description: "n of the distinct n-gram ratio" }),
   },

@@ -11,8 +11,9 @@
  *
  * Windows are cut from the split's sequences laid end to end (each sequence is
  * BOS … EOS, so the model also learns where pieces start and end); no padding
- * is needed. Validation uses fixed, non-overlapping windows of the validation
- * split, so its NLL per token compares across epochs.
+ * is needed. Validation uses fixed, non-overlapping windows spread evenly over
+ * the whole validation split, so its NLL per token compares across epochs and
+ * describes every piece, not only the first ones.
  *
  * Resuming: every `checkpointEvery` steps, at every validation and when
  * aborted or out of time, the stage writes `last.ckpt` (weights, AdamW
@@ -35,7 +36,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type ArtifactCodec, definePlugin, DivergenceError, p } from "../../mod.ts";
 import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
-import { sequencesOf, validateTokenCorpus } from "../_music/token_corpus.ts";
+import { sequencesOf, spreadWindows, validateTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
 import {
   AdamW,
@@ -179,7 +180,7 @@ export function scheduleStep(
 export default definePlugin({
   name: "pretrain/supervised",
   kind: "pretrain",
-  version: "1.1.0",
+  version: "1.2.0",
   description:
     "Trains a sequence model to predict the next token (AdamW, cosine schedule, validation, early stopping, resumable)",
   params: {
@@ -285,15 +286,12 @@ export default definePlugin({
       );
     }
     const validation = streamOf(corpus, "validation");
-    const validationWindows: Int32Array[] = [];
-    const wantWindows = params.validationBatches * batchSize;
-    for (
-      let at = 0;
-      at + seqLen + 1 <= validation.length && validationWindows.length < wantWindows;
-      at += seqLen + 1
-    ) {
-      validationWindows.push(validation.subarray(at, at + seqLen + 1));
-    }
+    const validationWindows = spreadWindows(
+      corpus,
+      "validation",
+      seqLen + 1,
+      params.validationBatches * batchSize,
+    );
     if (params.validationBatches > 0 && validationWindows.length === 0) {
       ctx.log.warn(
         `The validation split has ${validation.length} tokens, fewer than seqLen + 1 = ${
