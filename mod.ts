@@ -9,6 +9,7 @@
 export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
+  CodecContext,
   ComponentPlugin,
   Logger,
   Plugin,
@@ -26,6 +27,7 @@ export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,
   ComponentRef,
+  FullComponentRef,
   Infer,
   ParamSpec,
   ParamsSchema,
@@ -36,3 +38,18 @@ export type { Graph, Registry } from "./pipeline/graph.ts";
 export { PlanError, runPipeline, StageError } from "./pipeline/run.ts";
 export type { RunOptions, RunResult, StageRecord } from "./pipeline/run.ts";
 export type { Note, Piece } from "./plugins/_music/types.ts";
+export type {
+  RewardContext,
+  RewardTerm,
+  TokenCorpus,
+  Tokenizer,
+} from "./plugins/_music/components.ts";
+export type {
+  ForwardOptions,
+  ModelCheckpoint,
+  ModelConfig,
+  ModelSpec,
+  ModelState,
+  SequenceModel,
+  StepResult,
+} from "./plugins/_tf/model.ts";

@@ -34,7 +34,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { createRng } from "../pipeline/rng.ts";
-import { defaultParams, testContext } from "../pipeline/testing.ts";
+import { defaultParams, testContext } from "../plugins/_testing.ts";
 import { readMaestroMetadata, selectMaestro } from "../plugins/_music/maestro.ts";
 import { readMidiFile } from "../plugins/_music/midi.ts";
 import { cropPiece } from "../plugins/_music/theory.ts";

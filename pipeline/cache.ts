@@ -10,7 +10,7 @@
  */
 
 import { dirname, join } from "node:path";
-import type { ArtifactCodec } from "./plugin.ts";
+import type { ArtifactCodec, CodecContext } from "./plugin.ts";
 
 /** What a cache key is made of; stored beside the entry to explain re-runs. */
 export interface KeyParts {
@@ -165,8 +165,13 @@ export class Cache {
   }
 
   /** Loads one output of an entry with its codec. */
-  async load(key: string, port: string, codec: ArtifactCodec): Promise<unknown> {
-    return await codec.load(join(this.entryDir(key), "outputs", port));
+  async load(
+    key: string,
+    port: string,
+    codec: ArtifactCodec,
+    context?: CodecContext,
+  ): Promise<unknown> {
+    return await codec.load(join(this.entryDir(key), "outputs", port), context);
   }
 
   /**

@@ -8,7 +8,6 @@
  */
 
 import { dirname, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import {
   type ArtifactCodec,
   type ComponentPlugin,
@@ -17,6 +16,7 @@ import {
   type Plugin,
   type StagePlugin,
 } from "./plugin.ts";
+import { isPluginPath, loadPlugin, type Registry } from "./registry.ts";
 import { checkValue, type ComponentKind, describeValue, type ParamSpec } from "./schema.ts";
 import {
   type ConfigIssue,
@@ -26,19 +26,15 @@ import {
   positionOf,
 } from "./yaml.ts";
 
-/** Where built-in plugins come from: names and lazy loaders, nothing loaded up front. */
-export interface Registry {
-  /** Every built-in plugin name, sorted. */
-  names(): string[];
-  /** Loads one plugin by name; `undefined` when there is none. */
-  load(name: string): Promise<Plugin | undefined>;
-}
+export type { Registry };
 
 /** A component resolved from YAML: its plugin, params, and weight in a list. */
 export interface ResolvedComponent {
   plugin: ComponentPlugin;
   /** What `use` said: a built-in name or a path. */
   use: string;
+  /** The absolute path, for plugins loaded by path. */
+  path?: string;
   params: Record<string, unknown>;
   weight: number;
   /** Hash of the module source for plugins loaded by path (their code is part of the cache key). */
@@ -86,8 +82,11 @@ export interface Graph {
   name: string;
   description: string;
   seed: number;
-  backend: ResolvedComponent;
+  /** The tensor backend (or other runtime) to start first; none when the registry has no default. */
+  backend?: ResolvedComponent;
   stages: StageNode[];
+  /** Where the graph's plugins came from: stages rebuild recorded components through it. */
+  registry: Registry;
   /** The config as written plus overrides (for the manifest). */
   config: unknown;
 }
@@ -209,7 +208,10 @@ class Validator {
   #doc: LocatedDocument;
   #registry: Registry;
   #baseDir: string;
-  #pluginCache = new Map<string, Promise<{ plugin?: Plugin; hash?: string; error?: string }>>();
+  #pluginCache = new Map<
+    string,
+    Promise<{ plugin?: Plugin; hash?: string; path?: string; error?: string }>
+  >();
   /** Names of the plugins loaded by path, with where they came from. */
   #userNames = new Map<string, { use: string; path: string }>();
 
@@ -292,18 +294,21 @@ class Validator {
     if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0) {
       this.report(["seed"], `Expected an integer >= 0, received ${describeValue(seed)}`);
     }
-    // `backend: wasm` is shorthand for the built-in tfjs backend plugin with that name.
-    const backendValue = typeof root.backend === "string" && !root.backend.includes("/") &&
-        !root.backend.endsWith(".ts")
-      ? { use: "backend/tfjs", with: { name: root.backend } }
-      : root.backend ?? { use: "backend/tfjs", with: { name: "auto" } };
-    const backend = await this.#component(backendValue, ["backend"], "backend", false);
+    // `backend: wasm` is shorthand the registry expands (the built-ins: tfjs with that name).
+    const shorthand = typeof root.backend === "string" && !root.backend.includes("/") &&
+      !isPluginPath(root.backend);
+    const backendValue = shorthand || root.backend === undefined
+      ? this.#registry.backend?.(root.backend as string | undefined)
+      : root.backend;
+    const backend = backendValue === undefined
+      ? undefined
+      : await this.#component(backendValue, ["backend"], "backend", false);
     if (!isMap(root.stages) || Object.keys(root.stages).length === 0) {
       this.report(["stages"], `Expected a map of stages, received ${describeValue(root.stages)}`);
       return undefined;
     }
     const stages = await this.#stageMap(root.stages, ["stages"], new Map(), undefined);
-    if (!backend || this.issues.length > 0) return undefined;
+    if ((backendValue !== undefined && !backend) || this.issues.length > 0) return undefined;
     return {
       file: this.#doc.file,
       name: name as string,
@@ -311,6 +316,7 @@ class Validator {
       seed: seed as number,
       backend,
       stages,
+      registry: this.#registry,
       config: root,
     };
   }
@@ -327,7 +333,9 @@ class Validator {
   }
 
   /** Loads a plugin by built-in name or by path relative to the graph file. */
-  #loadPlugin(use: string): Promise<{ plugin?: Plugin; hash?: string; error?: string }> {
+  #loadPlugin(
+    use: string,
+  ): Promise<{ plugin?: Plugin; hash?: string; path?: string; error?: string }> {
     let pending = this.#pluginCache.get(use);
     if (!pending) {
       pending = this.#loadPluginUncached(use);
@@ -338,43 +346,17 @@ class Validator {
 
   async #loadPluginUncached(
     use: string,
-  ): Promise<{ plugin?: Plugin; hash?: string; error?: string }> {
-    if (/^[a-z][a-z0-9+.-]*:/i.test(use) && !/^[a-z]:[\\/]/i.test(use)) {
-      return {
-        error: `Cannot load plugin "${use}": plugins are loaded from files only, never from URLs` +
-          ` or other schemes; download it, read it, and give its path (e.g. "./my_plugin.ts")`,
-      };
-    }
-    const isPath = use.startsWith("./") || use.startsWith("../") || use.startsWith("/") ||
-      use.endsWith(".ts") || use.endsWith(".js");
-    if (!isPath) {
-      const plugin = await this.#registry.load(use);
-      if (plugin) return { plugin };
+  ): Promise<{ plugin?: Plugin; hash?: string; path?: string; error?: string }> {
+    const loaded = await loadPlugin(use, { registry: this.#registry, baseDir: this.#baseDir });
+    if (!loaded.plugin) {
+      if (isPluginPath(use) || loaded.error !== `Unknown plugin "${use}"`) return loaded;
       return {
         error: `Unknown plugin "${use}".${didYouMean(use, this.#registry.names())}` +
           ` Run "deno task pipeline plugins" to list them, or give a path such as "./my_plugin.ts"`,
       };
     }
-    const path = resolve(this.#baseDir, use);
-    let source: Uint8Array;
-    try {
-      source = await Deno.readFile(path);
-    } catch {
-      return { error: `Cannot load plugin "${use}": no file at "${path}"` };
-    }
-    let module: Record<string, unknown>;
-    try {
-      module = await import(pathToFileURL(path).href);
-    } catch (error) {
-      return { error: `Cannot load plugin "${use}": ${(error as Error).message.split("\n")[0]}` };
-    }
-    const plugin = (module.default ?? module.plugin) as Plugin | undefined;
-    if (!plugin || typeof plugin !== "object" || typeof plugin.name !== "string") {
-      return {
-        error:
-          `Cannot load plugin "${use}": the module has no default export made with definePlugin()`,
-      };
-    }
+    if (!loaded.path) return loaded;
+    const { plugin, path } = loaded;
     // A user plugin may not take a built-in's name, nor another user plugin's: logs,
     // metrics (reward/<name>) and cache explanations would mix them up.
     if (this.#registry.names().includes(plugin.name)) {
@@ -391,13 +373,7 @@ class Validator {
       };
     }
     this.#userNames.set(plugin.name, { use, path });
-    const digest = await crypto.subtle.digest("SHA-256", source as Uint8Array<ArrayBuffer>);
-    const hash = Array.from(
-      new Uint8Array(digest).slice(0, 8),
-      (b) => b.toString(16).padStart(2, "0"),
-    )
-      .join("");
-    return { plugin, hash };
+    return loaded;
   }
 
   /** Resolves one component written as `NAME` or `{use, with, weight}`. */
@@ -446,6 +422,7 @@ class Validator {
       params,
       weight: weight as number,
       sourceHash: loaded.hash,
+      path: loaded.path,
     };
   }
 

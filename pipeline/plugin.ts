@@ -8,20 +8,26 @@
  * @module
  */
 
-import type { ComponentKind, Infer, ParamsSchema } from "./schema.ts";
+import type {
+  ComponentKind,
+  ComponentRef,
+  FullComponentRef,
+  Infer,
+  ParamsSchema,
+} from "./schema.ts";
 
-/** Kinds of plugin that run as stages of a graph. */
-export type StageKind =
-  | "load"
-  | "tokenize"
-  | "pretrain"
-  | "rollout"
-  | "reward"
-  | "update"
-  | "diffuse"
-  | "eval"
-  | "export"
-  | "report";
+/**
+ * Kinds of plugin that run as stages of a graph. The runner knows none by
+ * name: each plugin declares its own (`"load"`, `"pretrain"`, `"update"` ...
+ * among the built-ins), and listings group by it.
+ */
+export type StageKind = string;
+
+/** What the runner gives a codec when it loads: the components of a recorded spec. */
+export interface CodecContext {
+  /** As {@linkcode StageContext.component}: rebuilds a component from a spec. */
+  component<T = unknown>(spec: string | ComponentRef, kind: ComponentKind): Promise<T>;
+}
 
 /**
  * Saves and loads one artifact type to and from a directory. The runner calls
@@ -30,7 +36,12 @@ export type StageKind =
  */
 export interface ArtifactCodec<T = unknown> {
   save(value: T, dir: string): Promise<void>;
-  load(dir: string): Promise<T>;
+  /**
+   * @param dir The artifact's directory.
+   * @param context Given by the runner (and by stages that load artifacts
+   *   themselves): for artifacts that hold a live component rebuilt from its spec.
+   */
+  load(dir: string, context?: CodecContext): Promise<T>;
 }
 
 /** A named, typed input or output of a stage plugin. */
@@ -107,6 +118,32 @@ export interface StageContext {
   progress(update: ProgressUpdate): void;
   /** Records namespaced metrics (`loss/policy`, `reward/harmony`) at a step. */
   metrics(step: number, values: Record<string, number>): void;
+  /**
+   * Builds a component from a spec, through the registry (built-in names) or
+   * by path (user modules), exactly as a component named in the graph's YAML:
+   * params are checked against the plugin's schema and defaults filled in.
+   * This is how a stage rebuilds the model a checkpoint records or the
+   * tokenizer a token corpus records.
+   *
+   * @param spec A plugin name, or `{use, with}` (e.g. `ckpt.model`).
+   * @param kind The component kind expected, e.g. `"tokenizer"`.
+   * @returns What the plugin's `create()` returned.
+   * @throws {Error} `Cannot create <kind> "<use>": <reason>`.
+   */
+  component<T = unknown>(spec: string | ComponentRef, kind: ComponentKind): Promise<T>;
+  /**
+   * Resolves a spec without creating it: the full spec (every param filled
+   * in, paths made absolute) and the plugin module's URL, for a worker that
+   * imports the module and creates the component itself.
+   *
+   * @param spec A plugin name, or `{use, with}`.
+   * @param kind The component kind expected.
+   * @throws {Error} `Cannot create <kind> "<use>": <reason>`.
+   */
+  componentSpec(
+    spec: string | ComponentRef,
+    kind: ComponentKind,
+  ): Promise<{ spec: FullComponentRef; url?: string }>;
   /**
    * Attaches a JSON value to this stage's entry in the run's `manifest.json`
    * under `notes.<key>` (e.g. the files a loader skipped and why). Kept with
@@ -195,6 +232,11 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    */
   cache?: boolean;
   /**
+   * Metrics worth a glance while a loop runs (e.g. `["reward/total"]`): the
+   * loop's progress line shows the latest value of each its body records.
+   */
+  headlineMetrics?: readonly string[];
+  /**
    * Checks, before anything runs, that what the stage reads from outside the
    * graph is there (a dataset folder, a checkpoint), so that a missing one
    * stops the run at once with one message rather than after earlier stages
@@ -241,9 +283,13 @@ export interface ComponentPlugin<S extends ParamsSchema = ParamsSchema, T = unkn
    * Builds the component from its params.
    *
    * @param params Params with defaults filled in and nested components created.
+   * @param self This component's own full spec (`use` and every param), which
+   *   a component records where it must be rebuilt later (a model in its
+   *   checkpoints, a tokenizer in its token corpora). The runner always gives
+   *   it; a test that calls `create()` directly may leave it out.
    * @returns The component object the enclosing stage uses.
    */
-  create(params: Infer<S>): T;
+  create(params: Infer<S>, self?: FullComponentRef): T;
 }
 
 /** Any plugin. */

@@ -28,9 +28,10 @@ import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
 import { JOURNAL, keyLockPath, markDeadRuns, RUN_LOCK } from "./runs.ts";
-import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
+import type { ArtifactCodec, CodecContext, Plugin, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
-import type { ParamsSchema, WeightedComponent } from "./schema.ts";
+import { Components } from "./registry.ts";
+import type { FullComponentRef, ParamsSchema, WeightedComponent } from "./schema.ts";
 
 /** Which tensor backend a run uses, and why (the run's manifest records it). */
 export interface BackendChoice {
@@ -177,6 +178,23 @@ function isResolvedComponent(value: unknown): value is ResolvedComponent {
     "params" in value;
 }
 
+/**
+ * A resolved component's full spec, as its `create()` receives it and as
+ * checkpoints record it: a built-in by name, a user module by absolute path.
+ */
+function fullSpec(c: ResolvedComponent): FullComponentRef {
+  const one = (value: unknown): unknown =>
+    isResolvedComponent(value)
+      ? { ...fullSpec(value), ...(value.weight !== 1 ? { weight: value.weight } : {}) }
+      : Array.isArray(value)
+      ? value.map(one)
+      : value;
+  return {
+    use: c.path ?? c.use,
+    with: Object.fromEntries(Object.entries(c.params).map(([k, v]) => [k, one(v)])),
+  };
+}
+
 /** Creates the components named in params (recursively), as plugins receive them. */
 function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -184,12 +202,12 @@ function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<st
     const value = params[key];
     if (spec.type === "component") {
       const c = value as ResolvedComponent;
-      out[key] = c.plugin.create(instantiate(c.plugin, c.params));
+      out[key] = c.plugin.create(instantiate(c.plugin, c.params), fullSpec(c));
     } else if (spec.type === "components") {
       out[key] = (value as ResolvedComponent[]).map((c): WeightedComponent => ({
         name: c.plugin.name,
         weight: c.weight,
-        component: c.plugin.create(instantiate(c.plugin, c.params)),
+        component: c.plugin.create(instantiate(c.plugin, c.params), fullSpec(c)),
       }));
     } else {
       out[key] = value;
@@ -515,13 +533,16 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     }
   }
 
+  // Stages rebuild recorded components (a checkpoint's model) through the graph's registry.
+  const components = new Components(graph.registry);
+  const codecContext: CodecContext = { component: (spec, kind) => components.create(spec, kind) };
   /** Gets a top-level output value, loading it from the cache on first use. */
   const valueOf = async (stage: string, port: string): Promise<unknown> => {
     const name = `${stage}.${port}`;
     if (values.has(name)) return values.get(name);
     const node = byName.get(stage)!;
     const info = stageOutputs(node).get(port)!;
-    const value = await cache.load(keys.get(stage)!, port, info.codec);
+    const value = await cache.load(keys.get(stage)!, port, info.codec, codecContext);
     values.set(name, value);
     return value;
   };
@@ -571,6 +592,11 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     workDir,
     backend: backend?.name ?? "none",
     iteration,
+    component: codecContext.component,
+    componentSpec: async (spec, kind) => {
+      const { spec: full, url } = await components.resolve(spec, kind);
+      return { spec: full, url };
+    },
     progress: (update) => events.progress(stageLabel, update),
     metrics: (step, metricValues) => {
       events.metric(stageLabel, step, metricValues);
@@ -636,7 +662,9 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
           ? "not cached: runs every time"
           : explainChange(await cache.lastParts(graph.name, node.name), parts);
         record.key = key;
-        if (!backend) backend = await initBackend(graph.backend, events, options.verbose ?? false);
+        if (!backend && graph.backend) {
+          backend = await initBackend(graph.backend, events, options.verbose ?? false);
+        }
         // The manifest names the stage in progress, so a killed run can be marked interrupted.
         await writeManifest("running");
         // A killed attempt's history (metrics, log lines) is kept when its checkpoints are:
@@ -661,7 +689,15 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         let outputs: Map<string, unknown>;
         try {
           outputs = node.loop
-            ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
+            ? await runLoop(node, {
+              valueOf,
+              makeContext,
+              codecContext,
+              workDir,
+              stageSeed,
+              events,
+              signal,
+            })
             : await runStage(
               node,
               valueOf,
@@ -786,7 +822,7 @@ function headlineMetrics(
   for (const body of node.loop!.body) {
     const last = events.metrics.get(`${node.name}/${body.name}`)?.at(-1);
     if (!last || last.step !== episode) continue;
-    for (const name of ["reward/total", "policy/kl", "loss/policy"]) {
+    for (const name of body.plugin?.headlineMetrics ?? []) {
       if (name in last.values && !(name in out)) out[name] = last.values[name];
     }
   }
@@ -828,6 +864,7 @@ async function initBackend(
 ): Promise<BackendChoice> {
   const handle = component.plugin.create(
     instantiate(component.plugin, component.params),
+    fullSpec(component),
   ) as BackendHandle;
   const info = await handle.init((message) => events.log("debug", message, { stage: "backend" }));
   events.log("info", backendLine(info, verbose), { stage: "backend" });
@@ -902,6 +939,7 @@ async function runLoop(
   env: {
     valueOf: ValueOf;
     makeContext: MakeContext;
+    codecContext: CodecContext;
     workDir: string;
     stageSeed: (...parts: (string | number)[]) => number;
     events: EventLog;
@@ -919,7 +957,10 @@ async function runLoop(
       dir: string;
     };
     for (const name of Object.keys(loop.carry)) {
-      carried.set(name, await codecs.get(name)!.codec.load(join(env.workDir, state.dir, name)));
+      carried.set(
+        name,
+        await codecs.get(name)!.codec.load(join(env.workDir, state.dir, name), env.codecContext),
+      );
     }
     start = state.episode;
     env.events.log("info", `resuming at episode ${start + 1} of ${loop.episodes}`, {

@@ -8,7 +8,7 @@ import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
 import { AdamW, type ModelSpec, nextTokenLoss, optimizeStep } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
-import { defaultParams } from "../pipeline/testing.ts";
+import { defaultParams } from "../plugins/_testing.ts";
 
 const hasOpenBlas = (() => {
   try {

@@ -41,7 +41,6 @@ import type { ArtifactCodec, Rng } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
 import { asBytes, assertLittleEndian, readIndex, readSized } from "../_music/_codec.ts";
-import { createTokenizerFromSpec, type TokenizerSpec } from "../_music/tokenizer_spec.ts";
 import {
   AdamW,
   type AdamWState,
@@ -712,7 +711,7 @@ export const criticCodec: ArtifactCodec<Critic> = {
     await Deno.writeFile(`${dir}/weights.bin`, asBytes(data));
     await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
   },
-  async load(dir) {
+  async load(dir, context) {
     assertLittleEndian("critic");
     const where = `Cannot load critic from "${dir}"`;
     const index = await readIndex<CriticIndex>(dir, { format: FORMAT, version: VERSION }, where);
@@ -742,7 +741,13 @@ export const criticCodec: ArtifactCodec<Critic> = {
         throw new Error(`${where}: weight "${name}" is missing or not of shape [${shape}]`);
       }
     }
-    const tokenizer = await createTokenizerFromSpec(index.tokenizer as TokenizerSpec);
+    if (!context) {
+      throw new Error(`${where}: the critic's tokenizer cannot be rebuilt without a codec context`);
+    }
+    const tokenizer = await context.component<Tokenizer>(
+      index.tokenizer as Critic["tokenizerSpec"],
+      "tokenizer",
+    );
     return {
       config: index.config,
       tokenizerSpec: index.tokenizer,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
 import type { Tokenizer } from "../_music/components.ts";
@@ -192,7 +192,7 @@ Deno.test("criticCodec round-trips a critic: same scores, weights, optimizer sta
   const pieces = [melody("a", [60, 64, 67, 72]), melody("b", [61, 62, 63]), melody("c", [])];
   const dir = await Deno.makeTempDir();
   await criticCodec.save(critic, dir);
-  const back = await criticCodec.load(dir);
+  const back = await criticCodec.load(dir, testContext());
   assert.deepEqual(back.config, critic.config);
   assert.deepEqual(back.tokenizerSpec, critic.tokenizerSpec);
   assert.equal(back.tokenizer.vocabSize, tokenizer.vocabSize);

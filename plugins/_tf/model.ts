@@ -17,10 +17,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ArtifactCodec, Rng } from "../../mod.ts";
+import type { ArtifactCodec, FullComponentRef, Rng, StageContext } from "../../mod.ts";
 
-/** Architectures this project builds. */
-export type ModelType = "lstm" | "transformer";
+/** An architecture's name (`"lstm"`, `"transformer"`, or a user plugin's own, e.g. `"gru"`). */
+export type ModelType = string;
 
 /** A model's hyperparameters: a plain serialisable object with a `type` field. */
 export interface ModelConfig {
@@ -84,6 +84,11 @@ export interface ModelSpec<C extends ModelConfig = ModelConfig> {
   type: ModelType;
   config: C;
   /**
+   * The component spec that rebuilds this model (the `self` its `create()`
+   * received): checkpoints record it, and `ctx.component()` rebuilds from it.
+   */
+  component?: FullComponentRef;
+  /**
    * Builds a model with freshly initialised weights.
    *
    * @param vocabSize number of token ids
@@ -105,10 +110,24 @@ export interface AdamWState {
   v: Record<string, TensorData>;
 }
 
+/**
+ * The live model behind a checkpoint in this process, never stored: the
+ * policy and optimizer an RL update goes on from, or a read-only model built
+ * once from the weights.
+ */
+export interface LiveModel {
+  model: SequenceModel;
+  /** Set only by an update: the model is then trainable and owned by the next update. */
+  optimizer?: AdamW;
+}
+
 /** A trained model with everything needed to resume training or sample from it. */
 export interface ModelCheckpoint {
-  /** The architecture: `config.type === type`. */
-  spec: { type: ModelType; config: ModelConfig };
+  /**
+   * The architecture: `config.type === type`, and the model component's spec
+   * (`{use, with}`), through which `ctx.component()` rebuilds it.
+   */
+  spec: { type: ModelType; config: ModelConfig; component?: FullComponentRef };
   vocabSize: number;
   /** The tokenizer spec of the training corpus (`TokenCorpus.tokenizer`), passed through. */
   tokenizer: unknown;
@@ -121,6 +140,8 @@ export interface ModelCheckpoint {
   rngState?: number[];
   /** Figures worth keeping with the weights (`"nll/validation"`, `"epoch"`, ...). */
   metrics: Record<string, number>;
+  /** The model behind this checkpoint in this process (not stored by the codec). */
+  live?: LiveModel;
 }
 
 // ---------------------------------------------------------------- weights and init
@@ -559,6 +580,8 @@ export async function optimizeStep(
 export async function checkpointFromModel(
   model: SequenceModel,
   extra: {
+    /** The model component's spec (`ModelSpec.component`); derived from the config when absent. */
+    component?: FullComponentRef;
     tokenizer: unknown;
     step?: number;
     optimizer?: AdamW;
@@ -567,7 +590,11 @@ export async function checkpointFromModel(
   },
 ): Promise<ModelCheckpoint> {
   return {
-    spec: { type: model.config.type, config: structuredClone(model.config) },
+    spec: {
+      type: model.config.type,
+      config: structuredClone(model.config),
+      component: structuredClone(extra.component ?? builtInComponent(model.config)),
+    },
     vocabSize: model.vocabSize,
     tokenizer: extra.tokenizer,
     step: extra.step ?? extra.optimizer?.step ?? 0,
@@ -576,6 +603,65 @@ export async function checkpointFromModel(
     rngState: extra.rngState,
     metrics: { ...extra.metrics },
   };
+}
+
+/**
+ * The component spec of a config written before checkpoints recorded one:
+ * the built-in `model/<type>` with the config's fields as params.
+ */
+function builtInComponent(config: ModelConfig): FullComponentRef {
+  const { type, ...params } = config;
+  return { use: `model/${type}`, with: params };
+}
+
+/**
+ * The component spec that rebuilds a checkpoint's model.
+ *
+ * @param ckpt The checkpoint.
+ * @returns `{use, with}` for `ctx.component(spec, "model")`.
+ */
+export function modelComponentOf(ckpt: ModelCheckpoint): FullComponentRef {
+  return ckpt.spec.component ?? builtInComponent(ckpt.spec.config);
+}
+
+/**
+ * Rebuilds the model a checkpoint describes, through its component spec (so a
+ * user's model plugin given by path is rebuilt too), and loads its weights.
+ *
+ * @param ctx Where components come from (a stage's context).
+ * @param ckpt The checkpoint.
+ * @returns A fresh model with the checkpoint's weights; the caller disposes it.
+ * @throws {Error} When the plugin cannot be found, or the weights do not fit it.
+ */
+export async function modelFromCheckpoint(
+  ctx: Pick<StageContext, "component">,
+  ckpt: ModelCheckpoint,
+): Promise<SequenceModel> {
+  const spec = await ctx.component<ModelSpec>(modelComponentOf(ckpt), "model");
+  const model = spec.build(ckpt.vocabSize, 0);
+  try {
+    assignWeights(model, ckpt.weights);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/**
+ * A read-only model for a checkpoint: the live policy when an update in this
+ * process made the checkpoint, else one built once and kept with the
+ * checkpoint object. Shared: callers do not dispose it.
+ *
+ * @param ctx Where components come from.
+ * @param ckpt The checkpoint.
+ */
+export async function liveModelOf(
+  ctx: Pick<StageContext, "component">,
+  ckpt: ModelCheckpoint,
+): Promise<SequenceModel> {
+  if (!ckpt.live) ckpt.live = { model: await modelFromCheckpoint(ctx, ckpt) };
+  return ckpt.live.model;
 }
 
 interface CheckpointIndex {

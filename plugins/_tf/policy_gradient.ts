@@ -16,14 +16,17 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { Logger, StageContext } from "../../mod.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
-import { loadModelFromCheckpoint } from "../model/_build.ts";
+import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
+import type { Tokenizer } from "../_music/components.ts";
 import {
   AdamW,
   checkpointFromModel,
   clipByGlobalNorm,
+  type LiveModel,
+  liveModelOf,
   type ModelCheckpoint,
+  modelComponentOf,
+  modelFromCheckpoint,
   type SequenceModel,
 } from "./model.ts";
 
@@ -50,54 +53,29 @@ export interface RewardBatch {
   lengthFactor?: number[];
 }
 
-/** Live models behind checkpoints, so an RL loop does not rebuild its policy every episode. */
-interface Trainable {
-  model: SequenceModel;
-  optimizer: AdamW;
-}
-const trainables = new WeakMap<ModelCheckpoint, Trainable>();
-const frozen = new WeakMap<ModelCheckpoint, Promise<SequenceModel>>();
-
-/**
- * A read-only model for a checkpoint: the live policy when the checkpoint came
- * from an update in this process, else one built once and kept while the
- * checkpoint object lives.
- */
-export function modelFor(ckpt: ModelCheckpoint): Promise<SequenceModel> {
-  const live = trainables.get(ckpt);
-  if (live) return Promise.resolve(live.model);
-  let pending = frozen.get(ckpt);
-  if (!pending) {
-    pending = loadModelFromCheckpoint(ckpt);
-    frozen.set(ckpt, pending);
-  }
-  return pending;
-}
+/** A policy being trained: its model and optimizer. */
+type Trainable = Required<LiveModel>;
 
 /**
  * The trainable policy for a checkpoint. A checkpoint made by a previous update
- * in this process hands over its live model and optimizer; any other one
- * (pretrained, or loaded from disk on resume) is built fresh, so the frozen
- * reference is never modified.
+ * in this process carries its live model and optimizer (`ckpt.live`), so an RL
+ * loop does not rebuild its policy every episode; any other one (pretrained,
+ * or loaded from disk on resume) is built fresh, so the frozen reference is
+ * never modified.
  */
 export async function trainableFor(
+  ctx: Pick<StageContext, "component">,
   ckpt: ModelCheckpoint,
   options: { weightDecay: number },
 ): Promise<Trainable> {
-  const live = trainables.get(ckpt);
-  if (live) return live;
-  const model = await loadModelFromCheckpoint(ckpt);
+  if (ckpt.live?.optimizer) return { model: ckpt.live.model, optimizer: ckpt.live.optimizer };
+  const model = await modelFromCheckpoint(ctx, ckpt);
   const optimizer = new AdamW(model.variables, { weightDecay: options.weightDecay });
   // A checkpoint written by an RL update carries that update's optimizer state.
   if (ckpt.optimizer && ckpt.metrics["rl/episodes"] !== undefined) {
     optimizer.setState(ckpt.optimizer);
   }
   return { model, optimizer };
-}
-
-/** Records that `ckpt` is the state of this live policy (the next episode starts from it). */
-export function registerTrainable(ckpt: ModelCheckpoint, trainable: Trainable): void {
-  trainables.set(ckpt, trainable);
 }
 
 /** True when rollouts were drawn from the policy itself (temperature 1, no top-k/top-p). */
@@ -466,6 +444,7 @@ export interface PreparedUpdate {
  * @throws {Error} When the rollouts are empty or the rewards do not match them.
  */
 export async function prepareUpdate(
+  ctx: Pick<StageContext, "component">,
   inputs: Record<string, unknown>,
   params: UpdateParams & { advantage: string; normalizeAdvantages: boolean },
 ): Promise<PreparedUpdate> {
@@ -473,7 +452,8 @@ export async function prepareUpdate(
   const rollouts = inputs.rollouts as RolloutBatch;
   const rewards = inputs.rewards as RewardBatch;
   checkBatch(rollouts, rewards);
-  const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
+  const eos =
+    (await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer")).special.eos;
   const { advantages, baselines } = computeAdvantages(rewards, storedBaselines(ckpt), {
     mode: params.advantage as AdvantageMode,
     baselineBeta: params.baselineBeta,
@@ -498,8 +478,10 @@ export async function prepareUpdate(
   return {
     ckpt,
     rewards,
-    trainable: await trainableFor(ckpt, params),
-    reference: inputs.reference ? await modelFor(inputs.reference as ModelCheckpoint) : undefined,
+    trainable: await trainableFor(ctx, ckpt, params),
+    reference: inputs.reference
+      ? await liveModelOf(ctx, inputs.reference as ModelCheckpoint)
+      : undefined,
     advantages,
     baselines,
     batch,
@@ -561,6 +543,7 @@ export async function finishUpdate(
   }
   ctx.metrics(ctx.iteration ?? episode - 1, values);
   const ckpt = await checkpointFromModel(trainable.model, {
+    component: modelComponentOf(previous),
     tokenizer: previous.tokenizer,
     optimizer: trainable.optimizer,
     rngState: ctx.rng.getState(),
@@ -571,6 +554,7 @@ export async function finishUpdate(
       "rl/episodes": episode,
     },
   });
-  registerTrainable(ckpt, trainable);
+  // The next episode goes on from this live policy and optimizer.
+  ckpt.live = trainable;
   return ckpt;
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../../mod.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
 import {

@@ -7,10 +7,9 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p, systemFolder } from "../../mod.ts";
-import type { TokenCorpus } from "../_music/components.ts";
+import { definePlugin, p, type StageContext, systemFolder } from "../../mod.ts";
+import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** What the export writes: the directory and the paths of the files in it. */
@@ -78,9 +77,9 @@ async function checkOurs(path: string, name: string, written: Record<string, str
 }
 
 /** Decodes every sequence of a token corpus into a piece named after its id. */
-async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
-  // The same lookup the tokenize stage used: built-in names, the registry, or a .ts path.
-  const tokenizer = await createTokenizerFromSpec(corpus.tokenizer);
+async function decodeTokenCorpus(ctx: StageContext, corpus: TokenCorpus): Promise<Piece[]> {
+  // The same lookup the tokenize stage used: built-in names through the registry, or a .ts path.
+  const tokenizer = await ctx.component<Tokenizer>(corpus.tokenizer, "tokenizer");
   const count = corpus.offsets.length - 1;
   if (count !== corpus.ids.length) {
     throw new Error(
@@ -150,7 +149,7 @@ export default definePlugin({
       pieces.push(...(inputs.rollouts as { pieces: Piece[] }).pieces);
     }
     if (inputs.tokens !== undefined) {
-      pieces.push(...await decodeTokenCorpus(inputs.tokens as TokenCorpus));
+      pieces.push(...await decodeTokenCorpus(ctx, inputs.tokens as TokenCorpus));
     }
     if (
       inputs.pieces === undefined && inputs.rollouts === undefined && inputs.tokens === undefined

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { initBackend } from "../_tf/backend.ts";
 import { checkpointFromModel, type ModelCheckpoint, modelCodec } from "../_tf/model.ts";

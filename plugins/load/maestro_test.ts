@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { writeMidi } from "../_music/midi.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { writeMidi } from "../_music/midi.ts";
 import { generateSyntheticPiece } from "../_music/synthetic.ts";
 import { createRng } from "../../pipeline/rng.ts";

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
 import { AdamW, nextTokenLoss } from "../_tf/model.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import lstm, { lstmSequence } from "./lstm.ts";
 
 await initBackend("cpu");

@@ -367,6 +367,7 @@ export default definePlugin({
       };
       const snapshot = (metrics: Record<string, number>) =>
         checkpointFromModel(model, {
+          component: spec.component,
           tokenizer: corpus.tokenizer,
           step: loop.step,
           optimizer,

@@ -10,7 +10,7 @@ import {
 import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
 import lstm from "../model/lstm.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { DivergenceError, type ProgressUpdate } from "../../mod.ts";
 import plugin, { formatDuration, scheduleStep } from "./supervised.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { findSoundFont } from "../_music/audio.ts";
 import { writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";

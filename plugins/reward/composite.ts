@@ -185,6 +185,7 @@ function mean(values: number[]): number {
 export default definePlugin({
   name: "reward/composite",
   kind: "reward",
+  headlineMetrics: ["reward/total"],
   version: "2.0.0",
   description: "Scores rollouts with a weighted mean of reward terms",
   params: {

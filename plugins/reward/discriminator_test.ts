@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";

@@ -29,10 +29,9 @@
  * @module
  */
 
-import { definePlugin, p, type Piece, type StageContext } from "../../mod.ts";
+import { type ComponentRef, definePlugin, p, type Piece, type StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import {
   createTrainer,
@@ -245,7 +244,7 @@ export default definePlugin({
       }
     }
     const policyTokenizer = params.roundTrip && rollouts.tokenizer !== undefined
-      ? await createTokenizerFromSpec(rollouts.tokenizer)
+      ? await ctx.component<Tokenizer>(rollouts.tokenizer as ComponentRef, "tokenizer")
       : undefined;
 
     // Generated examples do not change during the run: encode them once.

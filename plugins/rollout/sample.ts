@@ -16,6 +16,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import {
   type ArtifactCodec,
+  type ComponentRef,
   definePlugin,
   p,
   type Piece,
@@ -23,11 +24,9 @@ import {
   type StageContext,
 } from "../../mod.ts";
 import { type BatchStats, batchStats, collapseReason } from "../_music/collapse.ts";
-import type { TokenCorpus } from "../_music/components.ts";
+import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Split } from "../_music/types.ts";
-import { modelFor } from "../_tf/policy_gradient.ts";
-import { type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
+import { liveModelOf, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
 
 /** Collapsed batches seen per run and stage label, so a loop warns once and notes the span. */
 const collapses = new Map<string, { first: number; last: number; episodes: number }>();
@@ -505,13 +504,13 @@ export default definePlugin({
         `Cannot sample: the primer corpus has ${primer.vocabSize} token ids, the model ${ckpt.vocabSize}`,
       );
     }
-    const tokenizer = await createTokenizerFromSpec(ckpt.tokenizer);
+    const tokenizer = await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer");
     const prompts = primer === undefined
       ? Array.from({ length: params.count }, () => Int32Array.of(tokenizer.special.bos))
       : primerPrompts(primer, params.primerSplit as Split, params.primerLen, params.count, ctx.rng);
     // The live policy when an RL update in this process made the checkpoint,
     // else a model built once per checkpoint; shared, so not disposed here.
-    const model = await modelFor(ckpt);
+    const model = await liveModelOf(ctx, ckpt);
     const started = performance.now();
     const sample = await samplePolicy(model, {
       count: params.count,

@@ -7,7 +7,7 @@ import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
 import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import plugin, { chooseToken, type Rollouts, rolloutsCodec, samplePolicy } from "./sample.ts";
 
 await initBackend("cpu");

@@ -13,13 +13,7 @@
 
 import type { Tokenizer } from "../_music/components.ts";
 import { readMidi } from "../_music/midi.ts";
-import {
-  createTokenizerFromSpec,
-  type ItemResult,
-  unpackPieces,
-  type WorkerReply,
-  type WorkerRequest,
-} from "./events.ts";
+import { type ItemResult, unpackPieces, type WorkerReply, type WorkerRequest } from "./events.ts";
 
 let tokenizer: Tokenizer | undefined;
 
@@ -39,7 +33,16 @@ function errorMessage(error: unknown): string {
 async function handle(request: WorkerRequest): Promise<void> {
   if (request.kind === "init") {
     try {
-      tokenizer = await createTokenizerFromSpec(request.tokenizer);
+      // The main thread resolved and checked the spec; here the module is only imported.
+      const { url, spec } = request.tokenizer;
+      const plugin = (await import(url)).default as {
+        kind?: string;
+        create?: (params: Record<string, unknown>, self: typeof spec) => Tokenizer;
+      };
+      if (plugin?.kind !== "tokenizer" || typeof plugin.create !== "function") {
+        throw new Error(`"${spec.use}" is not a tokenizer plugin`);
+      }
+      tokenizer = plugin.create(spec.with, spec);
       reply({ kind: "ready" });
     } catch (error) {
       reply({ kind: "failed", message: errorMessage(error) });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { measureFidelity } from "../_music/fidelity.ts";
 import { generateSyntheticPiece } from "../_music/synthetic.ts";

@@ -24,13 +24,14 @@ import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 export default definePlugin({
   name: "update/reinforce",
   kind: "update",
+  headlineMetrics: ["reward/total", "policy/kl", "loss/policy"],
   version: "1.0.0",
   description: "REINFORCE policy gradient with an EMA baseline, entropy bonus and KL penalty",
   params: updateParams,
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const prepared = await prepareUpdate(inputs, params);
+    const prepared = await prepareUpdate(ctx, inputs, params);
     const { ckpt, rewards, trainable, reference, advantages, baselines, batch } = prepared;
     const pass = await gradientStep(
       trainable,

@@ -11,7 +11,7 @@ import {
   type RolloutBatch,
   standardise,
 } from "../_tf/policy_gradient.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import lstm from "../model/lstm.ts";
 import reinforce from "./reinforce.ts";
 import ppo from "./ppo.ts";
@@ -35,8 +35,8 @@ async function tinyPolicy(): Promise<ModelCheckpoint> {
 }
 
 async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<number> {
-  const { loadModelFromCheckpoint } = await import("../model/_build.ts");
-  const model = await loadModelFromCheckpoint(ckpt);
+  const { modelFromCheckpoint } = await import("../_tf/model.ts");
+  const model = await modelFromCheckpoint(testContext(), ckpt);
   const value = tf.tidy(() => {
     const inputs = tf.tensor2d([Array.from(seq.slice(0, -1))], undefined, "int32");
     const logits = model.forward(inputs, { training: false });
@@ -364,6 +364,7 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
     /^Error: Cannot update from off-policy rollouts: they were sampled with temperature 0\.8, topK 0, topP 1, not from the policy itself; set the update's importanceWeights to "truncated" or sample with temperature 1, topK 0 and topP 1$/,
   );
   const prepared = await prepareUpdate(
+    testContext(),
     { model: start, rollouts: offPolicy, rewards: twoRewards },
     params({ importanceWeights: "truncated", rhoMax: 1 }),
   );
@@ -371,6 +372,7 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
   assert.deepEqual(prepared.batch.rho, [[1, 1, 1, 1, 1], Array(5).fill(Math.exp(-1))]);
   // On-policy rollouts get no weights at all.
   const onPolicy = await prepareUpdate(
+    testContext(),
     {
       model: start,
       rollouts: { ...offPolicy, sampling: { temperature: 1, topK: 0, topP: 1 } },
