@@ -559,8 +559,8 @@ class Validator {
       if (!isStagePlugin(loaded.plugin)) {
         this.report(
           [...stagePath, "use"],
-          `"${raw.use}" is a ${loaded.plugin.kind} component, not a stage: put it in a stage's "with"` +
-            ` (for example the terms of reward/composite or the model of pretrain/supervised)`,
+          `"${raw.use}" is a ${loaded.plugin.kind} component, not a stage: put it in the "with"` +
+            ` of a stage that takes a ${loaded.plugin.kind} component`,
         );
         continue;
       }

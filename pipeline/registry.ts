@@ -38,6 +38,12 @@ export interface Registry {
    * without `backend` runs without one.
    */
   backend?(shorthand?: string): ComponentRef;
+  /**
+   * Environment variables the built-in plugins read while a graph is only
+   * planned (their `permissions` and `preflight`), granted to the read-only
+   * planning child of the sandbox.
+   */
+  planEnv?: readonly string[];
 }
 
 /** What {@linkcode loadPlugin} found. */

@@ -59,4 +59,6 @@ export const registry: Registry = {
   },
   url: urlOf,
   backend: (shorthand) => ({ use: "backend/tfjs", with: { name: shorthand ?? "auto" } }),
+  // report/html's audio looks for a SoundFont while the graph is planned.
+  planEnv: ["HARMONYRL_SOUNDFONT"],
 };
