@@ -23,6 +23,8 @@ export type {
   StagePlugin,
 } from "./pipeline/plugin.ts";
 export { fingerprintFiles } from "./pipeline/fingerprint.ts";
+export { writeFileAtomic } from "./pipeline/cache.ts";
+export { createRng, hashString32 } from "./pipeline/rng.ts";
 export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,

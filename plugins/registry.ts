@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { Registry } from "../pipeline/graph.ts";
-import type { Plugin } from "../pipeline/plugin.ts";
+import type { Plugin, Registry } from "../mod.ts";
 
 /** Each built-in plugin's module, relative to this file. */
 const modules: Record<string, string> = {

@@ -26,7 +26,7 @@
  * @module
  */
 
-import type { Rng } from "../../pipeline/plugin.ts";
+import type { Rng } from "../../mod.ts";
 import type { Note, Piece } from "./types.ts";
 
 /** Major or (natural/harmonic) minor. */
@@ -217,7 +217,7 @@ const RHYTHMS: Record<number, { inner: number[][]; cadence: number[][]; final: n
  * @throws {RangeError} When `bars` is below 1 or the tempo range is empty or not positive.
  * @example
  * ```ts
- * import { createRng } from "../../pipeline/rng.ts";
+ * import { createRng } from "../../mod.ts";
  * import { generateSyntheticPiece } from "./synthetic.ts";
  *
  * const { piece, info } = generateSyntheticPiece(createRng(1), { id: "demo", bars: 8 });

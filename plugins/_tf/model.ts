@@ -17,7 +17,13 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ArtifactCodec, FullComponentRef, Rng, StageContext } from "../../mod.ts";
+import {
+  type ArtifactCodec,
+  type FullComponentRef,
+  type Rng,
+  type StageContext,
+  writeFileAtomic,
+} from "../../mod.ts";
 
 /** An architecture's name (`"lstm"`, `"transformer"`, or a user plugin's own, e.g. `"gru"`). */
 export type ModelType = string;
@@ -803,14 +809,7 @@ export async function saveCheckpointFile(path: string, ckpt: ModelCheckpoint): P
   new DataView(bytes.buffer).setUint32(FILE_MAGIC.length, json.length, true);
   bytes.set(json, FILE_MAGIC.length + 4);
   bytes.set(new Uint8Array(data.buffer, 0, data.byteLength), dataStart);
-  const tmp = `${path}.tmp-${Date.now()}-${Math.floor(performance.now() * 1000) % 1e6}`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(path, bytes);
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { createRng } from "../../pipeline/rng.ts";
+import { createRng } from "../../mod.ts";
 import { samplePolicy } from "../rollout/sample.ts";
 import { AdamW, countParams, type ModelSpec, nextTokenLoss, optimizeStep } from "./model.ts";
 

@@ -16,8 +16,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type ComponentRef, definePlugin, p } from "../../mod.ts";
-import { createRng } from "../../pipeline/rng.ts";
-import { writeFileAtomic } from "../../pipeline/cache.ts";
+import { createRng } from "../../mod.ts";
+import { writeFileAtomic } from "../../mod.ts";
 import type { RewardTerm, TokenCorpus, Tokenizer } from "../_music/components.ts";
 import {
   distinctNgramRatio,

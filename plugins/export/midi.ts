@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p, type StageContext, systemFolder } from "../../mod.ts";
+import { definePlugin, p, type StageContext, systemFolder, writeFileAtomic } from "../../mod.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
@@ -46,9 +46,7 @@ async function readExportRecord(dir: string): Promise<Record<string, string>> {
 }
 
 async function writeExportRecord(dir: string, record: Record<string, string>): Promise<void> {
-  const temp = join(dir, `${RECORD}.${Deno.pid}.tmp`);
-  await Deno.writeTextFile(temp, JSON.stringify(record, null, 1));
-  await Deno.rename(temp, join(dir, RECORD));
+  await writeFileAtomic(join(dir, RECORD), JSON.stringify(record, null, 1));
 }
 
 async function sha256(bytes: Uint8Array): Promise<string> {
@@ -186,10 +184,8 @@ export default definePlugin({
       const bytes = writeMidi(piece, { programNumber: params.programNumber });
       const path = join(dir, `${name}.mid`);
       if (ownFolder && !params.overwrite) await checkOurs(path, `${name}.mid`, written);
-      // Write beside the target and rename, so a killed run never leaves half a file.
-      const temp = join(dir, `.${name}.mid.${Deno.pid}.tmp`);
-      await Deno.writeFile(temp, bytes);
-      await Deno.rename(temp, path);
+      // A killed run never leaves half a file.
+      await writeFileAtomic(path, bytes);
       if (ownFolder) {
         written[`${name}.mid`] = await sha256(bytes);
         await writeExportRecord(dir, written);

@@ -21,7 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin, p } from "../../mod.ts";
-import { createRng } from "../../pipeline/rng.ts";
+import { createRng } from "../../mod.ts";
 import {
   dropout,
   type ForwardOptions,

@@ -15,9 +15,9 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { definePlugin, p, type StageContext } from "../../mod.ts";
+import { definePlugin, p, type StageContext, writeFileAtomic } from "../../mod.ts";
 import { renderWav, SOUNDFONT_CANDIDATES, soundFontFromEnv } from "../_music/audio.ts";
 import { readMidiFile, writeMidi } from "../_music/midi.ts";
 import { escapeXml, graphSvg, linePlot, pianoRollSvg, svgSize } from "../_music/svg.ts";
@@ -855,9 +855,7 @@ ${
 </html>
 `;
     const path = join(runDir, "report.html");
-    const temp = join(dirname(path), `.report.html.${Deno.pid}.tmp`);
-    await Deno.writeTextFile(temp, html);
-    await Deno.rename(temp, path);
+    await writeFileAtomic(path, html);
     ctx.log.info(
       `Wrote "${path}" with ${figures.length} figures and ${audio.length} audio files`,
     );
