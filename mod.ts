@@ -6,15 +6,23 @@
  * @module
  */
 
-export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export {
+  definePlugin,
+  DivergenceError,
+  isStagePlugin,
+  jsonCodec,
+  port,
+} from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
   CodecContext,
   ComponentPlugin,
+  Inputs,
   Logger,
   Plugin,
   PluginPermissions,
   PortSpec,
+  PortValue,
   PreflightProblem,
   ProgressUpdate,
   Rng,

@@ -58,6 +58,55 @@ export interface PortSpec<T = unknown> {
   codec?: ArtifactCodec<T>;
 }
 
+/** The value a port carries: `T` of a `PortSpec<T>` (unknown for an untyped port). */
+export type PortValue<P> = P extends PortSpec<infer T> ? T : unknown;
+
+/** Keys of the ports that are sure to hold a value: typed with {@linkcode port}, not optional. */
+type RequiredPorts<I> = {
+  [K in keyof I]: I[K] extends { optional: true } ? never
+    : unknown extends PortValue<I[K]> ? never
+    : K;
+}[keyof I];
+
+/**
+ * What a stage's `run()` receives for input ports `I`: each port's value,
+ * possibly `undefined` for optional ones (and untyped ones, which are `unknown`).
+ */
+// deno-lint-ignore no-explicit-any
+export type Inputs<I extends Record<string, PortSpec<any>>> =
+  & { [K in RequiredPorts<I>]: PortValue<I[K]> }
+  & { [K in Exclude<keyof I, RequiredPorts<I>>]?: PortValue<I[K]> };
+
+/**
+ * Declares a typed port, so that `run()` receives its value typed:
+ * `model: port<ModelCheckpoint>({ type: "model", description: "..." })`.
+ *
+ * @param spec The port's type name, description, and `optional` or `codec`.
+ * @returns The same spec, typed.
+ * @example
+ * ```ts
+ * import { definePlugin, port } from "../mod.ts";
+ *
+ * const plugin = definePlugin({
+ *   name: "user/count",
+ *   kind: "eval",
+ *   version: "1.0.0",
+ *   description: "Counts the numbers it is given",
+ *   params: {},
+ *   inputs: { numbers: port<number[]>({ type: "numbers", description: "Some numbers" }) },
+ *   outputs: { count: { type: "count", description: "How many" } },
+ *   // inputs.numbers is a number[] here, no cast needed.
+ *   run: (_ctx, inputs) => Promise.resolve({ count: inputs.numbers.length }),
+ * });
+ * console.log(plugin.inputs.numbers.type); // numbers
+ * ```
+ */
+export function port<T>(spec: PortSpec<T> & { optional: true }): PortSpec<T> & { optional: true };
+export function port<T>(spec: PortSpec<T>): PortSpec<T>;
+export function port<T>(spec: PortSpec<T>): PortSpec<T> {
+  return spec;
+}
+
 /** Levelled logger already tagged with the stage and plugin. */
 export interface Logger {
   debug(message: string, data?: Record<string, unknown>): void;
@@ -222,9 +271,14 @@ export interface PreflightProblem {
 }
 
 /** A plugin that runs as a stage of a graph. */
-export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends PluginBase<S> {
+export interface StagePlugin<
+  S extends ParamsSchema = ParamsSchema,
+  // deno-lint-ignore no-explicit-any
+  I extends Record<string, PortSpec<any>> = Record<string, PortSpec<any>>,
+> extends PluginBase<S> {
   kind: StageKind;
-  inputs: Record<string, PortSpec>;
+  /** Input ports by name; declare them with {@linkcode port} to get typed `inputs` in `run`. */
+  inputs: I;
   outputs: Record<string, PortSpec>;
   /**
    * `false` for stages that must run every time (a report of this run);
@@ -270,7 +324,7 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    */
   run(
     ctx: StageContext,
-    inputs: Record<string, unknown>,
+    inputs: Inputs<I>,
     params: Infer<S>,
   ): Promise<Record<string, unknown>>;
 }
@@ -336,7 +390,11 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
  * });
  * ```
  */
-export function definePlugin<const S extends ParamsSchema>(plugin: StagePlugin<S>): StagePlugin<S>;
+export function definePlugin<
+  const S extends ParamsSchema,
+  // deno-lint-ignore no-explicit-any
+  const I extends Record<string, PortSpec<any>>,
+>(plugin: StagePlugin<S, I>): StagePlugin<S, I>;
 export function definePlugin<const S extends ParamsSchema, T>(
   plugin: ComponentPlugin<S, T>,
 ): ComponentPlugin<S, T>;

@@ -18,6 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
+import type { Rewards, Rollouts } from "../_music/artifacts.ts";
 import {
   AdamW,
   checkpointFromModel,
@@ -30,28 +31,14 @@ import {
   type SequenceModel,
 } from "./model.ts";
 
-/** The rollouts a rollout stage produces (the fields the update reads). */
-export interface RolloutBatch {
-  /** One sequence per piece, BOS first. */
-  tokens: Int32Array[];
-  /** Primer tokens after BOS at the start of each sequence: given, not sampled (default 0). */
-  primerLen?: number;
-  /** Per sampled token: log π(token) at temperature 1 under the policy that sampled it. */
-  logProbs?: ArrayLike<number>[];
-  /** Per sampled token: log q(token) under the distribution actually sampled from. */
-  samplingLogProbs?: ArrayLike<number>[];
-  /** How the tokens were drawn (temperature 1, top-k 0, top-p 1 is on-policy). */
-  sampling?: { temperature: number; topK: number; topP: number };
-}
+/**
+ * The part of the `rollouts` artifact an update reads: the tokens, and when
+ * present how they were sampled (a user's rollout stage may give tokens only).
+ */
+export type RolloutBatch = Pick<Rollouts, "tokens"> & Partial<Omit<Rollouts, "tokens">>;
 
-/** The rewards a reward stage produces. */
-export interface RewardBatch {
-  total: number[];
-  terms: Record<string, number[]>;
-  weights?: Record<string, number>;
-  /** The composite's length guard per piece (1 when absent). */
-  lengthFactor?: number[];
-}
+/** The part of the `rewards` artifact an update reads (a user's reward stage may give no more). */
+export type RewardBatch = Pick<Rewards, "total" | "terms"> & Partial<Rewards>;
 
 /** A policy being trained: its model and optimizer. */
 type Trainable = Required<LiveModel>;
@@ -445,12 +432,15 @@ export interface PreparedUpdate {
  */
 export async function prepareUpdate(
   ctx: Pick<StageContext, "component">,
-  inputs: Record<string, unknown>,
+  inputs: {
+    model: ModelCheckpoint;
+    reference?: ModelCheckpoint;
+    rollouts: RolloutBatch;
+    rewards: RewardBatch;
+  },
   params: UpdateParams & { advantage: string; normalizeAdvantages: boolean },
 ): Promise<PreparedUpdate> {
-  const ckpt = inputs.model as ModelCheckpoint;
-  const rollouts = inputs.rollouts as RolloutBatch;
-  const rewards = inputs.rewards as RewardBatch;
+  const { model: ckpt, rollouts, rewards } = inputs;
   checkBatch(rollouts, rewards);
   const eos =
     (await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer")).special.eos;
@@ -479,9 +469,7 @@ export async function prepareUpdate(
     ckpt,
     rewards,
     trainable: await trainableFor(ctx, ckpt, params),
-    reference: inputs.reference
-      ? await liveModelOf(ctx, inputs.reference as ModelCheckpoint)
-      : undefined,
+    reference: inputs.reference ? await liveModelOf(ctx, inputs.reference) : undefined,
     advantages,
     baselines,
     batch,

@@ -487,7 +487,7 @@ export default definePlugin({
   },
   async run(ctx, inputs, params) {
     const runDir = ctx.runDir;
-    for (const name of ["metrics", "evaluation", "refinement"]) {
+    for (const name of ["metrics", "evaluation", "refinement"] as const) {
       if (inputs[name] !== undefined && !isObject(inputs[name])) {
         throw new Error(`Cannot build the report: input "${name}" is not an object of metrics`);
       }

@@ -20,13 +20,17 @@ import {
   definePlugin,
   p,
   type Piece,
+  port,
   type Rng,
   type StageContext,
 } from "../../mod.ts";
 import { type BatchStats, batchStats, collapseReason } from "../_music/collapse.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Split } from "../_music/types.ts";
+import type { Rollouts } from "../_music/artifacts.ts";
 import { liveModelOf, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
+
+export type { Rollouts };
 
 /** Collapsed batches seen per run and stage label, so a loop warns once and notes the span. */
 const collapses = new Map<string, { first: number; last: number; episodes: number }>();
@@ -227,26 +231,6 @@ export async function samplePolicy(
     }
   }
   return { tokens, promptLength, logProbs, samplingLogProbs };
-}
-
-/** The `rollouts` artifact: sampled sequences, their log-probabilities and pieces. */
-export interface Rollouts {
-  /** BOS, the primer, then sampled tokens (through EOS when it was sampled). */
-  tokens: Int32Array[];
-  /** Primer tokens after BOS: the first `primerLen + 1` tokens were given, not sampled. */
-  primerLen: number;
-  /** Per sampled token: log π(token) under the model at temperature 1 (what updates recompute). */
-  logProbs: Float32Array[];
-  /** Per sampled token: log-probability under the sampling distribution actually used. */
-  samplingLogProbs: Float32Array[];
-  /** How the tokens were drawn. */
-  sampling: { temperature: number; topK: number; topP: number };
-  /** The sequences decoded with the checkpoint's tokenizer. */
-  pieces: Piece[];
-  /** The tokenizer spec (`{use, with}`) the tokens belong to. */
-  tokenizer: unknown;
-  /** Optimizer step of the checkpoint that sampled them. */
-  modelStep: number;
 }
 
 interface RolloutsIndex {
@@ -477,12 +461,12 @@ export default definePlugin({
     }),
   },
   inputs: {
-    model: { type: "model", description: "The policy to sample from" },
-    primer: {
+    model: port<ModelCheckpoint>({ type: "model", description: "The policy to sample from" }),
+    primer: port<TokenCorpus>({
       type: "token-corpus",
       optional: true,
       description: "Corpus whose sequence beginnings prime the samples (needs primerLen > 0)",
-    },
+    }),
   },
   outputs: {
     rollouts: {
@@ -492,8 +476,7 @@ export default definePlugin({
     },
   },
   async run(ctx, inputs, params) {
-    const ckpt = inputs.model as ModelCheckpoint;
-    const primer = inputs.primer as TokenCorpus | undefined;
+    const { model: ckpt, primer } = inputs;
     if (params.primerLen > 0 && primer === undefined) {
       throw new Error(
         `Cannot sample: primerLen is ${params.primerLen} but no "primer" input is connected`,

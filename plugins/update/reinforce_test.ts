@@ -328,8 +328,8 @@ Deno.test("isOnPolicy() and importanceWeights(): ρ = min(ρ̄, exp(log π − l
   const rollouts: RolloutBatch = {
     tokens: [Int32Array.from([BOS, 60, 61, 62, 63]), Int32Array.from([BOS, 60, 64])],
     primerLen: 1,
-    logProbs: [[-1, -2, -0.5], [-3]],
-    samplingLogProbs: [[-1.5, -1, -0.5], [-1]],
+    logProbs: [[-1, -2, -0.5], [-3]].map((row) => Float32Array.from(row)),
+    samplingLogProbs: [[-1.5, -1, -0.5], [-1]].map((row) => Float32Array.from(row)),
     sampling: { temperature: 0.8, topK: 0, topP: 1 },
   };
   // Targets t = 0..3; target 0 is the primer (not sampled, ρ 1); padding also gets 1.
@@ -347,8 +347,10 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
   const offPolicy = {
     tokens: [GOOD, BAD],
     primerLen: 0,
-    logProbs: [[-1, -1, -1, -1, -1], [-2, -2, -2, -2, -2]],
-    samplingLogProbs: [[-1.5, -1.5, -1.5, -1.5, -1.5], [-1, -1, -1, -1, -1]],
+    logProbs: [[-1, -1, -1, -1, -1], [-2, -2, -2, -2, -2]].map((row) => Float32Array.from(row)),
+    samplingLogProbs: [[-1.5, -1.5, -1.5, -1.5, -1.5], [-1, -1, -1, -1, -1]].map((row) =>
+      Float32Array.from(row)
+    ),
     sampling: { temperature: 0.8, topK: 0, topP: 1 },
   };
   const twoRewards = { total: [1, 0], terms: { toy: [1, 0] }, weights: { toy: 1 } };
