@@ -18,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { initBackend } from "../plugins/_tf/backend.ts";
-import { type BenchResult, benchSample, benchTrain } from "../plugins/_tf/model_bench.ts";
+import { type BenchResult, benchSample, benchTrain } from "./model_bench.ts";
 import type { ModelSpec } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";

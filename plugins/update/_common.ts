@@ -6,7 +6,7 @@
 
 import { p, port } from "../../mod.ts";
 import { type ModelCheckpoint, modelCodec } from "../_tf/model.ts";
-import type { RewardBatch, RolloutBatch } from "../_tf/policy_gradient.ts";
+import type { RewardBatch, RolloutBatch } from "./_policy_gradient.ts";
 
 /** Inputs of every update stage. */
 export const updateInputs = {

@@ -22,7 +22,7 @@ import {
   type PassResult,
   prepareUpdate,
   tokenTerms,
-} from "../_tf/policy_gradient.ts";
+} from "./_policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
 export default definePlugin({

@@ -11,14 +11,14 @@
  * (temperature, top-k, top-p), and β the KL coefficient, fixed or adapted to a
  * target KL per token (`klTarget`, Ziegler et al. 2019). Without a KL or prior
  * term the policy collapses to noise (Jaques et al. 2017, RL Tuner), so the KL
- * term is on by default. See `plugins/_tf/policy_gradient.ts`.
+ * term is on by default. See `plugins/update/_policy_gradient.ts`.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin } from "../../mod.ts";
-import { finishUpdate, gradientStep, prepareUpdate } from "../_tf/policy_gradient.ts";
+import { finishUpdate, gradientStep, prepareUpdate } from "./_policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
 export default definePlugin({

@@ -10,7 +10,7 @@ import {
   prepareUpdate,
   type RolloutBatch,
   standardise,
-} from "../_tf/policy_gradient.ts";
+} from "./_policy_gradient.ts";
 import { defaultParams, testContext } from "../_testing.ts";
 import lstm from "../model/lstm.ts";
 import reinforce from "./reinforce.ts";
@@ -139,7 +139,7 @@ Deno.test("updates reject a reward count that does not match the rollouts", asyn
 });
 
 Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the primer or padding", async () => {
-  const { batchTensors } = await import("../_tf/policy_gradient.ts");
+  const { batchTensors } = await import("./_policy_gradient.ts");
   const EOS = 9;
   const batch = batchTensors(
     { tokens: [Int32Array.from([8, 1, 2, 3, EOS, 4]), Int32Array.from([8, 1, 5])], primerLen: 1 },
@@ -151,7 +151,7 @@ Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the pri
 });
 
 Deno.test("computeAdvantages() standardises each term per batch, or uses the total", async () => {
-  const { computeAdvantages } = await import("../_tf/policy_gradient.ts");
+  const { computeAdvantages } = await import("./_policy_gradient.ts");
   const rewards = {
     total: [0.7, 0.25, 0.55],
     terms: { a: [1, 0, 0.5], b: [0.4, 0.5, 0.6] },

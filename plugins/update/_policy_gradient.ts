@@ -29,7 +29,7 @@ import {
   modelComponentOf,
   modelFromCheckpoint,
   type SequenceModel,
-} from "./model.ts";
+} from "../_tf/model.ts";
 
 /**
  * The part of the `rollouts` artifact an update reads: the tokens, and when
@@ -386,7 +386,7 @@ export function computeAdvantages(
  * @returns The next coefficient.
  * @example
  * ```ts
- * import { adaptiveKlCoef } from "./policy_gradient.ts";
+ * import { adaptiveKlCoef } from "./_policy_gradient.ts";
  * adaptiveKlCoef(0.1, 0.2, { target: 0.1, gain: 0.1 }); // 0.102: KL too high, β grows
  * adaptiveKlCoef(0.1, 0.05, { target: 0.1, gain: 0.1 }); // 0.098: KL too low, β shrinks
  * ```

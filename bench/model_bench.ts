@@ -10,9 +10,15 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { createRng } from "../../mod.ts";
-import { samplePolicy } from "../rollout/sample.ts";
-import { AdamW, countParams, type ModelSpec, nextTokenLoss, optimizeStep } from "./model.ts";
+import { createRng } from "../mod.ts";
+import { samplePolicy } from "../plugins/rollout/sample.ts";
+import {
+  AdamW,
+  countParams,
+  type ModelSpec,
+  nextTokenLoss,
+  optimizeStep,
+} from "../plugins/_tf/model.ts";
 
 /** Options of {@link benchTrain}. */
 export interface BenchTrainOptions {
