@@ -9,6 +9,7 @@
 export {
   definePlugin,
   DivergenceError,
+  errorMessage,
   isStagePlugin,
   jsonCodec,
   port,

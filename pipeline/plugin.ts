@@ -433,6 +433,22 @@ export function definePlugin(plugin: Plugin): Plugin {
   return plugin;
 }
 
+/**
+ * The message of anything thrown, for error messages that wrap a cause.
+ *
+ * @param error What was thrown.
+ * @returns Its `message` when it is an `Error`, else it as a string.
+ * @example
+ * ```ts
+ * import { errorMessage } from "../mod.ts";
+ * console.log(errorMessage(new Error("no such file"))); // no such file
+ * console.log(errorMessage("plain")); // plain
+ * ```
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** JSON codec: the default for outputs without one. */
 export const jsonCodec: ArtifactCodec = {
   async save(value, dir) {

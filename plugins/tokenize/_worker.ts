@@ -11,6 +11,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 
+import { errorMessage } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { readMidi } from "../_music/midi.ts";
 import { type ItemResult, unpackPieces, type WorkerReply, type WorkerRequest } from "./events.ts";
@@ -24,10 +25,6 @@ function reply(message: WorkerReply, transfer: Transferable[] = []): void {
 /** The token buffers of results, moved (not copied) to the main thread. */
 function buffersOf(results: ItemResult[]): ArrayBuffer[] {
   return results.flatMap((r) => (r.tokens ? [r.tokens.buffer as ArrayBuffer] : []));
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 async function handle(request: WorkerRequest): Promise<void> {

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { definePlugin, type FullComponentRef, p } from "../../mod.ts";
+import { definePlugin, errorMessage, type FullComponentRef, p } from "../../mod.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { ReadMidiOptions } from "../_music/midi.ts";
 import { buildTokenCorpus, tokenCorpusCodec } from "../_music/token_corpus.ts";
@@ -272,10 +272,6 @@ function chunk<T>(items: readonly T[], weight: (item: T) => number, target: numb
   }
   if (current.length > 0) out.push(current);
   return out;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Builds the corpus from per-item results, skipping failed items. */
