@@ -18,9 +18,12 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { definePlugin, p, type StageContext, writeFileAtomic } from "../../mod.ts";
-import { renderWav, SOUNDFONT_CANDIDATES, soundFontFromEnv } from "../_music/audio.ts";
+import { renderWav, SOUNDFONT_CANDIDATES, soundFontFromEnv } from "./_audio.ts";
 import { readMidiFile, writeMidi } from "../_music/midi.ts";
-import { escapeXml, graphSvg, linePlot, pianoRollSvg, svgSize } from "../_music/svg.ts";
+import { escapeXml, svgSize } from "./_svg.ts";
+import { linePlot } from "./_plot.ts";
+import { pianoRollSvg } from "./_pianoroll.ts";
+import { graphSvg } from "./_dag.ts";
 import type { Piece } from "../_music/types.ts";
 import { safeFileName } from "../export/midi.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { defaultParams, testContext } from "../_testing.ts";
-import { findSoundFont } from "../_music/audio.ts";
+import { findSoundFont } from "./_audio.ts";
 import { writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 import plugin, { formatNumber, groupMetrics, type ReportOutput, tablesHtml } from "./html.ts";

@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
-import {
-  formatTick,
-  graphSvg,
-  linePlot,
-  niceTicks,
-  pianoRollSvg,
-  pitchName,
-  smoothEma,
-  svgSize,
-} from "./svg.ts";
-import type { Piece } from "./types.ts";
+import { formatTick, linePlot, niceTicks, smoothEma } from "./_plot.ts";
+import { pianoRollSvg, pitchName } from "./_pianoroll.ts";
+import { graphSvg } from "./_dag.ts";
+import { svgSize } from "./_svg.ts";
+import type { Piece } from "../_music/types.ts";
 
 /**
  * A small well-formedness check: every tag closes in order, attribute values
