@@ -197,6 +197,56 @@ export function stageOutputs(node: StageNode): Map<string, OutputInfo> {
   return out;
 }
 
+/** A stage of a {@linkcode GraphOutline}. */
+export interface OutlineStage {
+  /** The plugin, as `use` named it (a loop has none). */
+  use?: string;
+  /** Input port to the output it reads. */
+  in: Record<string, Ref>;
+  loop?: {
+    episodes: number;
+    carry: Record<string, { init: Ref; next: Ref }>;
+    stages: Record<string, OutlineStage>;
+  };
+}
+
+/** The validated graph's shape as JSON (for the manifest and its diagram): stages in file order. */
+export interface GraphOutline {
+  stages: Record<string, OutlineStage>;
+}
+
+/**
+ * The shape of a validated graph, after overrides and with every reference
+ * resolved: what a diagram of the run draws, without reading the YAML again.
+ *
+ * @param graph A validated graph.
+ * @returns Its stages in file order, each with its plugin, inputs and loop.
+ */
+export function graphOutline(graph: Graph): GraphOutline {
+  const level = (nodes: StageNode[]): Record<string, OutlineStage> =>
+    Object.fromEntries(
+      [...nodes].sort((a, b) => a.index - b.index).map((node) => [node.name, {
+        ...(node.use !== undefined ? { use: node.use } : {}),
+        in: node.inputs,
+        ...(node.loop
+          ? {
+            loop: {
+              episodes: node.loop.episodes,
+              carry: Object.fromEntries(
+                Object.entries(node.loop.carry).map(([name, c]) => [
+                  name,
+                  { init: c.init, next: c.next },
+                ]),
+              ),
+              stages: level(node.loop.body),
+            },
+          }
+          : {}),
+      }]),
+    );
+  return { stages: level(graph.stages) };
+}
+
 /** The graph as a Mermaid flowchart: stages as nodes, references as labelled edges. */
 export function toMermaid(graph: Graph): string {
   const lines = ["flowchart TD"];

@@ -17,7 +17,7 @@ import {
   listFiles,
   writeFileAtomic,
 } from "./cache.ts";
-import { type Graph, type StageNode, stageOutputs, toMermaid } from "./graph.ts";
+import { type Graph, graphOutline, type StageNode, stageOutputs, toMermaid } from "./graph.ts";
 import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
@@ -315,6 +315,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       deno: Deno.version,
       backend,
       config: graph.config,
+      outline: graphOutline(graph),
       stages,
     };
     await writeFileAtomic(join(runDir, "manifest.json"), JSON.stringify(manifest, null, 2));

@@ -7,7 +7,10 @@
 
 import { escapeXml, r, svgOpen, textWidth } from "./_svg.ts";
 
-/** A stage of a graph config as written in YAML (only what the diagram reads). */
+/**
+ * A stage of the outline the runner writes to `manifest.json` (`outline`):
+ * the validated graph, references resolved to `{stage, output}`.
+ */
 interface StageConfig {
   use?: unknown;
   in?: unknown;
@@ -62,10 +65,12 @@ interface Level {
   height: number;
 }
 
+/** A resolved reference `{stage, output}`, or undefined for anything else. */
 function parseRef(value: unknown): { stage: string; output: string } | undefined {
-  if (typeof value !== "string") return undefined;
-  const match = /^([^.]+)\.([^.]+)$/.exec(value);
-  return match ? { stage: match[1], output: match[2] } : undefined;
+  const ref = asRecord(value);
+  return typeof ref.stage === "string" && typeof ref.output === "string"
+    ? { stage: ref.stage, output: ref.output }
+    : undefined;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {
@@ -505,7 +510,9 @@ function drawLevel(
  * box and dashed arrows for the values carried from one episode to the next.
  * Stages are placed in layers by longest path from the sources.
  *
- * @param config The graph config: `{ stages: { name: { use, in } | { loop: { episodes, carry, stages } } } }`.
+ * @param config The run's graph outline (`manifest.json`'s `outline`, made by the runner from the
+ *   validated graph): `{ stages: { name: { use, in } | { in, loop: { episodes, carry, stages } } } }`
+ *   with every reference as `{stage, output}`.
  * @param options Direction and stage statuses.
  * @returns A standalone SVG document; a config without stages draws "No stages".
  * @example
@@ -514,7 +521,7 @@ function drawLevel(
  * const svg = graphSvg({
  *   stages: {
  *     load: { use: "load/synthetic" },
- *     export: { use: "export/midi", in: { pieces: "load.pieces" } },
+ *     export: { use: "export/midi", in: { pieces: { stage: "load", output: "pieces" } } },
  *   },
  * });
  * console.log(svg.match(/class="node"/g)?.length); // 2

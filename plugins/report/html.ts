@@ -545,12 +545,14 @@ export default definePlugin({
     // Pipeline: graph diagram and stage table.
     {
       const parts: string[] = [];
-      if (isObject(manifest.config)) {
+      if (isObject(manifest.outline)) {
         const status = Object.fromEntries(
           Object.entries(stages).map(([name, record]) => [name, statusOf(name, record)]),
         );
-        let svg = graphSvg(manifest.config, { direction: "LR", status });
-        if (svgSize(svg).width > 1100) svg = graphSvg(manifest.config, { direction: "TB", status });
+        let svg = graphSvg(manifest.outline, { direction: "LR", status });
+        if (svgSize(svg).width > 1100) {
+          svg = graphSvg(manifest.outline, { direction: "TB", status });
+        }
         await saveFigure("graph", svg);
         parts.push(`<figure class="graph">${svg}</figure>`);
       }
