@@ -51,7 +51,7 @@ import {
   type Denoiser,
   denoiserCodec,
   denoiserConfig,
-} from "../plugins/_tf/diffusion.ts";
+} from "../plugins/_tf/denoiser.ts";
 import refine, { type RefineParams, refinePieces } from "../plugins/diffuse/pianoroll.ts";
 import train from "../plugins/diffuse/train.ts";
 

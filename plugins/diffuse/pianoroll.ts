@@ -72,7 +72,8 @@ import {
   segmentSteps,
   splitRoll,
 } from "../_music/pianoroll.ts";
-import { type Denoiser, refineRolls } from "../_tf/diffusion.ts";
+import { refineRolls } from "../_tf/diffusion.ts";
+import { type Denoiser } from "../_tf/denoiser.ts";
 
 /** The `preserve` modes, see the module doc. */
 export const PRESERVE_MODES = ["judge", "none", "remove-only", "in-key", "consonant"] as const;

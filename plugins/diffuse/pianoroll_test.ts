@@ -5,12 +5,7 @@ import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
-import {
-  createDenoiser,
-  type Denoiser,
-  denoiserConfig,
-  disposeDenoiser,
-} from "../_tf/diffusion.ts";
+import { createDenoiser, type Denoiser, denoiserConfig, disposeDenoiser } from "../_tf/denoiser.ts";
 import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
 import { readMidiFile } from "../_music/midi.ts";
 import { cropPiece } from "../_music/theory.ts";

@@ -9,7 +9,7 @@ import {
   denoiserCodec,
   denoiserConfig,
   disposeDenoiser,
-} from "../_tf/diffusion.ts";
+} from "../_tf/denoiser.ts";
 import lstm from "../model/lstm.ts";
 import loadModel from "./model.ts";
 import loadDenoiser from "./denoiser.ts";
