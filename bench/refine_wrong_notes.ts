@@ -35,7 +35,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { createRng } from "../pipeline/rng.ts";
 import { defaultParams, testContext } from "../plugins/_testing.ts";
-import { readMaestroMetadata, selectMaestro } from "../plugins/_music/maestro.ts";
+import { readMaestroMetadata, selectMaestro } from "../plugins/load/_maestro.ts";
 import { readMidiFile } from "../plugins/_music/midi.ts";
 import { cropPiece } from "../plugins/_music/theory.ts";
 import type { Piece } from "../plugins/_music/types.ts";

@@ -6,7 +6,7 @@ import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
 import { createDenoiser, type Denoiser, denoiserConfig, disposeDenoiser } from "../_tf/denoiser.ts";
-import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { readMaestroMetadata, selectMaestro } from "../load/_maestro.ts";
 import { readMidiFile } from "../_music/midi.ts";
 import { cropPiece } from "../_music/theory.ts";
 import { addRepair, emptyRepair, plantWrongNotes, repairSummary } from "../_music/wrong_notes.ts";

@@ -3,7 +3,7 @@ import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { Piece } from "../_music/types.ts";
 import { corpusContext } from "./composite.ts";

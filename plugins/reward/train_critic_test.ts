@@ -5,7 +5,7 @@ import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams, testContext } from "../_testing.ts";
 import type { Rng } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";

@@ -3,7 +3,7 @@ import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams, testContext } from "../_testing.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { sequencesOf, tokenCorpusCodec } from "../_music/token_corpus.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { createPerformanceTokenizer } from "../tokenizer/performance.ts";

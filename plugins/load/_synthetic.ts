@@ -27,7 +27,7 @@
  */
 
 import type { Rng } from "../../mod.ts";
-import type { Note, Piece } from "./types.ts";
+import type { Note, Piece } from "../_music/types.ts";
 
 /** Major or (natural/harmonic) minor. */
 export type Mode = "major" | "minor";
@@ -218,7 +218,7 @@ const RHYTHMS: Record<number, { inner: number[][]; cadence: number[][]; final: n
  * @example
  * ```ts
  * import { createRng } from "../../mod.ts";
- * import { generateSyntheticPiece } from "./synthetic.ts";
+ * import { generateSyntheticPiece } from "./_synthetic.ts";
  *
  * const { piece, info } = generateSyntheticPiece(createRng(1), { id: "demo", bars: 8 });
  * console.assert(piece.beatsSec.length === 8 * info.beatsPerBar);
