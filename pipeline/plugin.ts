@@ -199,6 +199,12 @@ export interface StageContext {
    * the cached outputs, so a cached stage's notes appear in later runs too.
    */
   note(key: string, value: unknown): void;
+  /**
+   * What this stage noted under `key` earlier in this run (in a loop: at an
+   * earlier episode), or undefined: how a stage carries a finding from one
+   * episode to the next without module state.
+   */
+  noted(key: string): unknown;
 }
 
 /**

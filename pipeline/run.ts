@@ -415,6 +415,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       const record = stages[top];
       record.notes = { ...record.notes, [key]: value };
     },
+    noted: (key) => stages[stageLabel.split("/")[0]].notes?.[key],
   });
 
   let status: RunResult["status"] = "ok";

@@ -64,6 +64,7 @@ export function testContext(
     note(key, value) {
       notes[key] = value;
     },
+    noted: (key) => notes[key],
     logs,
     recorded,
     notes,

@@ -32,9 +32,6 @@ import { liveModelOf, type ModelCheckpoint, type SequenceModel } from "../_tf/mo
 
 export type { Rollouts };
 
-/** Collapsed batches seen per run and stage label, so a loop warns once and notes the span. */
-const collapses = new Map<string, { first: number; last: number; episodes: number }>();
-
 /** Settings of {@link samplePolicy}. */
 export interface SampleOptions {
   /** Number of sequences. */
@@ -552,12 +549,11 @@ function flagCollapse(ctx: StageContext, stats: BatchStats, tokensSampled: numbe
   const reason = collapseReason(stats, { tokensSampled });
   if (reason === undefined) return;
   const episode = (ctx.iteration ?? 0) + 1;
-  const where = `${ctx.runDir}\0${ctx.stage}`;
-  const seen = collapses.get(where);
+  // The span so far is what this stage noted at earlier episodes, so a loop warns once.
+  const seen = ctx.noted("collapse") as { first: number; episodes: number } | undefined;
   const span = seen
     ? { first: seen.first, last: episode, episodes: seen.episodes + 1 }
     : { first: episode, last: episode, episodes: 1 };
-  collapses.set(where, span);
   if (!seen) {
     ctx.log.warn(
       `The policy looks collapsed${
