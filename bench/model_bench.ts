@@ -11,7 +11,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../mod.ts";
-import { samplePolicy } from "../plugins/rollout/sample.ts";
+import { samplePolicy } from "../plugins/_tf/sampler.ts";
 import {
   AdamW,
   countParams,

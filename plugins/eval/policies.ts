@@ -30,7 +30,7 @@ import { liveModelOf, type ModelCheckpoint, type SequenceModel, tokenNll } from 
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
-import { samplePolicy } from "../rollout/sample.ts";
+import { samplePolicy } from "../_tf/sampler.ts";
 
 /** The evaluation table: metric name to value, per policy. */
 export interface PolicyEvaluation {

@@ -8,7 +8,8 @@ import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams, testContext } from "../_testing.ts";
-import plugin, { chooseToken, type Rollouts, rolloutsCodec, samplePolicy } from "./sample.ts";
+import plugin, { type Rollouts, rolloutsCodec } from "./sample.ts";
+import { chooseToken, samplePolicy } from "../_tf/sampler.ts";
 
 await initBackend("cpu");
 
