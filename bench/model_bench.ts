@@ -12,13 +12,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../mod.ts";
 import { samplePolicy } from "../plugins/_tf/sampler.ts";
-import {
-  AdamW,
-  countParams,
-  type ModelSpec,
-  nextTokenLoss,
-  optimizeStep,
-} from "../plugins/_tf/model.ts";
+import { AdamW, optimizeStep } from "../plugins/_tf/optim.ts";
+import { countParams, type ModelSpec, nextTokenLoss } from "../plugins/_tf/model.ts";
 
 /** Options of {@link benchTrain}. */
 export interface BenchTrainOptions {

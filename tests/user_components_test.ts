@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { loadGraph } from "../pipeline/graph.ts";
 import { runPipeline } from "../pipeline/run.ts";
 import { registry } from "../plugins/registry.ts";
-import { modelCodec } from "../plugins/_tf/model.ts";
+import { modelCodec } from "../plugins/_tf/checkpoint.ts";
 import { tokenCorpusCodec } from "../plugins/_music/token_corpus.ts";
 import { rolloutsCodec } from "../plugins/rollout/sample.ts";
 

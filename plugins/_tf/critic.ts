@@ -41,17 +41,16 @@ import type { ArtifactCodec, Rng } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
 import { asBytes, assertLittleEndian, readIndex, readSized } from "../_music/_codec.ts";
+import { AdamW, clipByGlobalNorm } from "./optim.ts";
 import {
-  AdamW,
   type AdamWState,
-  clipByGlobalNorm,
   constantVariable,
   dropout,
   normalVariable,
-  packTensors,
   sumRows,
   type TensorData,
 } from "./model.ts";
+import { packTensors } from "./checkpoint.ts";
 
 /** The critic's architecture: a plain serialisable object with a `type` field. */
 export interface CriticConfig {

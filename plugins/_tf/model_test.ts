@@ -1,22 +1,22 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
+import { AdamW, clipByGlobalNorm, learningRateAt } from "./optim.ts";
 import {
-  AdamW,
   assignWeights,
-  checkpointFromModel,
-  clipByGlobalNorm,
-  learningRateAt,
-  loadCheckpointFile,
-  modelCodec,
-  modelFromCheckpoint,
   nextTokenLoss,
-  saveCheckpointFile,
   type SequenceModel,
   tanhViaSigmoid,
   tokenNll,
   unstackTime,
 } from "./model.ts";
+import {
+  checkpointFromModel,
+  loadCheckpointFile,
+  modelCodec,
+  modelFromCheckpoint,
+  saveCheckpointFile,
+} from "./checkpoint.ts";
 import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";

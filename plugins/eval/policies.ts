@@ -26,7 +26,8 @@ import {
   notesInKeyRate,
 } from "../_music/metrics.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
-import { liveModelOf, type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
+import { liveModelOf } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { defaultParams, testContext } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type ModelCheckpoint, modelCodec } from "../_tf/model.ts";
+import { checkpointFromModel, modelCodec } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
 import {
   createDenoiser,
   type Denoiser,

@@ -20,7 +20,8 @@ import { type BatchStats, batchStats, collapseReason } from "../_music/collapse.
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Split } from "../_music/types.ts";
 import type { Rollouts } from "../_music/artifacts.ts";
-import { liveModelOf, type ModelCheckpoint } from "../_tf/model.ts";
+import { liveModelOf } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
 import { samplePolicy } from "../_tf/sampler.ts";
 
 export type { Rollouts };

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type SequenceModel } from "../_tf/model.ts";
+import { checkpointFromModel } from "../_tf/checkpoint.ts";
+import { type SequenceModel } from "../_tf/model.ts";
 import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
 import lstm from "../model/lstm.ts";

@@ -5,7 +5,8 @@
  */
 
 import { p, port } from "../../mod.ts";
-import { type ModelCheckpoint, modelCodec } from "../_tf/model.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
+import { modelCodec } from "../_tf/checkpoint.ts";
 import type { RewardBatch, RolloutBatch } from "./_policy_gradient.ts";
 
 /** Inputs of every update stage. */

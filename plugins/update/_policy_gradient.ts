@@ -19,17 +19,14 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Rewards, Rollouts } from "../_music/artifacts.ts";
+import { AdamW, clipByGlobalNorm } from "../_tf/optim.ts";
 import {
-  AdamW,
   checkpointFromModel,
-  clipByGlobalNorm,
-  type LiveModel,
   liveModelOf,
-  type ModelCheckpoint,
   modelComponentOf,
   modelFromCheckpoint,
-  type SequenceModel,
-} from "../_tf/model.ts";
+} from "../_tf/checkpoint.ts";
+import { type LiveModel, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
 
 /**
  * The part of the `rollouts` artifact an update reads: the tokens, and when

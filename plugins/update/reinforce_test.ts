@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type ModelCheckpoint } from "../_tf/model.ts";
+import { checkpointFromModel } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
 import {
   adaptiveKlCoef,
   computeAdvantages,
@@ -35,7 +36,7 @@ async function tinyPolicy(): Promise<ModelCheckpoint> {
 }
 
 async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<number> {
-  const { modelFromCheckpoint } = await import("../_tf/model.ts");
+  const { modelFromCheckpoint } = await import("../_tf/checkpoint.ts");
   const model = await modelFromCheckpoint(testContext(), ckpt);
   const value = tf.tidy(() => {
     const inputs = tf.tensor2d([Array.from(seq.slice(0, -1))], undefined, "int32");
