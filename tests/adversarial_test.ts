@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadGraph } from "../pipeline/graph.ts";
 import { runPipeline } from "../pipeline/run.ts";
 import { registry } from "../plugins/registry.ts";
-import { criticCodec } from "../plugins/_tf/critic.ts";
+import { criticCodec } from "../plugins/reward/_critic_codec.ts";
 import { testContext } from "../plugins/_testing.ts";
 
 const config = new URL("../configs/adversarial.yaml", import.meta.url).pathname;

@@ -6,7 +6,7 @@ import { defaultParams, testContext } from "../_testing.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
-import { type Critic, criticLogits } from "../_tf/critic.ts";
+import { type Critic, criticLogits } from "./_critic.ts";
 import performance from "../tokenizer/performance.ts";
 import composite, { type Rewards, scoreWithTerms } from "./composite.ts";
 import discriminator from "./discriminator.ts";

@@ -1,7 +1,7 @@
 /**
  * `reward/train-critic` stage: trains a critic (discriminator) to tell real
  * corpus pieces from policy samples, for the learned reward term
- * `reward/discriminator`. The network and its maths: `plugins/_tf/critic.ts`
+ * `reward/discriminator`. The network and its maths: `plugins/reward/_critic.ts`
  * (SeqGAN's CNN discriminator, Yu et al. 2017; GAIL's alternation of
  * discriminator and policy steps, Ho & Ermon 2016).
  *
@@ -36,7 +36,6 @@ import type { MidiCorpus } from "../_music/types.ts";
 import {
   createTrainer,
   type Critic,
-  criticCodec,
   type CriticConfig,
   criticConfig,
   criticFromTrainer,
@@ -47,7 +46,8 @@ import {
   encodeForCritic,
   isCritic,
   packBatch,
-} from "../_tf/critic.ts";
+} from "./_critic.ts";
+import { criticCodec } from "./_critic_codec.ts";
 
 /** Shortest real excerpt, in seconds: an empty or tiny generated piece still faces some music. */
 export const MIN_EXCERPT_SEC = 1;

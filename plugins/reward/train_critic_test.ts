@@ -9,7 +9,7 @@ import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
-import { type Critic, criticLogits } from "../_tf/critic.ts";
+import { type Critic, criticLogits } from "./_critic.ts";
 import performance from "../tokenizer/performance.ts";
 import remi from "../tokenizer/remi.ts";
 import trainCritic from "./train_critic.ts";

@@ -5,11 +5,10 @@ import { defaultParams, testContext } from "../_testing.ts";
 import type { Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { initBackend } from "./backend.ts";
+import { initBackend } from "../_tf/backend.ts";
 import {
   createTrainer,
   type Critic,
-  criticCodec,
   type CriticConfig,
   criticConfig,
   criticForward,
@@ -19,7 +18,8 @@ import {
   disposeTrainer,
   initCriticVariables,
   packBatch,
-} from "./critic.ts";
+} from "./_critic.ts";
+import { criticCodec } from "./_critic_codec.ts";
 
 await initBackend("wasm");
 
