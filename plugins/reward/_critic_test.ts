@@ -8,14 +8,16 @@ import type { Tokenizer } from "../_music/components.ts";
 import { initBackend } from "../_tf/backend.ts";
 import {
   createTrainer,
+  criticFromTrainer,
+  criticTrainStep,
+  disposeTrainer,
+} from "./_critic_train.ts";
+import {
   type Critic,
   type CriticConfig,
   criticConfig,
   criticForward,
-  criticFromTrainer,
   criticLogits,
-  criticTrainStep,
-  disposeTrainer,
   initCriticVariables,
   packBatch,
 } from "./_critic.ts";

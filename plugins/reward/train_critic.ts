@@ -35,14 +35,16 @@ import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import {
   createTrainer,
-  type Critic,
-  type CriticConfig,
-  criticConfig,
   criticFromTrainer,
-  criticParamCount,
   type CriticTrainer,
   criticTrainStep,
   disposeTrainer,
+} from "./_critic_train.ts";
+import {
+  type Critic,
+  type CriticConfig,
+  criticConfig,
+  criticParamCount,
   encodeForCritic,
   isCritic,
   packBatch,
