@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { definePlugin, p, type StageContext, systemFolder, writeFileAtomic } from "../../mod.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
-import { writeMidi } from "../_music/midi.ts";
+import { safeFileName, writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** What the export writes: the directory and the paths of the files in it. */
@@ -17,20 +17,6 @@ export interface ExportedFiles {
   dir: string;
   /** Paths of the written files (`<dir>/<name>.mid`), in input order. */
   files: string[];
-}
-
-/**
- * Turns a piece id into a file base name: path separators and characters
- * that some file systems reject become `_`; an empty or dot-only id becomes `piece`.
- *
- * @param id A piece id.
- * @returns A name without directory parts, at most 200 characters long.
- */
-export function safeFileName(id: string): string {
-  // deno-lint-ignore no-control-regex
-  let name = id.replace(/[\/\\:*?"<>|\x00-\x1f]/g, "_").trim().slice(0, 200);
-  if (/^\.*$/.test(name)) name = "piece";
-  return name;
 }
 
 /** The record, in an export folder, of the files this plugin wrote there: name to SHA-256. */

@@ -6,7 +6,8 @@ import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
-import plugin, { type ExportedFiles, safeFileName } from "./midi.ts";
+import plugin, { type ExportedFiles } from "./midi.ts";
+import { safeFileName } from "../_music/midi.ts";
 
 function pieces(count: number, seed = 1): Piece[] {
   const rng = createRng(seed);

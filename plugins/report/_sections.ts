@@ -8,8 +8,7 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Piece, StageContext } from "../../mod.ts";
-import { readMidiFile, writeMidi } from "../_music/midi.ts";
-import { safeFileName } from "../export/midi.ts";
+import { readMidiFile, safeFileName, writeMidi } from "../_music/midi.ts";
 import { renderWav } from "./_audio.ts";
 import { graphSvg } from "./_dag.ts";
 import { pianoRollSvg } from "./_pianoroll.ts";
