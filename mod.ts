@@ -6,14 +6,24 @@
  * @module
  */
 
-export { definePlugin, DivergenceError, isStagePlugin, jsonCodec } from "./pipeline/plugin.ts";
+export {
+  definePlugin,
+  DivergenceError,
+  errorMessage,
+  isStagePlugin,
+  jsonCodec,
+  port,
+} from "./pipeline/plugin.ts";
 export type {
   ArtifactCodec,
+  CodecContext,
   ComponentPlugin,
+  Inputs,
   Logger,
   Plugin,
   PluginPermissions,
   PortSpec,
+  PortValue,
   PreflightProblem,
   ProgressUpdate,
   Rng,
@@ -22,10 +32,13 @@ export type {
   StagePlugin,
 } from "./pipeline/plugin.ts";
 export { fingerprintFiles } from "./pipeline/fingerprint.ts";
+export { writeFileAtomic } from "./pipeline/cache.ts";
+export { createRng, hashString32 } from "./pipeline/rng.ts";
 export { p, systemFolder } from "./pipeline/schema.ts";
 export type {
   ComponentKind,
   ComponentRef,
+  FullComponentRef,
   Infer,
   ParamSpec,
   ParamsSchema,
@@ -36,3 +49,18 @@ export type { Graph, Registry } from "./pipeline/graph.ts";
 export { PlanError, runPipeline, StageError } from "./pipeline/run.ts";
 export type { RunOptions, RunResult, StageRecord } from "./pipeline/run.ts";
 export type { Note, Piece } from "./plugins/_music/types.ts";
+export type {
+  RewardContext,
+  RewardTerm,
+  TokenCorpus,
+  Tokenizer,
+} from "./plugins/_music/components.ts";
+export type {
+  ForwardOptions,
+  ModelCheckpoint,
+  ModelConfig,
+  ModelSpec,
+  ModelState,
+  SequenceModel,
+  StepResult,
+} from "./plugins/_tf/model.ts";

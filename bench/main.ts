@@ -18,12 +18,13 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { initBackend } from "../plugins/_tf/backend.ts";
-import { type BenchResult, benchSample, benchTrain } from "../plugins/_tf/model_bench.ts";
+import { type BenchResult, benchSample, benchTrain } from "./model_bench.ts";
 import type { ModelSpec } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
 import { tokenizeFiles } from "../plugins/tokenize/events.ts";
-import { defaultParams } from "../pipeline/testing.ts";
+import { defaultParams, testContext } from "../plugins/_testing.ts";
+import type { Tokenizer } from "../plugins/_music/components.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -91,9 +92,16 @@ async function benchTokenize(): Promise<void> {
   }
   for (const use of ["tokenizer/performance", "tokenizer/remi"]) {
     const short = use.split("/")[1];
+    const ctx = testContext();
+    const tokenizer = await ctx.component<Tokenizer>(use, "tokenizer");
+    const module = await ctx.componentSpec(use, "tokenizer");
     const t0 = performance.now();
     const { result, peakBytes } = await withPeakRss(() =>
-      tokenizeFiles(files, { use }, { workers: 2, readOptions: { sustain: true } })
+      tokenizeFiles(files, tokenizer, {
+        workers: 2,
+        worker: { url: module.url!, spec: module.spec },
+        readOptions: { sustain: true },
+      })
     );
     const sec = (performance.now() - t0) / 1000;
     const prefix = `tokenize/${short}/maestro-all/2-workers`;

@@ -13,7 +13,7 @@
 
 import { join } from "node:path";
 import { createRng } from "../pipeline/rng.ts";
-import { readMaestroMetadata } from "../plugins/_music/maestro.ts";
+import { readMaestroMetadata } from "../plugins/load/_maestro.ts";
 import { readMidiFile, writeMidi } from "../plugins/_music/midi.ts";
 import { cropPiece, pieceEndSec } from "../plugins/_music/theory.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../tests/_degenerate.ts";

@@ -34,8 +34,8 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { createRng } from "../pipeline/rng.ts";
-import { defaultParams, testContext } from "../pipeline/testing.ts";
-import { readMaestroMetadata, selectMaestro } from "../plugins/_music/maestro.ts";
+import { defaultParams, testContext } from "../plugins/_testing.ts";
+import { readMaestroMetadata, selectMaestro } from "../plugins/load/_maestro.ts";
 import { readMidiFile } from "../plugins/_music/midi.ts";
 import { cropPiece } from "../plugins/_music/theory.ts";
 import type { Piece } from "../plugins/_music/types.ts";
@@ -51,7 +51,7 @@ import {
   type Denoiser,
   denoiserCodec,
   denoiserConfig,
-} from "../plugins/_tf/diffusion.ts";
+} from "../plugins/_tf/denoiser.ts";
 import refine, { type RefineParams, refinePieces } from "../plugins/diffuse/pianoroll.ts";
 import train from "../plugins/diffuse/train.ts";
 

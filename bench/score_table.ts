@@ -10,7 +10,7 @@
  */
 
 import { createRng } from "../pipeline/rng.ts";
-import { defaultParams, testContext } from "../pipeline/testing.ts";
+import { defaultParams, testContext } from "../plugins/_testing.ts";
 import type { RewardTerm } from "../plugins/_music/components.ts";
 import type { MidiCorpus, Piece } from "../plugins/_music/types.ts";
 import { cropPiece, pieceEndSec } from "../plugins/_music/theory.ts";

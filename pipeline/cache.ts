@@ -10,7 +10,7 @@
  */
 
 import { dirname, join } from "node:path";
-import type { ArtifactCodec } from "./plugin.ts";
+import type { ArtifactCodec, CodecContext } from "./plugin.ts";
 
 /** What a cache key is made of; stored beside the entry to explain re-runs. */
 export interface KeyParts {
@@ -171,8 +171,13 @@ export class Cache {
   }
 
   /** Loads one output of an entry with its codec. */
-  async load(key: string, port: string, codec: ArtifactCodec): Promise<unknown> {
-    return await codec.load(join(this.entryDir(key), "outputs", port));
+  async load(
+    key: string,
+    port: string,
+    codec: ArtifactCodec,
+    context?: CodecContext,
+  ): Promise<unknown> {
+    return await codec.load(join(this.entryDir(key), "outputs", port), context);
   }
 
   /**
@@ -259,12 +264,35 @@ export class Cache {
   }
 }
 
-/** Writes a file by writing a temporary sibling and renaming it over the target. */
+/**
+ * Writes a file atomically: into a hidden temporary sibling (`.name.tmp-<random>`), then renamed
+ * over the target, so that a killed run never leaves half a file and readers see the old file or
+ * the new one. The temporary file is removed when writing fails.
+ *
+ * @param path The file to write.
+ * @param data Text (UTF-8) or bytes.
+ * @throws {Error} What writing or renaming threw.
+ * @example
+ * ```ts
+ * import { writeFileAtomic } from "../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(`${dir}/a.json`, JSON.stringify({ step: 1 }));
+ * console.log(await Deno.readTextFile(`${dir}/a.json`)); // {"step":1}
+ * ```
+ */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-  else await Deno.writeFile(tmp, data);
-  await Deno.rename(tmp, path);
+  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp-${
+    crypto.randomUUID().slice(0, 8)
+  }`;
+  try {
+    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+    else await Deno.writeFile(tmp, data);
+    await Deno.rename(tmp, path);
+  } catch (error) {
+    await Deno.remove(tmp).catch(() => {});
+    throw error;
+  }
 }
 
 const isFlatMap = (v: unknown): v is Record<string, unknown> =>

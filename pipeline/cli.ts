@@ -407,7 +407,7 @@ export async function sandboxedMain(args: string[], registry: Registry): Promise
     await dropToReadOnly();
     return await main(args, registry);
   }
-  return await sandboxedRun(args, values["runs-dir"] ?? "runs");
+  return await sandboxedRun(args, values["runs-dir"] ?? "runs", registry);
 }
 
 /**
@@ -483,9 +483,15 @@ function signalNumber(signal: Deno.Signal): number {
 }
 
 /** `run` in the sandbox: plan in a read-only child, then run in a child with only what it needs. */
-async function sandboxedRun(args: string[], runsDir: string): Promise<number> {
+async function sandboxedRun(
+  args: string[],
+  runsDir: string,
+  registry: Registry,
+): Promise<number> {
   const nonce = crypto.randomUUID();
-  const env = [SANDBOX_ENV, "HARMONYRL_SOUNDFONT", "LOG_TOKENS", "LOG_STREAM", "PATH"].join(",");
+  const env = [SANDBOX_ENV, ...registry.planEnv ?? [], "LOG_TOKENS", "LOG_STREAM", "PATH"].join(
+    ",",
+  );
   const planned = await child(["--no-prompt", "--allow-read", `--allow-env=${env}`], args, {
     env: { [SANDBOX_ENV]: "plan" },
     stdin: nonce,

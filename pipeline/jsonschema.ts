@@ -13,6 +13,28 @@ import { type ComponentKind, fieldJsonSchema, type ParamsSchema } from "./schema
 type Json = Record<string, unknown>;
 
 /**
+ * The top-level `backend` key: a word the registry expands (its values are
+ * the enum of the param the word fills, e.g. tfjs's `name`) or a backend component.
+ */
+function backendSchema(registry: Registry, plugins: Plugin[]): Json {
+  const probe = "\u0000";
+  const expanded = registry.backend?.(probe);
+  const plugin = plugins.find((p) => p.name === expanded?.use);
+  const key = Object.entries(expanded?.with ?? {}).find(([, v]) => v === probe)?.[0];
+  const field = key ? (plugin?.params as ParamsSchema | undefined)?.[key] : undefined;
+  const words = field?.type === "string" && field.enum ? [...field.enum] : undefined;
+  return {
+    description: words
+      ? `Backend: ${words.slice(0, -1).join(", ")} or ${words.at(-1)}`
+      : "Backend component",
+    anyOf: [
+      ...(words ? [{ type: "string", enum: words }] : []),
+      { $ref: "#/$defs/component-backend" },
+    ],
+  };
+}
+
+/**
  * Builds the schema.
  *
  * @param registry The built-in plugins.
@@ -42,7 +64,10 @@ export async function graphJsonSchema(registry: Registry): Promise<Json> {
     }
     return { type: "object", properties, additionalProperties: false };
   };
-  const kinds: ComponentKind[] = ["model", "tokenizer", "reward", "backend"];
+  // Component kinds come from the plugins that declare them.
+  const kinds: ComponentKind[] = [
+    ...new Set(plugins.filter((p) => !isStagePlugin(p)).map((p) => p.kind)),
+  ].sort();
   for (const kind of kinds) {
     const members = plugins.filter((p) => !isStagePlugin(p) && p.kind === kind);
     defs[`component-${kind}`] = {
@@ -162,17 +187,7 @@ export async function graphJsonSchema(registry: Registry): Promise<Json> {
       name: { type: "string", description: "Graph name; runs go to runs/<name>/" },
       description: { type: "string" },
       seed: { type: "integer", minimum: 0, description: "Seed of every stage's RNG" },
-      backend: {
-        description:
-          "Tensor backend: auto, tfjs-node-gpu, tfjs-node, webgpu, wasm-openblas, wasm or cpu",
-        anyOf: [
-          {
-            type: "string",
-            enum: ["auto", "tfjs-node-gpu", "tfjs-node", "webgpu", "wasm-openblas", "wasm", "cpu"],
-          },
-          { $ref: "#/$defs/component-backend" },
-        ],
-      },
+      backend: backendSchema(registry, plugins),
       stages: {
         type: "object",
         additionalProperties: { anyOf: [{ $ref: "#/$defs/stage" }, { $ref: "#/$defs/loop" }] },

@@ -8,20 +8,26 @@
  * @module
  */
 
-import type { ComponentKind, Infer, ParamsSchema } from "./schema.ts";
+import type {
+  ComponentKind,
+  ComponentRef,
+  FullComponentRef,
+  Infer,
+  ParamsSchema,
+} from "./schema.ts";
 
-/** Kinds of plugin that run as stages of a graph. */
-export type StageKind =
-  | "load"
-  | "tokenize"
-  | "pretrain"
-  | "rollout"
-  | "reward"
-  | "update"
-  | "diffuse"
-  | "eval"
-  | "export"
-  | "report";
+/**
+ * Kinds of plugin that run as stages of a graph. The runner knows none by
+ * name: each plugin declares its own (`"load"`, `"pretrain"`, `"update"` ...
+ * among the built-ins), and listings group by it.
+ */
+export type StageKind = string;
+
+/** What the runner gives a codec when it loads: the components of a recorded spec. */
+export interface CodecContext {
+  /** As {@linkcode StageContext.component}: rebuilds a component from a spec. */
+  component<T = unknown>(spec: string | ComponentRef, kind: ComponentKind): Promise<T>;
+}
 
 /**
  * Saves and loads one artifact type to and from a directory. The runner calls
@@ -30,7 +36,12 @@ export type StageKind =
  */
 export interface ArtifactCodec<T = unknown> {
   save(value: T, dir: string): Promise<void>;
-  load(dir: string): Promise<T>;
+  /**
+   * @param dir The artifact's directory.
+   * @param context Given by the runner (and by stages that load artifacts
+   *   themselves): for artifacts that hold a live component rebuilt from its spec.
+   */
+  load(dir: string, context?: CodecContext): Promise<T>;
 }
 
 /** A named, typed input or output of a stage plugin. */
@@ -45,6 +56,55 @@ export interface PortSpec<T = unknown> {
   optional?: boolean;
   /** Outputs only: how the runner stores it (default: JSON). */
   codec?: ArtifactCodec<T>;
+}
+
+/** The value a port carries: `T` of a `PortSpec<T>` (unknown for an untyped port). */
+export type PortValue<P> = P extends PortSpec<infer T> ? T : unknown;
+
+/** Keys of the ports that are sure to hold a value: typed with {@linkcode port}, not optional. */
+type RequiredPorts<I> = {
+  [K in keyof I]: I[K] extends { optional: true } ? never
+    : unknown extends PortValue<I[K]> ? never
+    : K;
+}[keyof I];
+
+/**
+ * What a stage's `run()` receives for input ports `I`: each port's value,
+ * possibly `undefined` for optional ones (and untyped ones, which are `unknown`).
+ */
+// deno-lint-ignore no-explicit-any
+export type Inputs<I extends Record<string, PortSpec<any>>> =
+  & { [K in RequiredPorts<I>]: PortValue<I[K]> }
+  & { [K in Exclude<keyof I, RequiredPorts<I>>]?: PortValue<I[K]> };
+
+/**
+ * Declares a typed port, so that `run()` receives its value typed:
+ * `model: port<ModelCheckpoint>({ type: "model", description: "..." })`.
+ *
+ * @param spec The port's type name, description, and `optional` or `codec`.
+ * @returns The same spec, typed.
+ * @example
+ * ```ts
+ * import { definePlugin, port } from "../mod.ts";
+ *
+ * const plugin = definePlugin({
+ *   name: "user/count",
+ *   kind: "eval",
+ *   version: "1.0.0",
+ *   description: "Counts the numbers it is given",
+ *   params: {},
+ *   inputs: { numbers: port<number[]>({ type: "numbers", description: "Some numbers" }) },
+ *   outputs: { count: { type: "count", description: "How many" } },
+ *   // inputs.numbers is a number[] here, no cast needed.
+ *   run: (_ctx, inputs) => Promise.resolve({ count: inputs.numbers.length }),
+ * });
+ * console.log(plugin.inputs.numbers.type); // numbers
+ * ```
+ */
+export function port<T>(spec: PortSpec<T> & { optional: true }): PortSpec<T> & { optional: true };
+export function port<T>(spec: PortSpec<T>): PortSpec<T>;
+export function port<T>(spec: PortSpec<T>): PortSpec<T> {
+  return spec;
 }
 
 /** Levelled logger already tagged with the stage and plugin. */
@@ -108,11 +168,43 @@ export interface StageContext {
   /** Records namespaced metrics (`loss/policy`, `reward/harmony`) at a step. */
   metrics(step: number, values: Record<string, number>): void;
   /**
+   * Builds a component from a spec, through the registry (built-in names) or
+   * by path (user modules), exactly as a component named in the graph's YAML:
+   * params are checked against the plugin's schema and defaults filled in.
+   * This is how a stage rebuilds the model a checkpoint records or the
+   * tokenizer a token corpus records.
+   *
+   * @param spec A plugin name, or `{use, with}` (e.g. `ckpt.model`).
+   * @param kind The component kind expected, e.g. `"tokenizer"`.
+   * @returns What the plugin's `create()` returned.
+   * @throws {Error} `Cannot create <kind> "<use>": <reason>`.
+   */
+  component<T = unknown>(spec: string | ComponentRef, kind: ComponentKind): Promise<T>;
+  /**
+   * Resolves a spec without creating it: the full spec (every param filled
+   * in, paths made absolute) and the plugin module's URL, for a worker that
+   * imports the module and creates the component itself.
+   *
+   * @param spec A plugin name, or `{use, with}`.
+   * @param kind The component kind expected.
+   * @throws {Error} `Cannot create <kind> "<use>": <reason>`.
+   */
+  componentSpec(
+    spec: string | ComponentRef,
+    kind: ComponentKind,
+  ): Promise<{ spec: FullComponentRef; url?: string }>;
+  /**
    * Attaches a JSON value to this stage's entry in the run's `manifest.json`
    * under `notes.<key>` (e.g. the files a loader skipped and why). Kept with
    * the cached outputs, so a cached stage's notes appear in later runs too.
    */
   note(key: string, value: unknown): void;
+  /**
+   * What this stage noted under `key` earlier in this run (in a loop: at an
+   * earlier episode), or undefined: how a stage carries a finding from one
+   * episode to the next without module state.
+   */
+  noted(key: string): unknown;
 }
 
 /**
@@ -185,15 +277,25 @@ export interface PreflightProblem {
 }
 
 /** A plugin that runs as a stage of a graph. */
-export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends PluginBase<S> {
+export interface StagePlugin<
+  S extends ParamsSchema = ParamsSchema,
+  // deno-lint-ignore no-explicit-any
+  I extends Record<string, PortSpec<any>> = Record<string, PortSpec<any>>,
+> extends PluginBase<S> {
   kind: StageKind;
-  inputs: Record<string, PortSpec>;
+  /** Input ports by name; declare them with {@linkcode port} to get typed `inputs` in `run`. */
+  inputs: I;
   outputs: Record<string, PortSpec>;
   /**
    * `false` for stages that must run every time (a report of this run);
    * default `true`: outputs are cached by key.
    */
   cache?: boolean;
+  /**
+   * Metrics worth a glance while a loop runs (e.g. `["reward/total"]`): the
+   * loop's progress line shows the latest value of each its body records.
+   */
+  headlineMetrics?: readonly string[];
   /**
    * Checks, before anything runs, that what the stage reads from outside the
    * graph is there (a dataset folder, a checkpoint), so that a missing one
@@ -228,7 +330,7 @@ export interface StagePlugin<S extends ParamsSchema = ParamsSchema> extends Plug
    */
   run(
     ctx: StageContext,
-    inputs: Record<string, unknown>,
+    inputs: Inputs<I>,
     params: Infer<S>,
   ): Promise<Record<string, unknown>>;
 }
@@ -241,9 +343,13 @@ export interface ComponentPlugin<S extends ParamsSchema = ParamsSchema, T = unkn
    * Builds the component from its params.
    *
    * @param params Params with defaults filled in and nested components created.
+   * @param self This component's own full spec (`use` and every param), which
+   *   a component records where it must be rebuilt later (a model in its
+   *   checkpoints, a tokenizer in its token corpora). The runner always gives
+   *   it; a test that calls `create()` directly may leave it out.
    * @returns The component object the enclosing stage uses.
    */
-  create(params: Infer<S>): T;
+  create(params: Infer<S>, self?: FullComponentRef): T;
 }
 
 /** Any plugin. */
@@ -290,7 +396,11 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
  * });
  * ```
  */
-export function definePlugin<const S extends ParamsSchema>(plugin: StagePlugin<S>): StagePlugin<S>;
+export function definePlugin<
+  const S extends ParamsSchema,
+  // deno-lint-ignore no-explicit-any
+  const I extends Record<string, PortSpec<any>>,
+>(plugin: StagePlugin<S, I>): StagePlugin<S, I>;
 export function definePlugin<const S extends ParamsSchema, T>(
   plugin: ComponentPlugin<S, T>,
 ): ComponentPlugin<S, T>;
@@ -327,6 +437,22 @@ export function definePlugin(plugin: Plugin): Plugin {
     }
   }
   return plugin;
+}
+
+/**
+ * The message of anything thrown, for error messages that wrap a cause.
+ *
+ * @param error What was thrown.
+ * @returns Its `message` when it is an `Error`, else it as a string.
+ * @example
+ * ```ts
+ * import { errorMessage } from "../mod.ts";
+ * console.log(errorMessage(new Error("no such file"))); // no such file
+ * console.log(errorMessage("plain")); // plain
+ * ```
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** JSON codec: the default for outputs without one. */

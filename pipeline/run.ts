@@ -17,20 +17,26 @@ import {
   listFiles,
   writeFileAtomic,
 } from "./cache.ts";
-import {
-  type Graph,
-  type ResolvedComponent,
-  type StageNode,
-  stageOutputs,
-  toMermaid,
-} from "./graph.ts";
+import { type Graph, graphOutline, type StageNode, stageOutputs, toMermaid } from "./graph.ts";
 import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
 import { JOURNAL, keyLockPath, markDeadRuns, RUN_LOCK } from "./runs.ts";
-import type { ArtifactCodec, Plugin, StageContext } from "./plugin.ts";
+import type { ArtifactCodec, CodecContext, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
-import type { ParamsSchema, WeightedComponent } from "./schema.ts";
+import { Components } from "./registry.ts";
+import {
+  AbortedError,
+  hasCheckpoint,
+  initBackend,
+  lastValues,
+  runLoop,
+  runStage,
+  stageMetrics,
+  writtenSince,
+} from "./execute.ts";
+import { canonicalParams } from "./instantiate.ts";
+import { fingerprints, loopExtra, loopOuterRefs, outerRefs, preflight, select } from "./plan.ts";
 
 /** Which tensor backend a run uses, and why (the run's manifest records it). */
 export interface BackendChoice {
@@ -145,191 +151,7 @@ export class PlanError extends Error {
   }
 }
 
-class AbortedError extends Error {
-  constructor() {
-    super("Interrupted");
-    this.name = "AbortedError";
-  }
-}
-
 const VERSION = "0.1.0";
-
-/** Canonical form of resolved params for the cache key: components by name and version. */
-function canonicalParams(params: Record<string, unknown>): unknown {
-  const one = (value: unknown): unknown => {
-    if (isResolvedComponent(value)) {
-      return {
-        use: value.plugin.name,
-        version: value.plugin.version,
-        weight: value.weight,
-        with: canonicalParams(value.params),
-        ...(value.sourceHash ? { source: value.sourceHash } : {}),
-      };
-    }
-    if (Array.isArray(value)) return value.map(one);
-    return value;
-  };
-  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, one(v)]));
-}
-
-function isResolvedComponent(value: unknown): value is ResolvedComponent {
-  return typeof value === "object" && value !== null && "plugin" in value && "use" in value &&
-    "params" in value;
-}
-
-/** Creates the components named in params (recursively), as plugins receive them. */
-function instantiate(plugin: Plugin, params: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(plugin.params as ParamsSchema)) {
-    const value = params[key];
-    if (spec.type === "component") {
-      const c = value as ResolvedComponent;
-      out[key] = c.plugin.create(instantiate(c.plugin, c.params));
-    } else if (spec.type === "components") {
-      out[key] = (value as ResolvedComponent[]).map((c): WeightedComponent => ({
-        name: c.plugin.name,
-        weight: c.weight,
-        component: c.plugin.create(instantiate(c.plugin, c.params)),
-      }));
-    } else {
-      out[key] = value;
-    }
-  }
-  return out;
-}
-
-/** Describes a stage's params, inputs and body for the key (loops hash their whole body). */
-function loopExtra(node: StageNode, sources: Map<string, unknown>): unknown {
-  const loop = node.loop!;
-  return {
-    episodes: loop.episodes,
-    carry: loop.carry,
-    body: loop.body.map((s) => ({
-      name: s.name,
-      plugin: s.plugin!.name,
-      version: s.plugin!.version,
-      source: s.sourceHash,
-      params: canonicalParams(s.params),
-      inputs: s.inputs,
-      sources: sources.get(`${node.name}/${s.name}`),
-    })),
-  };
-}
-
-/**
- * What each stage reads besides its inputs, by stage label, from the plugins'
- * `fingerprint` hooks. A hook that throws gives `{ unreadable: message }`: the
- * stage then runs and reports the problem itself.
- */
-async function fingerprints(graph: Graph): Promise<Map<string, unknown>> {
-  const out = new Map<string, unknown>();
-  const one = async (label: string, node: StageNode) => {
-    const plugin = node.plugin;
-    if (!plugin?.fingerprint) return;
-    try {
-      out.set(label, await plugin.fingerprint(instantiate(plugin, node.params)));
-    } catch (error) {
-      out.set(label, { unreadable: error instanceof Error ? error.message : String(error) });
-    }
-  };
-  for (const node of graph.stages) {
-    await one(node.name, node);
-    for (const body of node.loop?.body ?? []) await one(`${node.name}/${body.name}`, body);
-  }
-  return out;
-}
-
-/** Outer references a loop needs: carry inits and body inputs that point outside the body. */
-function loopOuterRefs(node: StageNode): Map<string, { stage: string; output: string }> {
-  const refs = new Map<string, { stage: string; output: string }>();
-  const bodyNames = new Set(node.loop!.body.map((s) => s.name));
-  for (const carry of Object.values(node.loop!.carry)) {
-    refs.set(`${carry.init.stage}.${carry.init.output}`, carry.init);
-  }
-  for (const stage of node.loop!.body) {
-    for (const ref of Object.values(stage.inputs)) {
-      if (!bodyNames.has(ref.stage) && ref.stage !== node.name) {
-        refs.set(`${ref.stage}.${ref.output}`, ref);
-      }
-    }
-  }
-  return refs;
-}
-
-/** Every outer reference a top-level stage reads, as "stage.output". */
-function outerRefs(node: StageNode): Map<string, { stage: string; output: string }> {
-  if (node.loop) return loopOuterRefs(node);
-  return new Map(Object.values(node.inputs).map((ref) => [`${ref.stage}.${ref.output}`, ref]));
-}
-
-/**
- * Runs the `preflight` of a stage (of each body stage for a loop): the first
- * problem as one line that names the stage and the `--set` path of the param.
- */
-async function preflight(node: StageNode): Promise<string | undefined> {
-  const checks = node.loop
-    ? node.loop.body.map((stage) => ({
-      stage,
-      label: `${node.name}/${stage.name}`,
-      path: `stages.${node.name}.loop.stages.${stage.name}.with`,
-    }))
-    : [{ stage: node, label: node.name, path: `stages.${node.name}.with` }];
-  for (const { stage, label, path } of checks) {
-    const problem = await stage.plugin?.preflight?.(stage.params);
-    if (problem !== undefined) {
-      return `Stage "${label}" (${stage.plugin!.name}) cannot run: ${problem.message}; ` +
-        `or point "${problem.param}" elsewhere with --set ${path}.${problem.param}=...`;
-    }
-  }
-  return undefined;
-}
-
-/** Which stages are selected by --only/--from/--until, and which are forced. */
-function select(graph: Graph, options: RunOptions): { selected: Set<string>; forced: Set<string> } {
-  const names = graph.stages.map((s) => s.name);
-  const byName = new Map(graph.stages.map((s) => [s.name, s]));
-  for (const flag of ["only", "from", "until"] as const) {
-    const value = options[flag];
-    if (value !== undefined && !byName.has(value)) {
-      throw new Error(
-        `Unknown stage "${value}" for --${flag}: stages are ${
-          names.map((n) => `"${n}"`).join(", ")
-        }`,
-      );
-    }
-  }
-  const descendants = (start: string): Set<string> => {
-    const out = new Set([start]);
-    for (const stage of graph.stages) {
-      if (stage.deps.some((d) => out.has(d))) out.add(stage.name);
-    }
-    return out;
-  };
-  const ancestors = (start: string): Set<string> => {
-    const out = new Set<string>();
-    const visit = (name: string) => {
-      if (out.has(name)) return;
-      out.add(name);
-      for (const dep of byName.get(name)!.deps) visit(dep);
-    };
-    visit(start);
-    return out;
-  };
-  let selected = new Set(names);
-  const forced = new Set<string>(options.force ? names : []);
-  if (options.only) {
-    selected = new Set([options.only]);
-    forced.add(options.only);
-  }
-  if (options.from) {
-    selected = new Set([...selected].filter((n) => descendants(options.from!).has(n)));
-    forced.add(options.from);
-  }
-  if (options.until) {
-    selected = new Set([...selected].filter((n) => ancestors(options.until!).has(n)));
-  }
-  return { selected, forced };
-}
 
 /** Run id: UTC time plus a short random suffix, sortable. */
 function newRunId(): string {
@@ -493,6 +315,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       deno: Deno.version,
       backend,
       config: graph.config,
+      outline: graphOutline(graph),
       stages,
     };
     await writeFileAtomic(join(runDir, "manifest.json"), JSON.stringify(manifest, null, 2));
@@ -515,13 +338,16 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     }
   }
 
+  // Stages rebuild recorded components (a checkpoint's model) through the graph's registry.
+  const components = new Components(graph.registry);
+  const codecContext: CodecContext = { component: (spec, kind) => components.create(spec, kind) };
   /** Gets a top-level output value, loading it from the cache on first use. */
   const valueOf = async (stage: string, port: string): Promise<unknown> => {
     const name = `${stage}.${port}`;
     if (values.has(name)) return values.get(name);
     const node = byName.get(stage)!;
     const info = stageOutputs(node).get(port)!;
-    const value = await cache.load(keys.get(stage)!, port, info.codec);
+    const value = await cache.load(keys.get(stage)!, port, info.codec, codecContext);
     values.set(name, value);
     return value;
   };
@@ -571,6 +397,11 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     workDir,
     backend: backend?.name ?? "none",
     iteration,
+    component: codecContext.component,
+    componentSpec: async (spec, kind) => {
+      const { spec: full, url } = await components.resolve(spec, kind);
+      return { spec: full, url };
+    },
     progress: (update) => events.progress(stageLabel, update),
     metrics: (step, metricValues) => {
       events.metric(stageLabel, step, metricValues);
@@ -584,6 +415,7 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       const record = stages[top];
       record.notes = { ...record.notes, [key]: value };
     },
+    noted: (key) => stages[stageLabel.split("/")[0]].notes?.[key],
   });
 
   let status: RunResult["status"] = "ok";
@@ -636,7 +468,9 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
           ? "not cached: runs every time"
           : explainChange(await cache.lastParts(graph.name, node.name), parts);
         record.key = key;
-        if (!backend) backend = await initBackend(graph.backend, events, options.verbose ?? false);
+        if (!backend && graph.backend) {
+          backend = await initBackend(graph.backend, events, options.verbose ?? false);
+        }
         // The manifest names the stage in progress, so a killed run can be marked interrupted.
         await writeManifest("running");
         // A killed attempt's history (metrics, log lines) is kept when its checkpoints are:
@@ -661,7 +495,15 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
         let outputs: Map<string, unknown>;
         try {
           outputs = node.loop
-            ? await runLoop(node, { valueOf, makeContext, workDir, stageSeed, events, signal })
+            ? await runLoop(node, {
+              valueOf,
+              makeContext,
+              codecContext,
+              workDir,
+              stageSeed,
+              events,
+              signal,
+            })
             : await runStage(
               node,
               valueOf,
@@ -747,254 +589,6 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
   events.close();
   runLock.release();
   return { status, runDir, stages, backend, error: failure };
-}
-
-/** True when a work folder holds something besides the stage's journal (a checkpoint). */
-async function hasCheckpoint(workDir: string): Promise<boolean> {
-  try {
-    for await (const entry of Deno.readDir(workDir)) if (entry.name !== JOURNAL) return true;
-  } catch {
-    // no folder: nothing to resume
-  }
-  return false;
-}
-
-/** Files the runner itself keeps in a run directory; never attributed to a stage. */
-const RUNNER_FILES = new Set([
-  "manifest.json",
-  "events.jsonl",
-  "metrics.json",
-  "graph.mmd",
-  RUN_LOCK,
-]);
-
-/** Files written or changed in `runDir` since the `before` listing (a stage's published files). */
-async function writtenSince(runDir: string, before: Map<string, number>): Promise<string[]> {
-  const after = await listFiles(runDir);
-  return [...after].filter(([file, mtime]) =>
-    !RUNNER_FILES.has(file) && !file.includes(".tmp-") && before.get(file) !== mtime
-  ).map(([file]) => file).sort();
-}
-
-/** A few of the body's metrics at this episode, for the loop's progress line. */
-function headlineMetrics(
-  events: EventLog,
-  node: StageNode,
-  episode: number,
-): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const body of node.loop!.body) {
-    const last = events.metrics.get(`${node.name}/${body.name}`)?.at(-1);
-    if (!last || last.step !== episode) continue;
-    for (const name of ["reward/total", "policy/kl", "loss/policy"]) {
-      if (name in last.values && !(name in out)) out[name] = last.values[name];
-    }
-  }
-  return out;
-}
-
-/** Every metric a stage recorded, by label (a loop has one label per body stage). */
-function stageMetrics(
-  events: EventLog,
-  node: StageNode,
-): Record<string, { step: number; values: Record<string, number> }[]> {
-  const labels = node.loop ? node.loop.body.map((b) => `${node.name}/${b.name}`) : [node.name];
-  // The whole history: a resumed stage keeps what its killed attempt recorded.
-  const known = new Set(events.historyLabels());
-  return Object.fromEntries(
-    labels.filter((l) => known.has(l)).map((l) => [l, events.history(l)]),
-  );
-}
-
-/** The last value of every metric in a stage's metric history (undefined when none). */
-function lastValues(
-  metrics: Record<string, { step: number; values: Record<string, number> }[]>,
-): Record<string, number> | undefined {
-  const out: Record<string, number> = {};
-  for (const list of Object.values(metrics)) {
-    for (const { values } of list) Object.assign(out, values);
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
-}
-
-/**
- * Starts the graph's backend and says so in one line: which backend and why. The backends
- * tried and skipped (and the libraries looked for) go to the debug log, shown with --verbose.
- */
-async function initBackend(
-  component: ResolvedComponent,
-  events: EventLog,
-  verbose: boolean,
-): Promise<BackendChoice> {
-  const handle = component.plugin.create(
-    instantiate(component.plugin, component.params),
-  ) as BackendHandle;
-  const info = await handle.init((message) => events.log("debug", message, { stage: "backend" }));
-  events.log("info", backendLine(info, verbose), { stage: "backend" });
-  return info;
-}
-
-/**
- * The one line that says which backend runs and why, e.g. `wasm (SIMD on, 1 thread): "auto"
- * picked the fastest that starts here; 4 faster ones skipped (--verbose says why)`.
- *
- * @param info What the backend component started.
- * @param verbose Whether the skipped backends were logged already (no pointer to --verbose then).
- * @returns The line, without the `backend: ` tag.
- */
-function backendLine(info: BackendChoice, verbose: boolean): string {
-  const skipped = info.skipped?.length ?? 0;
-  const hint = skipped === 0 || verbose
-    ? ""
-    : `; ${skipped} faster ${skipped === 1 ? "one" : "ones"} skipped (--verbose says why)`;
-  return `${info.name} (${info.detail})${info.reason ? `: ${info.reason}` : ""}${hint}`;
-}
-
-type ValueOf = (stage: string, port: string) => Promise<unknown>;
-type MakeContext = (
-  stage: string,
-  plugin: string,
-  seed: number,
-  workDir: string,
-  iteration?: number,
-) => StageContext;
-
-/** Runs one plugin stage and checks that it returned every declared output. */
-async function runStage(
-  node: StageNode,
-  valueOf: ValueOf,
-  ctx: StageContext,
-  params?: Record<string, unknown>,
-  inputValues?: Record<string, unknown>,
-): Promise<Map<string, unknown>> {
-  const plugin = node.plugin!;
-  let inputs = inputValues;
-  if (!inputs) {
-    inputs = {};
-    for (const [port, ref] of Object.entries(node.inputs)) {
-      inputs[port] = await valueOf(ref.stage, ref.output);
-    }
-  }
-  const result = await plugin.run(ctx, inputs, params ?? instantiate(plugin, node.params));
-  if (typeof result !== "object" || result === null) {
-    throw new Error(
-      `run() returned ${result === null ? "null" : typeof result}, not an object of outputs`,
-    );
-  }
-  const outputs = new Map<string, unknown>();
-  for (const port of Object.keys(plugin.outputs)) {
-    if (!(port in result) || result[port] === undefined) {
-      throw new Error(`run() returned no value for output "${port}"`);
-    }
-    outputs.set(port, result[port]);
-  }
-  return outputs;
-}
-
-/**
- * Runs a loop block: the body stages in order, `episodes` times, carrying
- * values from one episode to the next. Every `checkpointEvery` episodes the
- * carried values are saved (atomically) in the work directory, so a killed run
- * resumes from the last checkpoint.
- */
-async function runLoop(
-  node: StageNode,
-  env: {
-    valueOf: ValueOf;
-    makeContext: MakeContext;
-    workDir: string;
-    stageSeed: (...parts: (string | number)[]) => number;
-    events: EventLog;
-    signal: AbortSignal;
-  },
-): Promise<Map<string, unknown>> {
-  const loop = node.loop!;
-  const codecs = stageOutputs(node);
-  const carried = new Map<string, unknown>();
-  let start = 0;
-  const statePath = join(env.workDir, "loop.json");
-  try {
-    const state = JSON.parse(await Deno.readTextFile(statePath)) as {
-      episode: number;
-      dir: string;
-    };
-    for (const name of Object.keys(loop.carry)) {
-      carried.set(name, await codecs.get(name)!.codec.load(join(env.workDir, state.dir, name)));
-    }
-    start = state.episode;
-    env.events.log("info", `resuming at episode ${start + 1} of ${loop.episodes}`, {
-      stage: node.name,
-    });
-  } catch {
-    carried.clear();
-    for (const [name, carry] of Object.entries(loop.carry)) {
-      carried.set(name, await env.valueOf(carry.init.stage, carry.init.output));
-    }
-  }
-  // Components are created once per loop, not once per episode.
-  const bodyParams = new Map(loop.body.map((s) => [s.name, instantiate(s.plugin!, s.params)]));
-  const bodyNames = new Set(loop.body.map((s) => s.name));
-  for (let episode = start; episode < loop.episodes; episode++) {
-    if (env.signal.aborted) throw new AbortedError();
-    const produced = new Map<string, unknown>();
-    for (const stage of loop.body) {
-      const inputs: Record<string, unknown> = {};
-      for (const [port, ref] of Object.entries(stage.inputs)) {
-        if (ref.stage === node.name) inputs[port] = carried.get(ref.output);
-        else if (bodyNames.has(ref.stage)) {
-          inputs[port] = produced.get(`${ref.stage}.${ref.output}`);
-        } else inputs[port] = await env.valueOf(ref.stage, ref.output);
-      }
-      const label = `${node.name}/${stage.name}`;
-      const ctx = env.makeContext(
-        label,
-        stage.plugin!.name,
-        env.stageSeed(node.name, stage.name, episode),
-        env.workDir,
-        episode,
-      );
-      let outputs: Map<string, unknown>;
-      try {
-        outputs = await runStage(stage, env.valueOf, ctx, bodyParams.get(stage.name), inputs);
-      } catch (error) {
-        if (env.signal.aborted) throw new AbortedError();
-        const cause = error instanceof Error ? error.message : String(error);
-        throw new Error(
-          `episode ${episode + 1}, body stage "${stage.name}" (${stage.plugin!.name}): ${cause}`,
-          {
-            cause: error,
-          },
-        );
-      }
-      for (const [port, value] of outputs) produced.set(`${stage.name}.${port}`, value);
-    }
-    for (const [name, carry] of Object.entries(loop.carry)) {
-      carried.set(name, produced.get(`${carry.next.stage}.${carry.next.output}`));
-    }
-    env.events.progress(node.name, {
-      done: episode + 1,
-      total: loop.episodes,
-      unit: "episodes",
-      info: headlineMetrics(env.events, node, episode),
-    });
-    const last = episode + 1 === loop.episodes;
-    if (!last && (episode + 1) % loop.checkpointEvery === 0) {
-      const dir = `episode-${episode + 1}`;
-      await Deno.remove(join(env.workDir, dir), { recursive: true }).catch(() => {});
-      for (const [name, value] of carried) {
-        await Deno.mkdir(join(env.workDir, dir, name), { recursive: true });
-        await codecs.get(name)!.codec.save(value, join(env.workDir, dir, name));
-      }
-      const previous = await Deno.readTextFile(statePath).then((t) => JSON.parse(t).dir).catch(() =>
-        ""
-      );
-      await writeFileAtomic(statePath, JSON.stringify({ episode: episode + 1, dir }));
-      if (previous && previous !== dir) {
-        await Deno.remove(join(env.workDir, previous), { recursive: true }).catch(() => {});
-      }
-    }
-  }
-  return carried;
 }
 
 /** Formats the plan or result as a table for the terminal. */

@@ -99,7 +99,7 @@ function usesOf(graph: Graph): Use[] {
     }
     for (const body of node.loop?.body ?? []) stage(body);
   };
-  component(graph.backend);
+  if (graph.backend) component(graph.backend);
   for (const node of graph.stages) stage(node);
   return out;
 }

@@ -8,8 +8,12 @@
  */
 
 import { resolve } from "node:path";
-/** Kinds of plugin that can be nested inside a stage's `with` as components. */
-export type ComponentKind = "model" | "tokenizer" | "reward" | "backend";
+/**
+ * Kinds of plugin that can be nested inside a stage's `with` as components.
+ * The runner knows none by name: the plugins declare them (`"model"`,
+ * `"tokenizer"`, `"reward"`, `"backend"` among the built-ins).
+ */
+export type ComponentKind = string;
 
 interface BaseSpec {
   /** One sentence shown in `plugins` listings, the README and editor hovers. */
@@ -93,6 +97,18 @@ export interface ComponentRef {
   use: string;
   with?: Record<string, unknown>;
   weight?: number;
+}
+
+/**
+ * A component spec with every param filled in: what the runner gives a
+ * component's `create()` as its own description, and what checkpoints and
+ * corpora record so that `ctx.component(spec, kind)` can rebuild it.
+ */
+export interface FullComponentRef {
+  /** A built-in plugin name, or the absolute path of a user's module. */
+  use: string;
+  /** Every param, defaults included; nested components as their own full specs. */
+  with: Record<string, unknown>;
 }
 
 /** A resolved entry of a `components` param. */

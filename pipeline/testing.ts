@@ -6,6 +6,7 @@
  */
 
 import type { Plugin, StageContext } from "./plugin.ts";
+import { Components, type Registry } from "./registry.ts";
 import { createRng } from "./rng.ts";
 import type { ParamsSchema } from "./schema.ts";
 
@@ -23,8 +24,18 @@ export interface TestContext extends StageContext {
  * @returns A context whose logs and metrics are kept in arrays.
  */
 export function testContext(
-  options: { seed?: number; dir?: string; plugin?: string; signal?: AbortSignal } = {},
+  options: {
+    seed?: number;
+    dir?: string;
+    plugin?: string;
+    signal?: AbortSignal;
+    /** Where `ctx.component()` finds plugins by name (default: none, paths only). */
+    registry?: Registry;
+  } = {},
 ): TestContext {
+  const components = new Components(
+    options.registry ?? { names: () => [], load: () => Promise.resolve(undefined) },
+  );
   const dir = options.dir ?? Deno.makeTempDirSync({ prefix: "harmonyrl-test-" });
   const logs: TestContext["logs"] = [];
   const recorded: TestContext["recorded"] = [];
@@ -41,6 +52,11 @@ export function testContext(
     runDir: dir,
     workDir: dir,
     backend: "cpu",
+    component: (spec, kind) => components.create(spec, kind),
+    componentSpec: async (spec, kind) => {
+      const { spec: full, url } = await components.resolve(spec, kind);
+      return { spec: full, url };
+    },
     progress() {},
     metrics(step, values) {
       recorded.push({ step, values });
@@ -48,6 +64,7 @@ export function testContext(
     note(key, value) {
       notes[key] = value;
     },
+    noted: (key) => notes[key],
     logs,
     recorded,
     notes,

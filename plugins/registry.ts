@@ -6,48 +6,59 @@
  * @module
  */
 
-import type { Registry } from "../pipeline/graph.ts";
-import type { Plugin } from "../pipeline/plugin.ts";
+import type { Plugin, Registry } from "../mod.ts";
 
-const loaders: Record<string, () => Promise<{ default: Plugin }>> = {
-  "backend/tfjs": () => import("./backend/tfjs.ts"),
-  "diffuse/pianoroll": () => import("./diffuse/pianoroll.ts"),
-  "diffuse/train": () => import("./diffuse/train.ts"),
-  "eval/metrics": () => import("./eval/metrics.ts"),
-  "eval/policies": () => import("./eval/policies.ts"),
-  "eval/score": () => import("./eval/score.ts"),
-  "export/midi": () => import("./export/midi.ts"),
-  "load/denoiser": () => import("./load/denoiser.ts"),
-  "load/maestro": () => import("./load/maestro.ts"),
-  "load/midi-dir": () => import("./load/midi_dir.ts"),
-  "load/model": () => import("./load/model.ts"),
-  "load/synthetic": () => import("./load/synthetic.ts"),
-  "model/lstm": () => import("./model/lstm.ts"),
-  "model/transformer": () => import("./model/transformer.ts"),
-  "pretrain/supervised": () => import("./pretrain/supervised.ts"),
-  "report/html": () => import("./report/html.ts"),
-  "reward/batch-match": () => import("./reward/batch_match.ts"),
-  "reward/composite": () => import("./reward/composite.ts"),
-  "reward/corpus-match": () => import("./reward/corpus_match.ts"),
-  "reward/discriminator": () => import("./reward/discriminator.ts"),
-  "reward/harmony": () => import("./reward/harmony.ts"),
-  "reward/novelty": () => import("./reward/novelty.ts"),
-  "reward/rhythm": () => import("./reward/rhythm.ts"),
-  "reward/smoothness": () => import("./reward/smoothness.ts"),
-  "reward/train-critic": () => import("./reward/train_critic.ts"),
-  "rollout/sample": () => import("./rollout/sample.ts"),
-  "tokenize/events": () => import("./tokenize/events.ts"),
-  "tokenizer/performance": () => import("./tokenizer/performance.ts"),
-  "tokenizer/remi": () => import("./tokenizer/remi.ts"),
-  "update/ppo": () => import("./update/ppo.ts"),
-  "update/reinforce": () => import("./update/reinforce.ts"),
+/** Each built-in plugin's module, relative to this file. */
+const modules: Record<string, string> = {
+  "backend/tfjs": "./backend/tfjs.ts",
+  "diffuse/pianoroll": "./diffuse/pianoroll.ts",
+  "diffuse/train": "./diffuse/train.ts",
+  "eval/metrics": "./eval/metrics.ts",
+  "eval/policies": "./eval/policies.ts",
+  "eval/score": "./eval/score.ts",
+  "export/midi": "./export/midi.ts",
+  "load/denoiser": "./load/denoiser.ts",
+  "load/maestro": "./load/maestro.ts",
+  "load/midi-dir": "./load/midi_dir.ts",
+  "load/model": "./load/model.ts",
+  "load/synthetic": "./load/synthetic.ts",
+  "model/lstm": "./model/lstm.ts",
+  "model/transformer": "./model/transformer.ts",
+  "pretrain/supervised": "./pretrain/supervised.ts",
+  "report/html": "./report/html.ts",
+  "reward/batch-match": "./reward/batch_match.ts",
+  "reward/composite": "./reward/composite.ts",
+  "reward/corpus-match": "./reward/corpus_match.ts",
+  "reward/discriminator": "./reward/discriminator.ts",
+  "reward/harmony": "./reward/harmony.ts",
+  "reward/novelty": "./reward/novelty.ts",
+  "reward/rhythm": "./reward/rhythm.ts",
+  "reward/smoothness": "./reward/smoothness.ts",
+  "reward/train-critic": "./reward/train_critic.ts",
+  "rollout/sample": "./rollout/sample.ts",
+  "tokenize/events": "./tokenize/events.ts",
+  "tokenizer/performance": "./tokenizer/performance.ts",
+  "tokenizer/remi": "./tokenizer/remi.ts",
+  "update/ppo": "./update/ppo.ts",
+  "update/reinforce": "./update/reinforce.ts",
 };
 
-/** Every built-in plugin, loaded on demand. */
+const urlOf = (name: string): string | undefined =>
+  Object.hasOwn(modules, name) ? new URL(modules[name], import.meta.url).href : undefined;
+
+/**
+ * Every built-in plugin, loaded on demand. A graph without `backend` runs on
+ * `backend/tfjs` with `name: auto`, and `backend: wasm` means that plugin with
+ * `name: wasm`.
+ */
 export const registry: Registry = {
-  names: () => Object.keys(loaders).sort(),
+  names: () => Object.keys(modules).sort(),
   async load(name) {
-    const loader = loaders[name];
-    return loader ? (await loader()).default : undefined;
+    const url = urlOf(name);
+    return url ? (await import(url) as { default: Plugin }).default : undefined;
   },
+  url: urlOf,
+  backend: (shorthand) => ({ use: "backend/tfjs", with: { name: shorthand ?? "auto" } }),
+  // report/html's audio looks for a SoundFont while the graph is planned.
+  planEnv: ["HARMONYRL_SOUNDFONT"],
 };

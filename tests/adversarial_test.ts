@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { loadGraph } from "../pipeline/graph.ts";
 import { runPipeline } from "../pipeline/run.ts";
 import { registry } from "../plugins/registry.ts";
-import { criticCodec } from "../plugins/_tf/critic.ts";
+import { criticCodec } from "../plugins/reward/_critic_codec.ts";
+import { testContext } from "../plugins/_testing.ts";
 
 const config = new URL("../configs/adversarial.yaml", import.meta.url).pathname;
 const loop = "stages.finetune.loop";
@@ -61,6 +62,7 @@ Deno.test("the adversarial graph trains a critic, refreshes it every episode and
   // The carried critic went on from the critic stage: 4 steps, then 2 per episode.
   const critic = await criticCodec.load(
     join(runsDir, ".cache", result.stages.finetune.key!, "outputs", "critic"),
+    testContext(),
   );
   assert.equal(critic.step, 4 + 3 * 2);
 

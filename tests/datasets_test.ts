@@ -7,7 +7,7 @@ import { main } from "../pipeline/cli.ts";
 import { loadGraph } from "../pipeline/graph.ts";
 import { registry } from "../plugins/registry.ts";
 import { writeMidi } from "../plugins/_music/midi.ts";
-import { generateSyntheticPiece } from "../plugins/_music/synthetic.ts";
+import { generateSyntheticPiece } from "../plugins/load/_synthetic.ts";
 import { createRng } from "../pipeline/rng.ts";
 
 const configs = new URL("../configs/", import.meta.url).pathname;

@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
 import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
-import { AdamW, type ModelSpec, nextTokenLoss, optimizeStep } from "../plugins/_tf/model.ts";
+import { AdamW, optimizeStep } from "../plugins/_tf/optim.ts";
+import { type ModelSpec, nextTokenLoss } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
-import { defaultParams } from "../pipeline/testing.ts";
+import { defaultParams } from "../plugins/_testing.ts";
 
 const hasOpenBlas = (() => {
   try {

@@ -8,7 +8,7 @@ import { runPipeline } from "../pipeline/run.ts";
 import { createRng } from "../pipeline/rng.ts";
 import { registry } from "../plugins/registry.ts";
 import { readMidiFile, writeMidi } from "../plugins/_music/midi.ts";
-import { generateSyntheticPiece } from "../plugins/_music/synthetic.ts";
+import { generateSyntheticPiece } from "../plugins/load/_synthetic.ts";
 import type { Piece } from "../plugins/_music/types.ts";
 
 const config = new URL("../configs/refine.yaml", import.meta.url).pathname;

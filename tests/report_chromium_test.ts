@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { defaultParams, testContext } from "../pipeline/testing.ts";
+import { defaultParams, testContext } from "../plugins/_testing.ts";
 import { writeMidi } from "../plugins/_music/midi.ts";
 import type { Piece } from "../plugins/_music/types.ts";
 import report, { type ReportOutput } from "../plugins/report/html.ts";

@@ -7,8 +7,8 @@ import { runPipeline } from "../pipeline/run.ts";
 import { createRng } from "../pipeline/rng.ts";
 import { registry } from "../plugins/registry.ts";
 import { readMidiFile, writeMidi } from "../plugins/_music/midi.ts";
-import { generateSyntheticPiece } from "../plugins/_music/synthetic.ts";
-import { measureFidelity } from "../plugins/_music/fidelity.ts";
+import { generateSyntheticPiece } from "../plugins/load/_synthetic.ts";
+import { measureFidelity } from "../plugins/tokenizer/_fidelity.ts";
 
 const config = new URL("../configs/roundtrip.yaml", import.meta.url).pathname;
 

@@ -233,4 +233,5 @@ const plugins: Record<string, Plugin> = {
 export const toyRegistry: Registry = {
   names: () => Object.keys(plugins).sort(),
   load: (name) => Promise.resolve(plugins[name]),
+  backend: (shorthand) => ({ use: "backend/tfjs", with: { name: shorthand ?? "auto" } }),
 };

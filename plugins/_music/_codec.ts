@@ -6,6 +6,8 @@
  * @module
  */
 
+import { errorMessage } from "../../mod.ts";
+
 /**
  * Throws unless the machine is little-endian (the files are written raw).
  *
@@ -20,11 +22,6 @@ export function assertLittleEndian(codec: string): void {
 /** The bytes of a typed array (a view, not a copy). */
 export function asBytes(array: ArrayBufferView): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-}
-
-/** The message of anything thrown. */
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Rng } from "../../pipeline/plugin.ts";
+import type { Rng } from "../../mod.ts";
 import type { Piece } from "./types.ts";
 
 /** Lowest key of an 88-key piano (A0). */

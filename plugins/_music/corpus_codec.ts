@@ -21,7 +21,7 @@
  */
 
 import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
-import type { ArtifactCodec } from "../../pipeline/plugin.ts";
+import type { ArtifactCodec } from "../../mod.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 
 const FORMAT = "harmonyrl/midi-corpus";

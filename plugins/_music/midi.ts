@@ -549,3 +549,17 @@ export function writeMidi(piece: Piece, options: WriteMidiOptions = {}): Uint8Ar
   });
   return midi.toArray();
 }
+
+/**
+ * Turns a piece id into a file base name: path separators and characters
+ * that some file systems reject become `_`; an empty or dot-only id becomes `piece`.
+ *
+ * @param id A piece id.
+ * @returns A name without directory parts, at most 200 characters long.
+ */
+export function safeFileName(id: string): string {
+  // deno-lint-ignore no-control-regex
+  let name = id.replace(/[\/\\:*?"<>|\x00-\x1f]/g, "_").trim().slice(0, 200);
+  if (/^\.*$/.test(name)) name = "piece";
+  return name;
+}

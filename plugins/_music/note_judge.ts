@@ -39,7 +39,7 @@
  */
 
 import { findKey, forEachOverlappingPair, intervalClass, pitchClass } from "./theory.ts";
-import type { Note, Piece } from "./types.ts";
+import { type Note, type Piece, sortNotes } from "./types.ts";
 
 /** Lowest and highest MIDI pitch a note may be moved to (the 88 piano keys). */
 const LOWEST = 21, HIGHEST = 108;
@@ -246,7 +246,7 @@ export function judgeNotes(piece: Piece, options: JudgeOptions): JudgeResult {
     if (decisions[i] === "kept") out.push(note);
     else if (decisions[i] === "moved") out.push({ ...note, pitch: pitch[i] });
   });
-  out.sort((a, b) => a.startSec - b.startSec || a.pitch - b.pitch);
+  sortNotes(out);
   return {
     notes: out,
     decisions,

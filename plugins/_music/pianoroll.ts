@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { Note, Piece } from "./types.ts";
+import { type Note, type Piece, sortNotes } from "./types.ts";
 
 /** MIDI pitch of the lowest piano key (A0). */
 export const LOWEST_PITCH = 21;
@@ -372,11 +372,6 @@ export function meanVelocity(piece: Piece): number {
   let sum = 0;
   for (const n of piece.notes) sum += n.velocity;
   return Math.min(127, Math.max(1, Math.round(sum / piece.notes.length)));
-}
-
-/** Sorts notes by (startSec, pitch), the order `Piece.notes` promises. */
-export function sortNotes(notes: Note[]): Note[] {
-  return notes.sort((a, b) => a.startSec - b.startSec || a.pitch - b.pitch);
 }
 
 /**

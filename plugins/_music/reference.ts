@@ -19,7 +19,7 @@
  * @module
  */
 
-import { createRng } from "../../pipeline/rng.ts";
+import { createRng } from "../../mod.ts";
 import { cropPiece, pieceEndSec } from "./theory.ts";
 import type { Piece, Split } from "./types.ts";
 

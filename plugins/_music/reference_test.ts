@@ -7,7 +7,7 @@ import {
   pieceDurationSec,
   ReferenceCorpus,
 } from "./reference.ts";
-import { generateSyntheticPiece } from "./synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { pieceEndSec } from "./theory.ts";
 import type { Piece, Split } from "./types.ts";
 

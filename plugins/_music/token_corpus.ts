@@ -13,7 +13,7 @@
  */
 
 import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
-import type { ArtifactCodec } from "../../pipeline/plugin.ts";
+import type { ArtifactCodec } from "../../mod.ts";
 import type { TokenCorpus } from "./components.ts";
 import type { Split } from "./types.ts";
 

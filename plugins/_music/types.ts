@@ -13,6 +13,17 @@ export interface Note {
   velocity: number;
 }
 
+/**
+ * Sorts notes in place into the order `Piece.notes` promises: by `startSec`,
+ * then `pitch`.
+ *
+ * @param notes The notes.
+ * @returns The same array, sorted.
+ */
+export function sortNotes(notes: Note[]): Note[] {
+  return notes.sort((a, b) => a.startSec - b.startSec || a.pitch - b.pitch);
+}
+
 /** A piece of music: notes sorted by (startSec, pitch) plus its beat grid. */
 export interface Piece {
   /** Stable identifier, usually the file name without extension. */

@@ -4,17 +4,9 @@ import { createRng } from "../../pipeline/rng.ts";
 import { initBackend } from "./backend.ts";
 import {
   cosineSchedule,
-  createDenoiser,
   ddimSample,
   ddimTimesteps,
   denoiseLoss,
-  type Denoiser,
-  denoiserCodec,
-  type DenoiserConfig,
-  denoiserConfig,
-  denoiserForward,
-  denoiserParamCount,
-  disposeDenoiser,
   type EpsModel,
   type NoiseSchedule,
   qSample,
@@ -23,6 +15,16 @@ import {
   sdeditStart,
   trainStep,
 } from "./diffusion.ts";
+import {
+  createDenoiser,
+  type Denoiser,
+  denoiserCodec,
+  type DenoiserConfig,
+  denoiserConfig,
+  denoiserForward,
+  denoiserParamCount,
+  disposeDenoiser,
+} from "./denoiser.ts";
 
 await initBackend("wasm");
 

@@ -1,14 +1,8 @@
 /**
  * What every sequence model shares: the model interface that stages use, the
- * checkpoint type and its codecs, the AdamW optimizer, the learning-rate
- * schedule, gradient clipping and small tensor helpers.
- *
- * References: AdamW is "Decoupled Weight Decay Regularization" (Loshchilov &
- * Hutter, ICLR 2019), Algorithm 2, with PyTorch's convention of scaling the
- * decay by the learning rate. The schedule (linear warmup, cosine decay to a
- * floor) and the rule "decay matrices, not biases or norms" follow nanoGPT's
- * `train.py` and `model.py` (`configure_optimizers`). Model configs are plain
- * objects with a `type` field, as magenta-js's `MusicRNNSpec`.
+ * checkpoint type, weight initialisation, layers and losses. The optimizer is
+ * in `optim.ts`, the checkpoint codecs in `checkpoint.ts`. Model configs are
+ * plain objects with a `type` field, as magenta-js's `MusicRNNSpec`.
  *
  * Models are built from `@tensorflow/tfjs-core` ops only, so they run on any
  * backend that `plugins/_tf/backend.ts` starts.
@@ -17,10 +11,11 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ArtifactCodec, Rng } from "../../mod.ts";
+import type { FullComponentRef, Rng } from "../../mod.ts";
+import type { AdamW } from "./optim.ts";
 
-/** Architectures this project builds. */
-export type ModelType = "lstm" | "transformer";
+/** An architecture's name (`"lstm"`, `"transformer"`, or a user plugin's own, e.g. `"gru"`). */
+export type ModelType = string;
 
 /** A model's hyperparameters: a plain serialisable object with a `type` field. */
 export interface ModelConfig {
@@ -84,6 +79,11 @@ export interface ModelSpec<C extends ModelConfig = ModelConfig> {
   type: ModelType;
   config: C;
   /**
+   * The component spec that rebuilds this model (the `self` its `create()`
+   * received): checkpoints record it, and `ctx.component()` rebuilds from it.
+   */
+  component?: FullComponentRef;
+  /**
    * Builds a model with freshly initialised weights.
    *
    * @param vocabSize number of token ids
@@ -105,10 +105,24 @@ export interface AdamWState {
   v: Record<string, TensorData>;
 }
 
+/**
+ * The live model behind a checkpoint in this process, never stored: the
+ * policy and optimizer an RL update goes on from, or a read-only model built
+ * once from the weights.
+ */
+export interface LiveModel {
+  model: SequenceModel;
+  /** Set only by an update: the model is then trainable and owned by the next update. */
+  optimizer?: AdamW;
+}
+
 /** A trained model with everything needed to resume training or sample from it. */
 export interface ModelCheckpoint {
-  /** The architecture: `config.type === type`. */
-  spec: { type: ModelType; config: ModelConfig };
+  /**
+   * The architecture: `config.type === type`, and the model component's spec
+   * (`{use, with}`), through which `ctx.component()` rebuilds it.
+   */
+  spec: { type: ModelType; config: ModelConfig; component?: FullComponentRef };
   vocabSize: number;
   /** The tokenizer spec of the training corpus (`TokenCorpus.tokenizer`), passed through. */
   tokenizer: unknown;
@@ -121,6 +135,8 @@ export interface ModelCheckpoint {
   rngState?: number[];
   /** Figures worth keeping with the weights (`"nll/validation"`, `"epoch"`, ...). */
   metrics: Record<string, number>;
+  /** The model behind this checkpoint in this process (not stored by the codec). */
+  live?: LiveModel;
 }
 
 // ---------------------------------------------------------------- weights and init
@@ -332,427 +348,4 @@ export function nextTokenLoss(
     const targets = tf.slice(windows, [0, 1], [batch, width - 1]) as tf.Tensor2D; // [B, T]
     return tf.mean(tokenNll(model.forward(inputs, options), targets)) as tf.Scalar;
   });
-}
-
-// ---------------------------------------------------------------- optimisation
-
-/** Settings of {@link AdamW}. */
-export interface AdamWOptions {
-  /** Default 0.9. */
-  beta1?: number;
-  /** Default 0.95 (nanoGPT; steadier than 0.999 for language models). */
-  beta2?: number;
-  /** Default 1e-8. */
-  epsilon?: number;
-  /** Decoupled decay per unit learning rate; default 0.01. */
-  weightDecay?: number;
-}
-
-/**
- * Adam with decoupled weight decay (AdamW). Decay applies to weights of rank
- * 2 or more (matrices and embeddings), not to biases and norm gains.
- *
- * @example
- * ```ts
- * import * as tf from "@tensorflow/tfjs-core";
- * import "@tensorflow/tfjs-backend-cpu";
- * import { AdamW } from "./model.ts";
- * await tf.setBackend("cpu");
- * const w = tf.variable(tf.ones([2, 2]));
- * const opt = new AdamW(new Map([["w", w]]), { weightDecay: 0.1 });
- * opt.apply(new Map([["w", tf.ones([2, 2])]]), 0.01);
- * console.assert(opt.step === 1);
- * ```
- */
-export class AdamW {
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly epsilon: number;
-  readonly weightDecay: number;
-  /** Updates applied so far. */
-  step = 0;
-  #variables: Map<string, tf.Variable>;
-  #m = new Map<string, tf.Variable>();
-  #v = new Map<string, tf.Variable>();
-
-  constructor(variables: Map<string, tf.Variable>, options: AdamWOptions = {}) {
-    this.beta1 = options.beta1 ?? 0.9;
-    this.beta2 = options.beta2 ?? 0.95;
-    this.epsilon = options.epsilon ?? 1e-8;
-    this.weightDecay = options.weightDecay ?? 0.01;
-    this.#variables = variables;
-    for (const [name, variable] of variables) {
-      this.#m.set(name, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
-      this.#v.set(name, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
-    }
-  }
-
-  /**
-   * Applies one update. Gradients of variables not in `grads` count as zero
-   * for the moments, but their weights still decay.
-   *
-   * @param grads gradient by variable name (not disposed here)
-   * @param lr learning rate of this step
-   */
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
-    this.step++;
-    const correction1 = 1 - this.beta1 ** this.step;
-    const correction2 = 1 - this.beta2 ** this.step;
-    for (const [name, variable] of this.#variables) {
-      const m = this.#m.get(name)!;
-      const v = this.#v.get(name)!;
-      tf.tidy(() => {
-        const g = grads.get(name) ?? tf.zerosLike(variable);
-        const mNext = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
-        const vNext = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        const update = tf.div(
-          tf.div(mNext, correction1),
-          tf.add(tf.sqrt(tf.div(vNext, correction2)), this.epsilon),
-        );
-        const decay = variable.rank >= 2 ? lr * this.weightDecay : 0;
-        // w <- w - lr * wd * w - lr * update  (decay decoupled from the gradient)
-        const decayed = decay > 0 ? tf.mul(variable, 1 - decay) : variable;
-        variable.assign(tf.sub(decayed, tf.mul(update, lr)));
-        m.assign(mNext);
-        v.assign(vNext);
-      });
-    }
-  }
-
-  /** Copies the moments and step out. */
-  async getState(): Promise<AdamWState> {
-    const read = async (vars: Map<string, tf.Variable>) => {
-      const out: Record<string, TensorData> = {};
-      for (const [name, t] of vars) {
-        out[name] = { shape: [...t.shape], data: (await t.data()) as Float32Array };
-      }
-      return out;
-    };
-    return { step: this.step, m: await read(this.#m), v: await read(this.#v) };
-  }
-
-  /**
-   * Restores moments and step from {@link AdamW.getState}.
-   *
-   * @throws Error naming a missing or misshapen moment
-   */
-  setState(state: AdamWState): void {
-    for (const [name, variable] of this.#variables) {
-      for (
-        const [which, store, saved] of [["m", this.#m, state.m], ["v", this.#v, state.v]] as const
-      ) {
-        const t = saved[name];
-        if (t === undefined || t.shape.join(",") !== variable.shape.join(",")) {
-          throw new Error(
-            `Cannot restore the optimizer: moment "${which}" of "${name}" is missing or misshapen`,
-          );
-        }
-        tf.tidy(() => store.get(name)!.assign(tf.tensor(t.data, t.shape, "float32")));
-      }
-    }
-    this.step = state.step;
-  }
-
-  /** Frees the moments. */
-  dispose(): void {
-    for (const t of [...this.#m.values(), ...this.#v.values()]) t.dispose();
-    this.#m.clear();
-    this.#v.clear();
-  }
-}
-
-/** Settings of {@link learningRateAt}. */
-export interface LrSchedule {
-  peakLr: number;
-  minLr: number;
-  warmupSteps: number;
-  totalSteps: number;
-}
-
-/**
- * Learning rate of update number `step` (0-based): linear warmup from
- * `peakLr / warmupSteps` to `peakLr`, then cosine decay to `minLr` at `totalSteps`.
- */
-export function learningRateAt(step: number, s: LrSchedule): number {
-  if (step < s.warmupSteps) return (s.peakLr * (step + 1)) / s.warmupSteps;
-  const span = Math.max(1, s.totalSteps - s.warmupSteps);
-  const progress = Math.min(1, (step - s.warmupSteps) / span);
-  return s.minLr + 0.5 * (s.peakLr - s.minLr) * (1 + Math.cos(Math.PI * progress));
-}
-
-/**
- * Global L2 norm of a set of gradients, and the gradients scaled down so that
- * the norm is at most `maxNorm` (unchanged when it already is, or when
- * `maxNorm` is 0). The returned map holds new tensors; the input is not disposed.
- *
- * @returns the norm before clipping (NaN or Infinity when a gradient is not finite)
- */
-export async function clipByGlobalNorm(
-  grads: Map<string, tf.Tensor>,
-  maxNorm: number,
-): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
-  // A chain of adds, not tf.addN: the webgpu backend's AddN gives wrong sums past a few
-  // inputs (0 for 29 gradients), found by tests/model_backend_parity_test.ts.
-  const normT = tf.tidy(() =>
-    tf.sqrt(
-      [...grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)),
-    )
-  );
-  const norm = (await normT.data())[0];
-  normT.dispose();
-  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
-  const out = new Map<string, tf.Tensor>();
-  for (const [name, g] of grads) out.set(name, scale === 1 ? tf.clone(g) : tf.mul(g, scale));
-  return { grads: out, norm };
-}
-
-/** What {@link optimizeStep} did. */
-export interface OptimizeStepResult {
-  /** The loss before the update. */
-  loss: number;
-  /** Global gradient norm before clipping. */
-  gradNorm: number;
-  /** True when the loss or a gradient was not finite and no update was made. */
-  skipped: boolean;
-}
-
-/**
- * One optimisation step: gradients of `loss` for all model variables, global
- * norm clipping, then an AdamW update, unless the loss or the gradient norm is
- * not finite (then nothing changes and `skipped` is true).
- *
- * @param model whose variables are trained
- * @param optimizer an AdamW over `model.variables`
- * @param loss builds the scalar loss (called once, under gradient recording)
- * @param options learning rate and clipping norm (0 = no clipping)
- */
-export async function optimizeStep(
-  model: SequenceModel,
-  optimizer: AdamW,
-  loss: () => tf.Scalar,
-  options: { lr: number; clipNorm: number },
-): Promise<OptimizeStepResult> {
-  const names = [...model.variables.keys()];
-  const { value, grads } = tf.variableGrads(loss, [...model.variables.values()]);
-  const byName = new Map<string, tf.Tensor>();
-  for (const name of names) {
-    const g = grads[model.variables.get(name)!.name];
-    if (g !== undefined) byName.set(name, g);
-  }
-  const lossValue = (await value.data())[0];
-  const { grads: clipped, norm } = await clipByGlobalNorm(byName, options.clipNorm);
-  tf.dispose([value, ...Object.values(grads)]);
-  const skipped = !Number.isFinite(lossValue) || !Number.isFinite(norm);
-  if (!skipped) optimizer.apply(clipped, options.lr);
-  tf.dispose([...clipped.values()]);
-  return { loss: lossValue, gradNorm: norm, skipped };
-}
-
-// ---------------------------------------------------------------- checkpoints
-
-/**
- * Snapshot of a model (and optionally its optimizer) as a checkpoint.
- *
- * @param model the model
- * @param extra tokenizer spec, step, optimizer, RNG state and metrics to store with it
- */
-export async function checkpointFromModel(
-  model: SequenceModel,
-  extra: {
-    tokenizer: unknown;
-    step?: number;
-    optimizer?: AdamW;
-    rngState?: number[];
-    metrics?: Record<string, number>;
-  },
-): Promise<ModelCheckpoint> {
-  return {
-    spec: { type: model.config.type, config: structuredClone(model.config) },
-    vocabSize: model.vocabSize,
-    tokenizer: extra.tokenizer,
-    step: extra.step ?? extra.optimizer?.step ?? 0,
-    weights: await readWeights(model),
-    optimizer: extra.optimizer ? await extra.optimizer.getState() : undefined,
-    rngState: extra.rngState,
-    metrics: { ...extra.metrics },
-  };
-}
-
-interface CheckpointIndex {
-  format: "harmonyrl-model";
-  version: 1;
-  spec: ModelCheckpoint["spec"];
-  vocabSize: number;
-  tokenizer: unknown;
-  step: number;
-  optimizerStep: number | null;
-  rngState: number[] | null;
-  metrics: Record<string, number>;
-  /** Offsets and lengths count float32 values in the binary part. */
-  tensors: { name: string; shape: number[]; offset: number; length: number }[];
-}
-
-const OPT_M = "optimizer/m/";
-const OPT_V = "optimizer/v/";
-
-/**
- * Packs weights and, when given, AdamW moments (named `optimizer/m/<name>`,
- * `optimizer/v/<name>`) into one Float32Array with an index of where each
- * tensor lies: the layout of every weights file (models and critics).
- */
-export function packTensors(
-  weights: Record<string, TensorData>,
-  optimizer?: { m: Record<string, TensorData>; v: Record<string, TensorData> },
-): {
-  tensors: Array<{ name: string; shape: number[]; offset: number; length: number }>;
-  data: Float32Array;
-} {
-  const entries: [string, TensorData][] = Object.entries(weights);
-  if (optimizer) {
-    for (const [n, t] of Object.entries(optimizer.m)) entries.push([OPT_M + n, t]);
-    for (const [n, t] of Object.entries(optimizer.v)) entries.push([OPT_V + n, t]);
-  }
-  let total = 0;
-  const tensors = entries.map(([name, t]) => {
-    const entry = { name, shape: [...t.shape], offset: total, length: t.data.length };
-    total += t.data.length;
-    return entry;
-  });
-  const data = new Float32Array(total);
-  entries.forEach(([, t], i) => data.set(t.data, tensors[i].offset));
-  return { tensors, data };
-}
-
-function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
-  const { tensors, data } = packTensors(ckpt.weights, ckpt.optimizer);
-  const index: CheckpointIndex = {
-    format: "harmonyrl-model",
-    version: 1,
-    spec: ckpt.spec,
-    vocabSize: ckpt.vocabSize,
-    tokenizer: ckpt.tokenizer ?? null,
-    step: ckpt.step,
-    optimizerStep: ckpt.optimizer?.step ?? null,
-    rngState: ckpt.rngState ?? null,
-    metrics: ckpt.metrics,
-    tensors,
-  };
-  return { index, data };
-}
-
-function fromIndexAndData(
-  index: CheckpointIndex,
-  data: Float32Array,
-  where: string,
-): ModelCheckpoint {
-  if (index?.format !== "harmonyrl-model" || index.version !== 1) {
-    throw new Error(
-      `Cannot read model checkpoint "${where}": not a harmonyrl-model version 1 index`,
-    );
-  }
-  const weights: Record<string, TensorData> = {};
-  const m: Record<string, TensorData> = {};
-  const v: Record<string, TensorData> = {};
-  for (const t of index.tensors) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    if (size !== t.length || t.offset + t.length > data.length) {
-      throw new Error(
-        `Cannot read model checkpoint "${where}": tensor "${t.name}" runs past the end of the data or does not match its shape`,
-      );
-    }
-    const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
-    if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
-    else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
-    else weights[t.name] = td;
-  }
-  return {
-    spec: index.spec,
-    vocabSize: index.vocabSize,
-    tokenizer: index.tokenizer,
-    step: index.step,
-    weights,
-    optimizer: index.optimizerStep === null ? undefined : { step: index.optimizerStep, m, v },
-    rngState: index.rngState ?? undefined,
-    metrics: index.metrics ?? {},
-  };
-}
-
-/**
- * Codec of the `model` artifact: `index.json` (config, step, tokenizer spec,
- * tensor names and shapes) plus `weights.bin` (all float32 values, little-endian,
- * weights then optimizer moments).
- */
-export const modelCodec: ArtifactCodec<ModelCheckpoint> = {
-  async save(ckpt, dir) {
-    const { index, data } = toIndexAndData(ckpt);
-    await Deno.writeFile(`${dir}/weights.bin`, new Uint8Array(data.buffer, 0, data.byteLength));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
-  },
-  async load(dir) {
-    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as CheckpointIndex;
-    const bytes = await Deno.readFile(`${dir}/weights.bin`);
-    if (bytes.byteLength % 4 !== 0) {
-      throw new Error(`Cannot read "${dir}/weights.bin": its size is not a multiple of 4 bytes`);
-    }
-    const data = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    return fromIndexAndData(index, data, dir);
-  },
-};
-
-const FILE_MAGIC = new TextEncoder().encode("HRLCKPT1");
-
-/**
- * Writes a checkpoint as one file, atomically: it goes to a temporary file
- * beside `path` that is then renamed over it, so a run killed mid-write
- * leaves the previous checkpoint intact. Layout: `HRLCKPT1`, a uint32 JSON
- * length, the JSON index, zero padding to 4 bytes, the float32 values.
- */
-export async function saveCheckpointFile(path: string, ckpt: ModelCheckpoint): Promise<void> {
-  const { index, data } = toIndexAndData(ckpt);
-  const json = new TextEncoder().encode(JSON.stringify(index));
-  const head = FILE_MAGIC.length + 4 + json.length;
-  const dataStart = Math.ceil(head / 4) * 4;
-  const bytes = new Uint8Array(dataStart + data.byteLength);
-  bytes.set(FILE_MAGIC, 0);
-  new DataView(bytes.buffer).setUint32(FILE_MAGIC.length, json.length, true);
-  bytes.set(json, FILE_MAGIC.length + 4);
-  bytes.set(new Uint8Array(data.buffer, 0, data.byteLength), dataStart);
-  const tmp = `${path}.tmp-${Date.now()}-${Math.floor(performance.now() * 1000) % 1e6}`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
-
-/**
- * Reads a file written by {@link saveCheckpointFile}.
- *
- * @throws Error when the file is not such a checkpoint or is truncated
- */
-export async function loadCheckpointFile(path: string): Promise<ModelCheckpoint> {
-  const bytes = await Deno.readFile(path);
-  const magicOk = bytes.length >= FILE_MAGIC.length + 4 &&
-    FILE_MAGIC.every((b, i) => bytes[i] === b);
-  if (!magicOk) {
-    throw new Error(`Cannot read checkpoint "${path}": not a HarmonyRL checkpoint file`);
-  }
-  const jsonLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(
-    FILE_MAGIC.length,
-    true,
-  );
-  const head = FILE_MAGIC.length + 4 + jsonLength;
-  if (head > bytes.length) {
-    throw new Error(`Cannot read checkpoint "${path}": the file is truncated`);
-  }
-  const index = JSON.parse(
-    new TextDecoder().decode(bytes.subarray(FILE_MAGIC.length + 4, head)),
-  ) as CheckpointIndex;
-  const dataStart = Math.ceil(head / 4) * 4;
-  const data = new Float32Array(
-    bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + bytes.length),
-  );
-  return fromIndexAndData(index, data, path);
 }

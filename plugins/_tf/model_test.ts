@@ -1,26 +1,26 @@
 import assert from "node:assert/strict";
-import { loadModelFromCheckpoint } from "../model/_build.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
+import { AdamW, clipByGlobalNorm, learningRateAt } from "./optim.ts";
 import {
-  AdamW,
   assignWeights,
-  checkpointFromModel,
-  clipByGlobalNorm,
-  learningRateAt,
-  loadCheckpointFile,
-  modelCodec,
   nextTokenLoss,
-  saveCheckpointFile,
   type SequenceModel,
   tanhViaSigmoid,
   tokenNll,
   unstackTime,
 } from "./model.ts";
+import {
+  checkpointFromModel,
+  loadCheckpointFile,
+  modelCodec,
+  modelFromCheckpoint,
+  saveCheckpointFile,
+} from "./checkpoint.ts";
 import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 
 await initBackend("cpu");
 
@@ -126,7 +126,7 @@ Deno.test("modelCodec and checkpoint files round-trip weights, optimizer state a
     const viaFile = await loadCheckpointFile(`${dir}/x.ckpt`);
     for (const loaded of [viaCodec, viaFile]) {
       assert.deepEqual(loaded, ckpt);
-      const copy = await loadModelFromCheckpoint(loaded);
+      const copy = await modelFromCheckpoint(testContext(), loaded);
       const input = tf.tensor2d([[1, 2, 3, 4]], undefined, "int32");
       const a = model.forward(input, { training: false });
       const b = copy.forward(input, { training: false });

@@ -53,7 +53,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { StageContext } from "../../mod.ts";
-import type { Note, Piece } from "../_music/types.ts";
+import { type Note, type Piece, sortNotes } from "../_music/types.ts";
 import { clashRate, dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
 import { judgeNotes, type JudgeOptions } from "../_music/note_judge.ts";
 import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
@@ -70,10 +70,10 @@ import {
   quantizeNote,
   rollToGridNotes,
   segmentSteps,
-  sortNotes,
   splitRoll,
 } from "../_music/pianoroll.ts";
-import { type Denoiser, refineRolls } from "../_tf/diffusion.ts";
+import { refineRolls } from "../_tf/diffusion.ts";
+import { type Denoiser } from "../_tf/denoiser.ts";
 
 /** The `preserve` modes, see the module doc. */
 export const PRESERVE_MODES = ["judge", "none", "remove-only", "in-key", "consonant"] as const;

@@ -2,16 +2,11 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../../mod.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
-import {
-  createDenoiser,
-  type Denoiser,
-  denoiserConfig,
-  disposeDenoiser,
-} from "../_tf/diffusion.ts";
-import { readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { createDenoiser, type Denoiser, denoiserConfig, disposeDenoiser } from "../_tf/denoiser.ts";
+import { readMaestroMetadata, selectMaestro } from "../load/_maestro.ts";
 import { readMidiFile } from "../_music/midi.ts";
 import { cropPiece } from "../_music/theory.ts";
 import { addRepair, emptyRepair, plantWrongNotes, repairSummary } from "../_music/wrong_notes.ts";

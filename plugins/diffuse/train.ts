@@ -2,7 +2,7 @@
  * `diffuse/train`: trains a piano-roll denoiser (DDPM, Ho et al. 2020, with
  * the cosine schedule of Nichol & Dhariwal 2021) on windows of `bars` bars
  * cut from the training pieces of a corpus, as Polyffusion (Min et al. 2023)
- * does. Maths and network: `plugins/_tf/diffusion.ts`; rolls:
+ * does. Maths: `plugins/_tf/diffusion.ts`, network: `plugins/_tf/denoiser.ts`; rolls:
  * `plugins/_music/pianoroll.ts`.
  *
  * Windows start on a bar line of the piece's own metre and are `bars` bars of
@@ -28,6 +28,7 @@ import {
   pieceToGridNotes,
 } from "../_music/pianoroll.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
+import { trainStep } from "../_tf/diffusion.ts";
 import {
   createDenoiser,
   type Denoiser,
@@ -36,8 +37,7 @@ import {
   denoiserConfig,
   denoiserParamCount,
   disposeDenoiser,
-  trainStep,
-} from "../_tf/diffusion.ts";
+} from "../_tf/denoiser.ts";
 
 /** A training piece on the step grid, with what window sampling needs. */
 interface GridPiece {

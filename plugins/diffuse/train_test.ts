@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Note, Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
-import { type Denoiser, denoiserCodec, disposeDenoiser } from "../_tf/diffusion.ts";
+import { type Denoiser, denoiserCodec, disposeDenoiser } from "../_tf/denoiser.ts";
 import train from "./train.ts";
 
 await initBackend("wasm");

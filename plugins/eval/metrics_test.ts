@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { checkValue } from "../../pipeline/schema.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { MidiCorpus, Piece, Split } from "../_music/types.ts";
 import evalMetrics, { metricsMarkdown, type MetricsReport } from "./metrics.ts";
 

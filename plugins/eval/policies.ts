@@ -15,10 +15,10 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
-import { createRng } from "../../pipeline/rng.ts";
-import { writeFileAtomic } from "../../pipeline/cache.ts";
-import type { RewardTerm, TokenCorpus } from "../_music/components.ts";
+import { type ComponentRef, definePlugin, p } from "../../mod.ts";
+import { createRng } from "../../mod.ts";
+import { writeFileAtomic } from "../../mod.ts";
+import type { RewardTerm, TokenCorpus, Tokenizer } from "../_music/components.ts";
 import {
   distinctNgramRatio,
   excessiveRepeatRate,
@@ -26,14 +26,13 @@ import {
   notesInKeyRate,
 } from "../_music/metrics.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
+import { liveModelOf } from "../_tf/checkpoint.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import { spreadWindows } from "../_music/token_corpus.ts";
-import { modelFor } from "../_tf/policy_gradient.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
-import { samplePolicy } from "../rollout/sample.ts";
+import { samplePolicy } from "../_tf/sampler.ts";
 
 /** Validation windows scored per forward pass. */
 const NLL_BATCH = 32;
@@ -206,8 +205,11 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const pretrainedCkpt = inputs.pretrained as ModelCheckpoint;
     const finetunedCkpt = inputs.finetuned as ModelCheckpoint;
-    const tokenizer = await createTokenizerFromSpec(finetunedCkpt.tokenizer);
-    const reference = await modelFor(pretrainedCkpt);
+    const tokenizer = await ctx.component<Tokenizer>(
+      finetunedCkpt.tokenizer as ComponentRef,
+      "tokenizer",
+    );
+    const reference = await liveModelOf(ctx, pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
     const context = stageContext({ corpus });
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
@@ -236,7 +238,7 @@ export default definePlugin({
       const [name, ckpt] of [["pretrained", pretrainedCkpt], ["finetuned", finetunedCkpt]] as const
     ) {
       if (ctx.signal.aborted) throw new Error("Interrupted");
-      const model = await modelFor(ckpt);
+      const model = await liveModelOf(ctx, ckpt);
       // Same seed for both policies: the comparison differs only in the weights.
       const sample = await samplePolicy(model, {
         count: params.samples,

@@ -14,7 +14,7 @@
 
 import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
-import { writeFileAtomic } from "../../pipeline/cache.ts";
+import { writeFileAtomic } from "../../mod.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
 

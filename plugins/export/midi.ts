@@ -7,10 +7,9 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p, systemFolder } from "../../mod.ts";
-import type { TokenCorpus } from "../_music/components.ts";
-import { writeMidi } from "../_music/midi.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
+import { definePlugin, p, type StageContext, systemFolder, writeFileAtomic } from "../../mod.ts";
+import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
+import { safeFileName, writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 
 /** What the export writes: the directory and the paths of the files in it. */
@@ -18,20 +17,6 @@ export interface ExportedFiles {
   dir: string;
   /** Paths of the written files (`<dir>/<name>.mid`), in input order. */
   files: string[];
-}
-
-/**
- * Turns a piece id into a file base name: path separators and characters
- * that some file systems reject become `_`; an empty or dot-only id becomes `piece`.
- *
- * @param id A piece id.
- * @returns A name without directory parts, at most 200 characters long.
- */
-export function safeFileName(id: string): string {
-  // deno-lint-ignore no-control-regex
-  let name = id.replace(/[\/\\:*?"<>|\x00-\x1f]/g, "_").trim().slice(0, 200);
-  if (/^\.*$/.test(name)) name = "piece";
-  return name;
 }
 
 /** The record, in an export folder, of the files this plugin wrote there: name to SHA-256. */
@@ -47,9 +32,7 @@ async function readExportRecord(dir: string): Promise<Record<string, string>> {
 }
 
 async function writeExportRecord(dir: string, record: Record<string, string>): Promise<void> {
-  const temp = join(dir, `${RECORD}.${Deno.pid}.tmp`);
-  await Deno.writeTextFile(temp, JSON.stringify(record, null, 1));
-  await Deno.rename(temp, join(dir, RECORD));
+  await writeFileAtomic(join(dir, RECORD), JSON.stringify(record, null, 1));
 }
 
 async function sha256(bytes: Uint8Array): Promise<string> {
@@ -78,9 +61,9 @@ async function checkOurs(path: string, name: string, written: Record<string, str
 }
 
 /** Decodes every sequence of a token corpus into a piece named after its id. */
-async function decodeTokenCorpus(corpus: TokenCorpus): Promise<Piece[]> {
-  // The same lookup the tokenize stage used: built-in names, the registry, or a .ts path.
-  const tokenizer = await createTokenizerFromSpec(corpus.tokenizer);
+async function decodeTokenCorpus(ctx: StageContext, corpus: TokenCorpus): Promise<Piece[]> {
+  // The same lookup the tokenize stage used: built-in names through the registry, or a .ts path.
+  const tokenizer = await ctx.component<Tokenizer>(corpus.tokenizer, "tokenizer");
   const count = corpus.offsets.length - 1;
   if (count !== corpus.ids.length) {
     throw new Error(
@@ -150,7 +133,7 @@ export default definePlugin({
       pieces.push(...(inputs.rollouts as { pieces: Piece[] }).pieces);
     }
     if (inputs.tokens !== undefined) {
-      pieces.push(...await decodeTokenCorpus(inputs.tokens as TokenCorpus));
+      pieces.push(...await decodeTokenCorpus(ctx, inputs.tokens as TokenCorpus));
     }
     if (
       inputs.pieces === undefined && inputs.rollouts === undefined && inputs.tokens === undefined
@@ -187,10 +170,8 @@ export default definePlugin({
       const bytes = writeMidi(piece, { programNumber: params.programNumber });
       const path = join(dir, `${name}.mid`);
       if (ownFolder && !params.overwrite) await checkOurs(path, `${name}.mid`, written);
-      // Write beside the target and rename, so a killed run never leaves half a file.
-      const temp = join(dir, `.${name}.mid.${Deno.pid}.tmp`);
-      await Deno.writeFile(temp, bytes);
-      await Deno.rename(temp, path);
+      // A killed run never leaves half a file.
+      await writeFileAtomic(path, bytes);
       if (ownFolder) {
         written[`${name}.mid`] = await sha256(bytes);
         await writeExportRecord(dir, written);

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { readMidiFile } from "../_music/midi.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
-import plugin, { type ExportedFiles, safeFileName } from "./midi.ts";
+import plugin, { type ExportedFiles } from "./midi.ts";
+import { safeFileName } from "../_music/midi.ts";
 
 function pieces(count: number, seed = 1): Piece[] {
   const rng = createRng(seed);

@@ -26,7 +26,7 @@ export async function loadStoredArtifact<T>(
   const problem = await checkArtifactDir(path, what);
   if (problem !== undefined) throw new Error(problem);
   try {
-    const value = await codec.load(path);
+    const value = await codec.load(path, ctx);
     ctx.log.info(`Loaded ${what} from "${path}"`);
     return value;
   } catch (error) {

@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type ModelCheckpoint, modelCodec } from "../_tf/model.ts";
+import { checkpointFromModel, modelCodec } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
 import {
   createDenoiser,
   type Denoiser,
   denoiserCodec,
   denoiserConfig,
   disposeDenoiser,
-} from "../_tf/diffusion.ts";
+} from "../_tf/denoiser.ts";
 import lstm from "../model/lstm.ts";
 import loadModel from "./model.ts";
 import loadDenoiser from "./denoiser.ts";

@@ -8,7 +8,7 @@
  */
 
 import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
-import { denoiserCodec } from "../_tf/diffusion.ts";
+import { denoiserCodec } from "../_tf/denoiser.ts";
 import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
 export default definePlugin({

@@ -16,7 +16,7 @@
 import { basename, dirname, join } from "node:path";
 import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
-import { type MaestroEntry, readMaestroMetadata, selectMaestro } from "../_music/maestro.ts";
+import { type MaestroEntry, readMaestroMetadata, selectMaestro } from "./_maestro.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "./_synthetic.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import plugin, { findMaestroRoot } from "./maestro.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "./_synthetic.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import { parseGraph } from "../../pipeline/graph.ts";

@@ -8,7 +8,7 @@
  */
 
 import { definePlugin, fingerprintFiles, p } from "../../mod.ts";
-import { modelCodec } from "../_tf/model.ts";
+import { modelCodec } from "../_tf/checkpoint.ts";
 import { checkArtifactDir, loadStoredArtifact } from "./_artifact.ts";
 
 export default definePlugin({

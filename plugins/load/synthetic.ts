@@ -9,7 +9,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "./_synthetic.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 
 /**

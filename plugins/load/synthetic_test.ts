@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";

@@ -21,7 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin, p } from "../../mod.ts";
-import { createRng } from "../../pipeline/rng.ts";
+import { createRng } from "../../mod.ts";
 import {
   dropout,
   type ForwardOptions,
@@ -299,7 +299,7 @@ export default definePlugin({
       description: "Dropout rate on the embedding, between layers and before the output",
     }),
   },
-  create(params): ModelSpec<LstmConfig> {
+  create(params, self): ModelSpec<LstmConfig> {
     const config: LstmConfig = {
       type: "lstm",
       embedDim: params.embedDim,
@@ -307,6 +307,11 @@ export default definePlugin({
       layers: params.layers,
       dropout: params.dropout,
     };
-    return { type: "lstm", config, build: (vocabSize, seed) => lstmModel(config, vocabSize, seed) };
+    return {
+      type: "lstm",
+      config,
+      component: self,
+      build: (vocabSize, seed) => lstmModel(config, vocabSize, seed),
+    };
   },
 });

@@ -18,7 +18,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin, p } from "../../mod.ts";
-import { createRng } from "../../pipeline/rng.ts";
+import { createRng } from "../../mod.ts";
 import {
   constantVariable,
   dropout,
@@ -409,7 +409,7 @@ export default definePlugin({
         "Recompute each block's activations during backpropagation: about 1/3 more compute, a fraction of the memory (the wasm heap holds at most 4 GB)",
     }),
   },
-  create(params): ModelSpec<TransformerConfig> {
+  create(params, self): ModelSpec<TransformerConfig> {
     const config: TransformerConfig = {
       type: "transformer",
       dModel: params.dModel,
@@ -423,6 +423,7 @@ export default definePlugin({
     return {
       type: "transformer",
       config,
+      component: self,
       build: (vocabSize, seed) => transformerModel(config, vocabSize, seed),
     };
   },

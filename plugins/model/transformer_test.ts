@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import { AdamW, nextTokenLoss } from "../_tf/model.ts";
+import { AdamW } from "../_tf/optim.ts";
+import { nextTokenLoss } from "../_tf/model.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import transformer, { applyRotary, ropeTables } from "./transformer.ts";
 
 await initBackend("cpu");

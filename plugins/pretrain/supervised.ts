@@ -38,21 +38,21 @@ import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { sequencesOf, spreadWindows, validateTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
+import { AdamW, learningRateAt, optimizeStep } from "../_tf/optim.ts";
 import {
-  AdamW,
   assignWeights,
-  checkpointFromModel,
   countParams,
-  learningRateAt,
-  loadCheckpointFile,
   type ModelCheckpoint,
-  modelCodec,
   type ModelSpec,
   nextTokenLoss,
-  optimizeStep,
-  saveCheckpointFile,
   type SequenceModel,
 } from "../_tf/model.ts";
+import {
+  checkpointFromModel,
+  loadCheckpointFile,
+  modelCodec,
+  saveCheckpointFile,
+} from "../_tf/checkpoint.ts";
 
 /** Largest transposition either way, in semitones (a minor third). */
 const MAX_TRANSPOSE = 3;
@@ -365,6 +365,7 @@ export default definePlugin({
       };
       const snapshot = (metrics: Record<string, number>) =>
         checkpointFromModel(model, {
+          component: spec.component,
           tokenizer: corpus.tokenizer,
           step: loop.step,
           optimizer,

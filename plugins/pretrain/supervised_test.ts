@@ -1,16 +1,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import {
-  learningRateAt,
-  loadCheckpointFile,
-  type ModelCheckpoint,
-  type ModelSpec,
-} from "../_tf/model.ts";
+import { learningRateAt } from "../_tf/optim.ts";
+import { loadCheckpointFile } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint, type ModelSpec } from "../_tf/model.ts";
 import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import type { Split } from "../_music/types.ts";
 import lstm from "../model/lstm.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import { DivergenceError, type ProgressUpdate } from "../../mod.ts";
 import plugin, { formatDuration, scheduleStep } from "./supervised.ts";
 

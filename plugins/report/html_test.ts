@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
-import { findSoundFont } from "../_music/audio.ts";
+import { defaultParams, testContext } from "../_testing.ts";
+import { findSoundFont } from "./_audio.ts";
 import { writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 import plugin, { formatNumber, groupMetrics, type ReportOutput, tablesHtml } from "./html.ts";
@@ -41,24 +41,35 @@ const PIECES = [
   makePiece("refined 3", [55, 59, 62, 67, 71]),
 ];
 
-const CONFIG = {
+const OUTLINE = {
   name: "toy-rl",
   seed: 3,
   stages: {
     load: { use: "load/synthetic" },
-    pretrain: { use: "pretrain/mle", in: { corpus: "load.corpus" } },
+    pretrain: { use: "pretrain/mle", in: { corpus: { stage: "load", output: "corpus" } } },
     finetune: {
       loop: {
         episodes: 30,
-        carry: { model: { init: "pretrain.model", next: "update.model" } },
+        carry: {
+          model: {
+            init: { stage: "pretrain", output: "model" },
+            next: { stage: "update", output: "model" },
+          },
+        },
         stages: {
-          reward: { use: "reward/score", in: { model: "finetune.model" } },
-          update: { use: "update/ppo", in: { model: "finetune.model", rewards: "reward.rewards" } },
+          reward: { use: "reward/score", in: { model: { stage: "finetune", output: "model" } } },
+          update: {
+            use: "update/ppo",
+            in: {
+              model: { stage: "finetune", output: "model" },
+              rewards: { stage: "reward", output: "rewards" },
+            },
+          },
         },
       },
     },
-    export: { use: "export/midi", in: { pieces: "finetune.model" } },
-    report: { use: "report/html", in: { files: "export.files" } },
+    export: { use: "export/midi", in: { pieces: { stage: "finetune", output: "model" } } },
+    report: { use: "report/html", in: { files: { stage: "export", output: "files" } } },
   },
 };
 
@@ -72,7 +83,7 @@ async function makeRunDir(): Promise<string> {
     startedAt: "2026-01-01T00:00:00.000Z",
     seed: 3,
     backend: { name: "cpu", detail: "pure JS" },
-    config: CONFIG,
+    outline: OUTLINE,
     stages: {
       load: { plugin: "load/synthetic", status: "cached", durationSec: 0.2 },
       pretrain: {

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { createRng } from "../../pipeline/rng.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { createRng } from "../../mod.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 

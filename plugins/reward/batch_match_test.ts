@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { corpusContext } from "./composite.ts";

@@ -18,18 +18,9 @@ import { definePlugin, p, type WeightedComponent } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
 import { ReferenceCorpus } from "../_music/reference.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
+import type { Rewards } from "../_music/artifacts.ts";
 
-/** What the `rewards` output holds. */
-export interface Rewards {
-  /** Weighted mean of the terms per piece, in [0, 1]. */
-  total: number[];
-  /** Each term's scores per piece, by term key (`"harmony"`, ...). */
-  terms: Record<string, number[]>;
-  /** Each term's weight, by the same keys. */
-  weights: Record<string, number>;
-  /** The length guard min(1, notes / minNotes) applied to each total (1 when off). */
-  lengthFactor: number[];
-}
+export type { Rewards };
 
 /** The reward context per corpus object, so terms that memoise per corpus hit their memo. */
 const contextOf = new WeakMap<MidiCorpus, Map<number, RewardContext>>();
@@ -185,6 +176,7 @@ function mean(values: number[]): number {
 export default definePlugin({
   name: "reward/composite",
   kind: "reward",
+  headlineMetrics: ["reward/total"],
   version: "2.0.0",
   description: "Scores rollouts with a weighted mean of reward terms",
   params: {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { loadGraph, type ResolvedComponent, type StageNode } from "../../pipeline/graph.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { WeightedComponent } from "../../pipeline/schema.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";

@@ -15,7 +15,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardTerm } from "../_music/components.ts";
-import { criticLogits, isCritic } from "../_tf/critic.ts";
+import { criticLogits, isCritic } from "./_critic.ts";
 
 export default definePlugin({
   name: "reward/discriminator",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { checkValue } from "../../pipeline/schema.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import { calibratedScore, PART_FLOOR } from "../_music/calibration.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { Piece } from "../_music/types.ts";
 import { corpusContext } from "./composite.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
 import { checkValue } from "../../pipeline/schema.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import { corpusContext } from "./composite.ts";

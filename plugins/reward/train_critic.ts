@@ -1,7 +1,7 @@
 /**
  * `reward/train-critic` stage: trains a critic (discriminator) to tell real
  * corpus pieces from policy samples, for the learned reward term
- * `reward/discriminator`. The network and its maths: `plugins/_tf/critic.ts`
+ * `reward/discriminator`. The network and its maths: `plugins/reward/_critic.ts`
  * (SeqGAN's CNN discriminator, Yu et al. 2017; GAIL's alternation of
  * discriminator and policy steps, Ho & Ermon 2016).
  *
@@ -29,26 +29,27 @@
  * @module
  */
 
-import { definePlugin, p, type Piece, type StageContext } from "../../mod.ts";
+import { type ComponentRef, definePlugin, p, type Piece, type StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import {
   createTrainer,
-  type Critic,
-  criticCodec,
-  type CriticConfig,
-  criticConfig,
   criticFromTrainer,
-  criticParamCount,
   type CriticTrainer,
   criticTrainStep,
   disposeTrainer,
+} from "./_critic_train.ts";
+import {
+  type Critic,
+  type CriticConfig,
+  criticConfig,
+  criticParamCount,
   encodeForCritic,
   isCritic,
   packBatch,
-} from "../_tf/critic.ts";
+} from "./_critic.ts";
+import { criticCodec } from "./_critic_codec.ts";
 
 /** Shortest real excerpt, in seconds: an empty or tiny generated piece still faces some music. */
 export const MIN_EXCERPT_SEC = 1;
@@ -245,7 +246,7 @@ export default definePlugin({
       }
     }
     const policyTokenizer = params.roundTrip && rollouts.tokenizer !== undefined
-      ? await createTokenizerFromSpec(rollouts.tokenizer)
+      ? await ctx.component<Tokenizer>(rollouts.tokenizer as ComponentRef, "tokenizer")
       : undefined;
 
     // Generated examples do not change during the run: encode them once.

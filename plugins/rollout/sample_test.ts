@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type SequenceModel } from "../_tf/model.ts";
+import { checkpointFromModel } from "../_tf/checkpoint.ts";
+import { type SequenceModel } from "../_tf/model.ts";
 import { buildTokenCorpus } from "../_music/token_corpus.ts";
 import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
 import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
-import plugin, { chooseToken, type Rollouts, rolloutsCodec, samplePolicy } from "./sample.ts";
+import { defaultParams, testContext } from "../_testing.ts";
+import plugin, { type Rollouts, rolloutsCodec } from "./sample.ts";
+import { chooseToken, samplePolicy } from "../_tf/sampler.ts";
 
 await initBackend("cpu");
 

@@ -11,15 +11,10 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 
+import { errorMessage } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { readMidi } from "../_music/midi.ts";
-import {
-  createTokenizerFromSpec,
-  type ItemResult,
-  unpackPieces,
-  type WorkerReply,
-  type WorkerRequest,
-} from "./events.ts";
+import { type ItemResult, unpackPieces, type WorkerReply, type WorkerRequest } from "./events.ts";
 
 let tokenizer: Tokenizer | undefined;
 
@@ -32,14 +27,19 @@ function buffersOf(results: ItemResult[]): ArrayBuffer[] {
   return results.flatMap((r) => (r.tokens ? [r.tokens.buffer as ArrayBuffer] : []));
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 async function handle(request: WorkerRequest): Promise<void> {
   if (request.kind === "init") {
     try {
-      tokenizer = await createTokenizerFromSpec(request.tokenizer);
+      // The main thread resolved and checked the spec; here the module is only imported.
+      const { url, spec } = request.tokenizer;
+      const plugin = (await import(url)).default as {
+        kind?: string;
+        create?: (params: Record<string, unknown>, self: typeof spec) => Tokenizer;
+      };
+      if (plugin?.kind !== "tokenizer" || typeof plugin.create !== "function") {
+        throw new Error(`"${spec.use}" is not a tokenizer plugin`);
+      }
+      tokenizer = plugin.create(spec.with, spec);
       reply({ kind: "ready" });
     } catch (error) {
       reply({ kind: "failed", message: errorMessage(error) });

@@ -11,14 +11,11 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, errorMessage, type FullComponentRef, p } from "../../mod.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { ReadMidiOptions } from "../_music/midi.ts";
 import { buildTokenCorpus, tokenCorpusCodec } from "../_music/token_corpus.ts";
 import type { MidiCorpus, Note, Piece, Split } from "../_music/types.ts";
-import { createTokenizerFromSpec, type TokenizerSpec } from "../_music/tokenizer_spec.ts";
-
-export { createTokenizerFromSpec, type TokenizerSpec };
 
 /** Options of `readMidi` that `tokenizeFiles` passes on to workers (plain values only). */
 export type ReadOptions = Omit<ReadMidiOptions, "id" | "source" | "onWarning">;
@@ -33,6 +30,18 @@ export interface TokenizeOptions {
   signal?: AbortSignal;
   /** Called when workers cannot be used and the work falls back to this thread. */
   onFallback?: (reason: string) => void;
+  /**
+   * How a worker rebuilds the tokenizer: its plugin module's URL and full spec
+   * (what `ctx.componentSpec(tokenizer.spec, "tokenizer")` returns). Without
+   * it, the work runs in this thread.
+   */
+  worker?: TokenizerModule;
+}
+
+/** A tokenizer plugin's module URL and full spec: what a worker needs to rebuild it. */
+export interface TokenizerModule {
+  url: string;
+  spec: FullComponentRef;
 }
 
 /** What {@linkcode tokenizeCorpus} and {@linkcode tokenizeFiles} return. */
@@ -42,12 +51,6 @@ export interface TokenizeResult {
   skipped: Array<{ file: string; reason: string }>;
   /** Notes in the pieces that were encoded. */
   noteCount: number;
-}
-
-/** The `{use, with}` of a tokenizer instance, or undefined when it does not carry one. */
-function specOf(tokenizer: Tokenizer | TokenizerSpec): TokenizerSpec | undefined {
-  if ("encode" in tokenizer) return tokenizer.spec;
-  return tokenizer;
 }
 
 // ---------------------------------------------------------------------------
@@ -153,7 +156,7 @@ export function unpackPieces(packed: PackedPieces): Piece[] {
 
 /** A message to a worker. */
 export type WorkerRequest =
-  | { kind: "init"; tokenizer: TokenizerSpec }
+  | { kind: "init"; tokenizer: TokenizerModule }
   | { kind: "pieces"; job: number; pieces: PackedPieces }
   | {
     kind: "files";
@@ -188,7 +191,7 @@ interface Batch {
  * @throws {Error} When a worker fails to start or crashes.
  */
 async function runBatches(
-  spec: TokenizerSpec,
+  module: TokenizerModule,
   workerCount: number,
   batches: Batch[],
   options: TokenizeOptions,
@@ -243,7 +246,7 @@ async function runBatches(
             feed(worker);
           }
         };
-        worker.postMessage({ kind: "init", tokenizer: spec } satisfies WorkerRequest);
+        worker.postMessage({ kind: "init", tokenizer: module } satisfies WorkerRequest);
       }
       if (batches.length === 0) resolve();
     });
@@ -269,10 +272,6 @@ function chunk<T>(items: readonly T[], weight: (item: T) => number, target: numb
   }
   if (current.length > 0) out.push(current);
   return out;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Builds the corpus from per-item results, skipping failed items. */
@@ -303,26 +302,28 @@ function assemble(
 
 /**
  * Tokenizes pieces, on `workers` Deno workers (default 2) or in this thread.
- * Falls back to this thread (calling `onFallback`) when the tokenizer has no
- * `spec` or the workers cannot build it.
+ * Falls back to this thread (calling `onFallback`) when no `worker` module is
+ * given or the workers cannot build it.
  *
  * @param pieces The pieces, each with its split.
- * @param tokenizer A tokenizer instance (with `spec` for workers) or a `{use, with}` spec.
+ * @param tokenizer The tokenizer (`options.worker` says how workers rebuild it).
  * @param options Workers, progress callback, abort signal.
  * @returns The token corpus (same order, ids and splits) and the pieces that failed.
  * @throws {Error} When aborted, or when the tokenizer cannot be created at all.
  * @example
  * ```ts
  * import { tokenizeCorpus } from "./events.ts";
+ * import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
  * const piece = { id: "a", split: "train" as const, tempoBpm: 120, beatsPerBar: 4, beatsSec: [0, 0.5],
  *   notes: [{ pitch: 60, startSec: 0, endSec: 0.5, velocity: 80 }] };
- * const { corpus } = await tokenizeCorpus([piece], { use: "tokenizer/performance" }, { workers: 1 });
+ * const tokenizer = createPerformanceTokenizer();
+ * const { corpus } = await tokenizeCorpus([piece], tokenizer, { workers: 1 });
  * console.assert(corpus.ids[0] === "a");
  * ```
  */
 export function tokenizeCorpus(
   pieces: ReadonlyArray<Piece & { split: Split }>,
-  tokenizer: Tokenizer | TokenizerSpec,
+  tokenizer: Tokenizer,
   options: TokenizeOptions = {},
 ): Promise<TokenizeResult> {
   const items = pieces.map((piece) => ({
@@ -367,7 +368,7 @@ export interface MidiFileEntry {
  * be read or encoded are returned in `skipped`; the rest keep their order.
  *
  * @param files Paths, or `{path, id, split}`.
- * @param tokenizer A tokenizer instance (with `spec`) or a `{use, with}` spec.
+ * @param tokenizer The tokenizer (`options.worker` says how workers rebuild it).
  * @param options Workers, progress, abort signal, and `readOptions` for `readMidi`
  *   (e.g. `{ sustain: true }`).
  * @returns The token corpus, skipped files and the number of notes encoded.
@@ -375,7 +376,7 @@ export interface MidiFileEntry {
  */
 export async function tokenizeFiles(
   files: ReadonlyArray<string | MidiFileEntry>,
-  tokenizer: Tokenizer | TokenizerSpec,
+  tokenizer: Tokenizer,
   options: TokenizeOptions & { readOptions?: ReadOptions } = {},
 ): Promise<TokenizeResult> {
   const entries = files.map((file) => {
@@ -427,30 +428,30 @@ interface TokenizePlan {
 }
 
 /**
- * Tokenizes items on `workers` Deno workers when the tokenizer carries a spec
- * they can rebuild it from, else (or when the workers fail) in this thread.
+ * Tokenizes items on `workers` Deno workers when `options.worker` says how
+ * they rebuild the tokenizer, else (or when the workers fail) in this thread.
  */
 async function tokenizeItems(
-  tokenizer: Tokenizer | TokenizerSpec,
+  instance: Tokenizer,
   items: { id: string; split: Split; label: string }[],
   options: TokenizeOptions,
   plan: TokenizePlan,
 ): Promise<TokenizeResult> {
-  const instance = "encode" in tokenizer ? tokenizer : await createTokenizerFromSpec(tokenizer);
   const header = {
-    tokenizer: specAsRecord(specOf(instance) ?? { use: instance.name }),
+    tokenizer: specAsRecord(options.worker?.spec ?? instance.spec ?? { use: instance.name }),
     vocabSize: instance.vocabSize,
   };
   const workers = Math.max(1, Math.floor(options.workers ?? 2));
-  const spec = specOf(tokenizer);
   if (workers > 1 && items.length > 1) {
-    if (!spec) {
+    if (!options.worker) {
       options.onFallback?.(
-        `tokenizer "${instance.name}" carries no spec, so workers cannot rebuild it`,
+        instance.spec
+          ? `no module was given for tokenizer "${instance.name}", so workers cannot rebuild it`
+          : `tokenizer "${instance.name}" carries no spec, so workers cannot rebuild it`,
       );
     } else {
       try {
-        const results = await runBatches(spec, workers, plan.batches(), options);
+        const results = await runBatches(options.worker, workers, plan.batches(), options);
         return assemble(header, items, results.flat());
       } catch (error) {
         if (options.signal?.aborted) throw error;
@@ -471,7 +472,9 @@ async function tokenizeItems(
   return assemble(header, items, results);
 }
 
-function specAsRecord(spec: TokenizerSpec): TokenCorpus["tokenizer"] {
+function specAsRecord(
+  spec: { use: string; with?: Record<string, unknown> },
+): TokenCorpus["tokenizer"] {
   return { use: spec.use, with: { ...(spec.with ?? {}) } };
 }
 
@@ -507,7 +510,12 @@ export default definePlugin({
     const corpus = inputs.corpus as MidiCorpus;
     const tokenizer = params.tokenizer as Tokenizer;
     const started = performance.now();
+    // Workers rebuild the tokenizer from its plugin's module and full spec.
+    const module = tokenizer.spec
+      ? await ctx.componentSpec(tokenizer.spec, "tokenizer")
+      : undefined;
     const result = await tokenizeCorpus(corpus.pieces, tokenizer, {
+      worker: module?.url ? { url: module.url, spec: module.spec } : undefined,
       workers: params.workers,
       signal: ctx.signal,
       onProgress: (done, total) => ctx.progress({ done, total, unit: "pieces" }),

@@ -1,20 +1,14 @@
 import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { writeMidi } from "../_music/midi.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { sequencesOf, tokenCorpusCodec } from "../_music/token_corpus.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { createPerformanceTokenizer } from "../tokenizer/performance.ts";
 import { createRemiTokenizer } from "../tokenizer/remi.ts";
-import plugin, {
-  createTokenizerFromSpec,
-  packPieces,
-  tokenizeCorpus,
-  tokenizeFiles,
-  unpackPieces,
-} from "./events.ts";
+import plugin, { packPieces, tokenizeCorpus, tokenizeFiles, unpackPieces } from "./events.ts";
 
 const SPLITS: Split[] = ["train", "validation", "test"];
 
@@ -104,13 +98,20 @@ Deno.test("tokenizeFiles() reads and tokenizes in workers and reports unreadable
   await Deno.writeFile(`${dir}/broken.mid`, new TextEncoder().encode("not a MIDI file at all"));
   paths.splice(2, 0, `${dir}/broken.mid`);
   const spec = { use: "tokenizer/remi", with: { stepsPerBeat: 8 } };
+  const ctx = testContext();
+  const tokenizer = await ctx.component<Tokenizer>(spec, "tokenizer");
+  const module = await ctx.componentSpec(spec, "tokenizer");
   const fallbacks: string[] = [];
   const two = await tokenizeFiles(
     paths.map((path, i) => ({ path, split: i === 0 ? "test" as const : undefined })),
-    spec,
-    { workers: 2, onFallback: (reason) => fallbacks.push(reason) },
+    tokenizer,
+    {
+      workers: 2,
+      worker: { url: module.url!, spec: module.spec },
+      onFallback: (reason) => fallbacks.push(reason),
+    },
   );
-  const one = await tokenizeFiles(paths, spec, { workers: 1 });
+  const one = await tokenizeFiles(paths, tokenizer, { workers: 1 });
   assert.deepEqual(fallbacks, []);
   assert.deepEqual(two.corpus.ids, corpus.pieces.map((piece) => piece.id));
   assert.deepEqual(two.corpus.splits, ["test", "train", "train", "train", "train", "train"]);
@@ -127,7 +128,7 @@ Deno.test("tokenizeCorpus() stops when aborted", async () => {
   const controller = new AbortController();
   controller.abort();
   await assert.rejects(
-    tokenizeCorpus(syntheticCorpus(3).pieces, { use: "tokenizer/performance" }, {
+    tokenizeCorpus(syntheticCorpus(3).pieces, createPerformanceTokenizer(), {
       workers: 1,
       signal: controller.signal,
     }),
@@ -135,12 +136,32 @@ Deno.test("tokenizeCorpus() stops when aborted", async () => {
   );
 });
 
-Deno.test("createTokenizerFromSpec() builds built-ins by name and rejects unknown names", async () => {
-  const remi = await createTokenizerFromSpec({ use: "tokenizer/remi", with: { stepsPerBeat: 2 } });
+Deno.test("ctx.component() builds tokenizers by name with defaults filled in and rejects wrong specs", async () => {
+  const ctx = testContext();
+  const remi = await ctx.component<Tokenizer>(
+    { use: "tokenizer/remi", with: { stepsPerBeat: 2 } },
+    "tokenizer",
+  );
   assert.equal(remi.vocabSize, createRemiTokenizer({ stepsPerBeat: 2 }).vocabSize);
+  const standard = await ctx.component<Tokenizer>("tokenizer/performance", "tokenizer");
+  assert.equal(standard.vocabSize, createPerformanceTokenizer().vocabSize);
+  const { spec } = await ctx.componentSpec({ use: "tokenizer/remi" }, "tokenizer");
+  assert.equal(spec.with.stepsPerBeat, createRemiTokenizer().params.stepsPerBeat);
   await assert.rejects(
-    createTokenizerFromSpec({ use: "tokenizer/nope" }),
-    /Cannot create tokenizer "tokenizer\/nope"/,
+    ctx.component({ use: "tokenizer/nope" }, "tokenizer"),
+    /^Error: Cannot create tokenizer "tokenizer\/nope": Unknown plugin "tokenizer\/nope"$/,
+  );
+  await assert.rejects(
+    ctx.component({ use: "model/lstm" }, "tokenizer"),
+    /Cannot create tokenizer "model\/lstm": it is a model component, not a tokenizer component/,
+  );
+  await assert.rejects(
+    ctx.component({ use: "tokenizer/remi", with: { stepsPerBeat: "many" } }, "tokenizer"),
+    /Cannot create tokenizer "tokenizer\/remi": stepsPerBeat: Expected an integer/,
+  );
+  await assert.rejects(
+    ctx.component({ use: "tokenizer/remi", with: { steps: 2 } }, "tokenizer"),
+    /Cannot create tokenizer "tokenizer\/remi": unknown param "steps"/,
   );
 });
 

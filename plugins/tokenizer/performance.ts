@@ -29,7 +29,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import type { Note, Piece } from "../_music/types.ts";
+import { type Note, type Piece, sortNotes } from "../_music/types.ts";
 
 /** Number of MIDI pitches; NOTE_ON and NOTE_OFF each have one token per pitch. */
 const PITCHES = 128;
@@ -114,11 +114,6 @@ export function performanceLayout(
 export interface PerformanceTokenizer extends Tokenizer {
   params: PerformanceParams;
   layout: PerformanceLayout;
-}
-
-/** Sorts notes by (startSec, pitch) in place and returns them. */
-function sortNotes(notes: Note[]): Note[] {
-  return notes.sort((a, b) => a.startSec - b.startSec || a.pitch - b.pitch);
 }
 
 /**

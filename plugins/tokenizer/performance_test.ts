@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams } from "../_testing.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { measureFidelity } from "../_music/fidelity.ts";
-import { generateSyntheticPiece } from "../_music/synthetic.ts";
+import { measureFidelity } from "./_fidelity.ts";
+import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import plugin, { binToVelocity, createPerformanceTokenizer, velocityToBin } from "./performance.ts";
 

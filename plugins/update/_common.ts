@@ -4,19 +4,30 @@
  * @module
  */
 
-import { p } from "../../mod.ts";
-import { modelCodec } from "../_tf/model.ts";
+import { p, port } from "../../mod.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
+import { modelCodec } from "../_tf/checkpoint.ts";
+import type { RewardBatch, RolloutBatch } from "./_policy_gradient.ts";
 
 /** Inputs of every update stage. */
 export const updateInputs = {
-  model: { type: "model", description: "The current policy (carried through the RL loop)" },
-  reference: {
+  model: port<ModelCheckpoint>({
+    type: "model",
+    description: "The current policy (carried through the RL loop)",
+  }),
+  reference: port<ModelCheckpoint>({
     type: "model",
     description: "The frozen pretrained policy for the KL penalty (leave out to turn KL off)",
     optional: true,
-  },
-  rollouts: { type: "rollouts", description: "Sampled sequences from the current policy" },
-  rewards: { type: "rewards", description: "Reward of each rollout (reward/composite)" },
+  }),
+  rollouts: port<RolloutBatch>({
+    type: "rollouts",
+    description: "Sampled sequences from the current policy",
+  }),
+  rewards: port<RewardBatch>({
+    type: "rewards",
+    description: "Reward of each rollout (reward/composite)",
+  }),
 };
 
 /** Outputs of every update stage. */

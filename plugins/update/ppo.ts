@@ -22,12 +22,13 @@ import {
   type PassResult,
   prepareUpdate,
   tokenTerms,
-} from "../_tf/policy_gradient.ts";
+} from "./_policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
 export default definePlugin({
   name: "update/ppo",
   kind: "update",
+  headlineMetrics: ["reward/total", "policy/kl", "loss/policy"],
   version: "1.0.0",
   description:
     "PPO clipped-ratio update, several epochs per rollout batch, with entropy bonus and KL penalty",
@@ -43,7 +44,7 @@ export default definePlugin({
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const prepared = await prepareUpdate(inputs, params);
+    const prepared = await prepareUpdate(ctx, inputs, params);
     const { ckpt, rewards, trainable, reference, advantages, baselines, batch } = prepared;
     // Log-probs of the policy before this update: [rows][time].
     const oldLogProb = tf.tidy(() => {

@@ -11,26 +11,27 @@
  * (temperature, top-k, top-p), and β the KL coefficient, fixed or adapted to a
  * target KL per token (`klTarget`, Ziegler et al. 2019). Without a KL or prior
  * term the policy collapses to noise (Jaques et al. 2017, RL Tuner), so the KL
- * term is on by default. See `plugins/_tf/policy_gradient.ts`.
+ * term is on by default. See `plugins/update/_policy_gradient.ts`.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
 import { definePlugin } from "../../mod.ts";
-import { finishUpdate, gradientStep, prepareUpdate } from "../_tf/policy_gradient.ts";
+import { finishUpdate, gradientStep, prepareUpdate } from "./_policy_gradient.ts";
 import { updateInputs, updateOutputs, updateParams } from "./_common.ts";
 
 export default definePlugin({
   name: "update/reinforce",
   kind: "update",
+  headlineMetrics: ["reward/total", "policy/kl", "loss/policy"],
   version: "1.0.0",
   description: "REINFORCE policy gradient with an EMA baseline, entropy bonus and KL penalty",
   params: updateParams,
   inputs: updateInputs,
   outputs: updateOutputs,
   async run(ctx, inputs, params) {
-    const prepared = await prepareUpdate(inputs, params);
+    const prepared = await prepareUpdate(ctx, inputs, params);
     const { ckpt, rewards, trainable, reference, advantages, baselines, batch } = prepared;
     const pass = await gradientStep(
       trainable,

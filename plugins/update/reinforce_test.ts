@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../_tf/backend.ts";
-import { checkpointFromModel, type ModelCheckpoint } from "../_tf/model.ts";
+import { checkpointFromModel } from "../_tf/checkpoint.ts";
+import { type ModelCheckpoint } from "../_tf/model.ts";
 import {
   adaptiveKlCoef,
   computeAdvantages,
@@ -10,8 +11,8 @@ import {
   prepareUpdate,
   type RolloutBatch,
   standardise,
-} from "../_tf/policy_gradient.ts";
-import { defaultParams, testContext } from "../../pipeline/testing.ts";
+} from "./_policy_gradient.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import lstm from "../model/lstm.ts";
 import reinforce from "./reinforce.ts";
 import ppo from "./ppo.ts";
@@ -35,8 +36,8 @@ async function tinyPolicy(): Promise<ModelCheckpoint> {
 }
 
 async function sequenceLogProb(ckpt: ModelCheckpoint, seq: Int32Array): Promise<number> {
-  const { loadModelFromCheckpoint } = await import("../model/_build.ts");
-  const model = await loadModelFromCheckpoint(ckpt);
+  const { modelFromCheckpoint } = await import("../_tf/checkpoint.ts");
+  const model = await modelFromCheckpoint(testContext(), ckpt);
   const value = tf.tidy(() => {
     const inputs = tf.tensor2d([Array.from(seq.slice(0, -1))], undefined, "int32");
     const logits = model.forward(inputs, { training: false });
@@ -139,7 +140,7 @@ Deno.test("updates reject a reward count that does not match the rollouts", asyn
 });
 
 Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the primer or padding", async () => {
-  const { batchTensors } = await import("../_tf/policy_gradient.ts");
+  const { batchTensors } = await import("./_policy_gradient.ts");
   const EOS = 9;
   const batch = batchTensors(
     { tokens: [Int32Array.from([8, 1, 2, 3, EOS, 4]), Int32Array.from([8, 1, 5])], primerLen: 1 },
@@ -151,7 +152,7 @@ Deno.test("batchTensors() scores sampled tokens up to the first EOS, not the pri
 });
 
 Deno.test("computeAdvantages() standardises each term per batch, or uses the total", async () => {
-  const { computeAdvantages } = await import("../_tf/policy_gradient.ts");
+  const { computeAdvantages } = await import("./_policy_gradient.ts");
   const rewards = {
     total: [0.7, 0.25, 0.55],
     terms: { a: [1, 0, 0.5], b: [0.4, 0.5, 0.6] },
@@ -328,8 +329,8 @@ Deno.test("isOnPolicy() and importanceWeights(): ρ = min(ρ̄, exp(log π − l
   const rollouts: RolloutBatch = {
     tokens: [Int32Array.from([BOS, 60, 61, 62, 63]), Int32Array.from([BOS, 60, 64])],
     primerLen: 1,
-    logProbs: [[-1, -2, -0.5], [-3]],
-    samplingLogProbs: [[-1.5, -1, -0.5], [-1]],
+    logProbs: [[-1, -2, -0.5], [-3]].map((row) => Float32Array.from(row)),
+    samplingLogProbs: [[-1.5, -1, -0.5], [-1]].map((row) => Float32Array.from(row)),
     sampling: { temperature: 0.8, topK: 0, topP: 1 },
   };
   // Targets t = 0..3; target 0 is the primer (not sampled, ρ 1); padding also gets 1.
@@ -347,8 +348,10 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
   const offPolicy = {
     tokens: [GOOD, BAD],
     primerLen: 0,
-    logProbs: [[-1, -1, -1, -1, -1], [-2, -2, -2, -2, -2]],
-    samplingLogProbs: [[-1.5, -1.5, -1.5, -1.5, -1.5], [-1, -1, -1, -1, -1]],
+    logProbs: [[-1, -1, -1, -1, -1], [-2, -2, -2, -2, -2]].map((row) => Float32Array.from(row)),
+    samplingLogProbs: [[-1.5, -1.5, -1.5, -1.5, -1.5], [-1, -1, -1, -1, -1]].map((row) =>
+      Float32Array.from(row)
+    ),
     sampling: { temperature: 0.8, topK: 0, topP: 1 },
   };
   const twoRewards = { total: [1, 0], terms: { toy: [1, 0] }, weights: { toy: 1 } };
@@ -364,6 +367,7 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
     /^Error: Cannot update from off-policy rollouts: they were sampled with temperature 0\.8, topK 0, topP 1, not from the policy itself; set the update's importanceWeights to "truncated" or sample with temperature 1, topK 0 and topP 1$/,
   );
   const prepared = await prepareUpdate(
+    testContext(),
     { model: start, rollouts: offPolicy, rewards: twoRewards },
     params({ importanceWeights: "truncated", rhoMax: 1 }),
   );
@@ -371,6 +375,7 @@ Deno.test("prepareUpdate() weights off-policy rollouts, or refuses them when imp
   assert.deepEqual(prepared.batch.rho, [[1, 1, 1, 1, 1], Array(5).fill(Math.exp(-1))]);
   // On-policy rollouts get no weights at all.
   const onPolicy = await prepareUpdate(
+    testContext(),
     {
       model: start,
       rollouts: { ...offPolicy, sampling: { temperature: 1, topK: 0, topP: 1 } },

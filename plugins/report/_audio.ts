@@ -87,7 +87,7 @@ export function findSoundFont(soundFont?: string): string | undefined {
  * @returns The peak in [0, 1], or `undefined` when it is not 16-bit PCM WAV.
  * @example
  * ```ts
- * import { wavPeak } from "./audio.ts";
+ * import { wavPeak } from "./_audio.ts";
  * console.log(wavPeak(new Uint8Array(10))); // undefined
  * ```
  */
@@ -133,7 +133,7 @@ export function wavPeak(bytes: Uint8Array): number | undefined {
  *   Never throws.
  * @example
  * ```ts ignore
- * import { renderWav } from "./audio.ts";
+ * import { renderWav } from "./_audio.ts";
  * const result = await renderWav("runs/x/midi/a.mid", "runs/x/audio/a.wav");
  * if (!result.ok) console.warn(result.reason);
  * ```

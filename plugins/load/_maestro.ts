@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Split } from "./types.ts";
+import type { Split } from "../_music/types.ts";
 
 /** One performance listed in the MAESTRO metadata. */
 export interface MaestroEntry {
@@ -57,7 +57,7 @@ type Column = typeof COLUMNS[number];
  * @returns Rows of fields.
  * @example
  * ```ts
- * import { parseCsv } from "./maestro.ts";
+ * import { parseCsv } from "./_maestro.ts";
  * console.log(parseCsv('a,"b, ""c"""\n')); // [["a", 'b, "c"']]
  * ```
  */
@@ -138,7 +138,7 @@ function metadataCandidates(dir: string): string[] {
  * @example
  * ```ts
  * import { join } from "node:path";
- * import { readMaestroMetadata } from "./maestro.ts";
+ * import { readMaestroMetadata } from "./_maestro.ts";
  * // A dataset folder with a three-row table (the real one lists 1,276 performances).
  * const dir = Deno.makeTempDirSync();
  * Deno.writeTextFileSync(
@@ -275,7 +275,7 @@ export interface MaestroSelection {
  * @throws {Error} When `limit` is not a non-negative integer.
  * @example
  * ```ts
- * import { type MaestroEntry, selectMaestro } from "./maestro.ts";
+ * import { type MaestroEntry, selectMaestro } from "./_maestro.ts";
  * const entry = (composer: string, split: "train" | "test", file: string): MaestroEntry => ({
  *   canonicalComposer: composer,
  *   canonicalTitle: "A work",

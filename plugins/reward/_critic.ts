@@ -37,22 +37,17 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ArtifactCodec, Rng } from "../../mod.ts";
+import type { Rng } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
-import { asBytes, assertLittleEndian, readIndex, readSized } from "../_music/_codec.ts";
-import { createTokenizerFromSpec, type TokenizerSpec } from "../_music/tokenizer_spec.ts";
 import {
-  AdamW,
   type AdamWState,
-  clipByGlobalNorm,
   constantVariable,
   dropout,
   normalVariable,
-  packTensors,
   sumRows,
   type TensorData,
-} from "./model.ts";
+} from "../_tf/model.ts";
 
 /** The critic's architecture: a plain serialisable object with a `type` field. */
 export interface CriticConfig {
@@ -168,7 +163,9 @@ export function initCriticVariables(config: CriticConfig, rng: Rng): Map<string,
 }
 
 /** Variables holding a critic's stored weights. */
-function variablesFrom(critic: Pick<Critic, "config" | "weights">): Map<string, tf.Variable> {
+export function variablesFrom(
+  critic: Pick<Critic, "config" | "weights">,
+): Map<string, tf.Variable> {
   const out = new Map<string, tf.Variable>();
   try {
     for (const [name, shape] of criticParamShapes(critic.config)) {
@@ -478,146 +475,6 @@ export function binaryCrossEntropy(logits: tf.Tensor1D, targets: tf.Tensor1D): t
   });
 }
 
-// ---------------------------------------------------------------- training
-
-/** A critic being trained: live variables and their optimizer. */
-export interface CriticTrainer {
-  config: CriticConfig;
-  variables: Map<string, tf.Variable>;
-  optimizer: AdamW;
-}
-
-/**
- * A trainer for a new critic, or one that continues a stored critic (weights
- * and AdamW moments). Release it with {@linkcode disposeTrainer}.
- *
- * @param from `{config, rng}` for fresh weights, or a critic to continue.
- * @param options AdamW weight decay.
- */
-export function createTrainer(
-  from: { config: CriticConfig; rng: Rng } | Critic,
-  options: { weightDecay: number },
-): CriticTrainer {
-  const variables = "weights" in from
-    ? variablesFrom(from)
-    : initCriticVariables(from.config, from.rng);
-  const optimizer = new AdamW(variables, { weightDecay: options.weightDecay, beta2: 0.99 });
-  if ("weights" in from && from.optimizer) {
-    try {
-      optimizer.setState(from.optimizer);
-    } catch (error) {
-      disposeTrainer({ config: from.config, variables, optimizer });
-      throw error;
-    }
-  }
-  return { config: from.config, variables, optimizer };
-}
-
-/** Frees a trainer's variables and optimizer moments. */
-export function disposeTrainer(trainer: CriticTrainer): void {
-  trainer.optimizer.dispose();
-  for (const v of trainer.variables.values()) v.dispose();
-}
-
-/** What one {@linkcode criticTrainStep} measured, on the batch before the update. */
-export interface CriticStepResult {
-  loss: number;
-  /** Share of examples on the right side of logit 0. */
-  accuracy: number;
-  /** Mean σ(logit) of the real examples. */
-  realScore: number;
-  /** Mean σ(logit) of the generated examples. */
-  fakeScore: number;
-  /** True when the loss or gradient was not finite and nothing changed. */
-  skipped: boolean;
-}
-
-/**
- * One AdamW step on a batch of real and generated sequences.
- *
- * @param trainer The critic being trained.
- * @param batch Packed sequences.
- * @param labels 1 for real, 0 for generated, per row.
- * @param options Learning rate, clipping norm, dropout, one-sided label smoothing, RNG.
- * @returns Loss and batch figures (measured with dropout on, before the update).
- */
-export async function criticTrainStep(
-  trainer: CriticTrainer,
-  batch: CriticBatch,
-  labels: readonly number[],
-  options: { lr: number; clipNorm: number; dropout: number; labelSmoothing: number; rng: Rng },
-): Promise<CriticStepResult> {
-  const targets = tf.tensor1d(labels.map((y) => (y === 1 ? 1 - options.labelSmoothing : 0)));
-  let logits: tf.Tensor1D | undefined;
-  const names = [...trainer.variables.keys()];
-  const { value, grads } = tf.variableGrads(() => {
-    const z = criticForward(trainer.variables, trainer.config, batch, {
-      training: true,
-      dropout: options.dropout,
-      rng: options.rng,
-    });
-    logits = tf.keep(z);
-    return binaryCrossEntropy(z, targets);
-  }, [...trainer.variables.values()]);
-  const byName = new Map<string, tf.Tensor>();
-  for (const name of names) {
-    const g = grads[trainer.variables.get(name)!.name];
-    if (g !== undefined) byName.set(name, g);
-  }
-  const loss = (await value.data())[0];
-  const z = (await logits!.data()) as Float32Array;
-  const { grads: clipped, norm } = await clipByGlobalNorm(byName, options.clipNorm);
-  tf.dispose([value, targets, logits!, ...Object.values(grads)]);
-  const skipped = !Number.isFinite(loss) || !Number.isFinite(norm);
-  if (!skipped) trainer.optimizer.apply(clipped, options.lr);
-  tf.dispose([...clipped.values()]);
-  let right = 0, real = 0, fake = 0, reals = 0;
-  labels.forEach((y, i) => {
-    const p = 1 / (1 + Math.exp(-z[i]));
-    if ((z[i] > 0) === (y === 1)) right++;
-    if (y === 1) {
-      real += p;
-      reals++;
-    } else fake += p;
-  });
-  return {
-    loss,
-    accuracy: right / labels.length,
-    realScore: reals > 0 ? real / reals : NaN,
-    fakeScore: labels.length > reals ? fake / (labels.length - reals) : NaN,
-    skipped,
-  };
-}
-
-/**
- * Stores a trainer's state as a critic artifact.
- *
- * @param trainer The trained critic.
- * @param extra The tokenizer and the figures to keep.
- */
-export async function criticFromTrainer(
-  trainer: CriticTrainer,
-  extra: {
-    tokenizer: Tokenizer;
-    tokenizerSpec: Critic["tokenizerSpec"];
-    metrics: Record<string, number>;
-  },
-): Promise<Critic> {
-  const weights: Record<string, TensorData> = {};
-  for (const [name, v] of trainer.variables) {
-    weights[name] = { shape: [...v.shape], data: (await v.data()) as Float32Array };
-  }
-  return {
-    config: structuredClone(trainer.config),
-    tokenizerSpec: structuredClone(extra.tokenizerSpec),
-    tokenizer: extra.tokenizer,
-    step: trainer.optimizer.step,
-    weights,
-    optimizer: await trainer.optimizer.getState(),
-    metrics: { ...extra.metrics },
-  };
-}
-
 // ---------------------------------------------------------------- scoring
 
 /** True when `value` has the shape of a {@linkcode Critic}. */
@@ -670,87 +527,3 @@ export function criticLogits(
   }
   return out;
 }
-
-// ---------------------------------------------------------------- codec
-
-const FORMAT = "harmonyrl-critic";
-const VERSION = 1;
-const OPT_M = "optimizer/m/";
-const OPT_V = "optimizer/v/";
-
-interface CriticIndex {
-  format: typeof FORMAT;
-  version: typeof VERSION;
-  config: CriticConfig;
-  tokenizer: Critic["tokenizerSpec"];
-  step: number;
-  optimizerStep: number | null;
-  metrics: Record<string, number>;
-  /** Offsets and lengths count float32 values of `weights.bin`. */
-  tensors: { name: string; shape: number[]; offset: number; length: number }[];
-}
-
-/**
- * Codec of the `critic` artifact: `index.json` (config, tokenizer spec, step,
- * metrics, tensor names and shapes) and `weights.bin` (float32, little-endian:
- * weights, then AdamW moments). Loading rebuilds the tokenizer from its spec.
- */
-export const criticCodec: ArtifactCodec<Critic> = {
-  async save(critic, dir) {
-    assertLittleEndian("critic");
-    const { tensors, data } = packTensors(critic.weights, critic.optimizer);
-    const index: CriticIndex = {
-      format: FORMAT,
-      version: VERSION,
-      config: critic.config,
-      tokenizer: critic.tokenizerSpec,
-      step: critic.step,
-      optimizerStep: critic.optimizer?.step ?? null,
-      metrics: critic.metrics,
-      tensors,
-    };
-    await Deno.writeFile(`${dir}/weights.bin`, asBytes(data));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
-  },
-  async load(dir) {
-    assertLittleEndian("critic");
-    const where = `Cannot load critic from "${dir}"`;
-    const index = await readIndex<CriticIndex>(dir, { format: FORMAT, version: VERSION }, where);
-    const total = index.tensors.reduce((n, t) => n + t.length, 0);
-    const bytes = await readSized(
-      dir,
-      { name: "weights.bin", bytesPerItem: 4, items: total },
-      where,
-    );
-    const data = new Float32Array(bytes.buffer, bytes.byteOffset, total);
-    const weights: Record<string, TensorData> = {};
-    const m: Record<string, TensorData> = {};
-    const v: Record<string, TensorData> = {};
-    for (const t of index.tensors) {
-      if (t.shape.reduce((a, b) => a * b, 1) !== t.length || t.offset + t.length > total) {
-        throw new Error(
-          `${where}: tensor "${t.name}" does not match its shape or runs past the data`,
-        );
-      }
-      const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
-      if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
-      else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
-      else weights[t.name] = td;
-    }
-    for (const [name, shape] of criticParamShapes(index.config)) {
-      if (weights[name]?.shape.join(",") !== shape.join(",")) {
-        throw new Error(`${where}: weight "${name}" is missing or not of shape [${shape}]`);
-      }
-    }
-    const tokenizer = await createTokenizerFromSpec(index.tokenizer as TokenizerSpec);
-    return {
-      config: index.config,
-      tokenizerSpec: index.tokenizer,
-      tokenizer,
-      step: index.step,
-      weights,
-      optimizer: index.optimizerStep === null ? undefined : { step: index.optimizerStep, m, v },
-      metrics: index.metrics ?? {},
-    };
-  },
-};

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { findSoundFont, renderWav, wavPeak } from "./audio.ts";
-import { writeMidi } from "./midi.ts";
-import type { Piece } from "./types.ts";
+import { findSoundFont, renderWav, wavPeak } from "./_audio.ts";
+import { writeMidi } from "../_music/midi.ts";
+import type { Piece } from "../_music/types.ts";
 
 function hasFluidsynth(): boolean {
   try {

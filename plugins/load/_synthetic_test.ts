@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createRng } from "../../pipeline/rng.ts";
-import { generateSyntheticPiece, keyPitchClasses } from "./synthetic.ts";
+import { generateSyntheticPiece, keyPitchClasses } from "./_synthetic.ts";
 
 Deno.test("keyPitchClasses() gives the major scale and minor with both sevenths", () => {
   assert.deepEqual([...keyPitchClasses(2, "major")].sort((a, b) => a - b), [1, 2, 4, 6, 7, 9, 11]);

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Note, Piece } from "./types.ts";
+import type { Note, Piece } from "../_music/types.ts";
 
 /** Options of {@linkcode matchNotes} and {@linkcode measureFidelity}. */
 export interface FidelityOptions {
@@ -102,7 +102,7 @@ export function matchNotes(
  * @returns A share in [0, 1]; 1 for an original without notes.
  * @example
  * ```ts
- * import { measureFidelity } from "./fidelity.ts";
+ * import { measureFidelity } from "./_fidelity.ts";
  * const piece = {
  *   id: "a", tempoBpm: 120, beatsPerBar: 4, beatsSec: [0, 0.5],
  *   notes: [{ pitch: 60, startSec: 0, endSec: 0.5, velocity: 80 }],

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { matchNotes, measureFidelity } from "./fidelity.ts";
-import type { Note, Piece } from "./types.ts";
+import { matchNotes, measureFidelity } from "./_fidelity.ts";
+import type { Note, Piece } from "../_music/types.ts";
 
 const note = (pitch: number, startSec: number, endSec: number): Note => ({
   pitch,

@@ -26,8 +26,8 @@
  * @module
  */
 
-import type { Rng } from "../../pipeline/plugin.ts";
-import type { Note, Piece } from "./types.ts";
+import type { Rng } from "../../mod.ts";
+import type { Note, Piece } from "../_music/types.ts";
 
 /** Major or (natural/harmonic) minor. */
 export type Mode = "major" | "minor";
@@ -217,8 +217,8 @@ const RHYTHMS: Record<number, { inner: number[][]; cadence: number[][]; final: n
  * @throws {RangeError} When `bars` is below 1 or the tempo range is empty or not positive.
  * @example
  * ```ts
- * import { createRng } from "../../pipeline/rng.ts";
- * import { generateSyntheticPiece } from "./synthetic.ts";
+ * import { createRng } from "../../mod.ts";
+ * import { generateSyntheticPiece } from "./_synthetic.ts";
  *
  * const { piece, info } = generateSyntheticPiece(createRng(1), { id: "demo", bars: 8 });
  * console.assert(piece.beatsSec.length === 8 * info.beatsPerBar);

@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
-import {
-  formatTick,
-  graphSvg,
-  linePlot,
-  niceTicks,
-  pianoRollSvg,
-  pitchName,
-  smoothEma,
-  svgSize,
-} from "./svg.ts";
-import type { Piece } from "./types.ts";
+import { formatTick, linePlot, niceTicks, smoothEma } from "./_plot.ts";
+import { pianoRollSvg, pitchName } from "./_pianoroll.ts";
+import { graphSvg } from "./_dag.ts";
+import { svgSize } from "./_svg.ts";
+import type { Piece } from "../_music/types.ts";
 
 /**
  * A small well-formedness check: every tag closes in order, attribute values
@@ -197,28 +191,36 @@ const config = {
   name: "rl",
   stages: {
     load: { use: "load/synthetic" },
-    tokenize: { use: "tokenize/events", in: { corpus: "load.corpus" } },
-    pretrain: { use: "pretrain/mle", in: { tokens: "tokenize.tokens" } },
+    tokenize: { use: "tokenize/events", in: { corpus: { stage: "load", output: "corpus" } } },
+    pretrain: { use: "pretrain/mle", in: { tokens: { stage: "tokenize", output: "tokens" } } },
     finetune: {
       loop: {
         episodes: 20,
-        carry: { model: { init: "pretrain.model", next: "update.model" } },
+        carry: {
+          model: {
+            init: { stage: "pretrain", output: "model" },
+            next: { stage: "update", output: "model" },
+          },
+        },
         stages: {
-          rollout: { use: "rollout/sample", in: { model: "finetune.model" } },
-          reward: { use: "reward/score", in: { rollouts: "rollout.rollouts" } },
+          rollout: { use: "rollout/sample", in: { model: { stage: "finetune", output: "model" } } },
+          reward: {
+            use: "reward/score",
+            in: { rollouts: { stage: "rollout", output: "rollouts" } },
+          },
           update: {
             use: "update/ppo",
             in: {
-              model: "finetune.model",
-              rollouts: "rollout.rollouts",
-              rewards: "reward.rewards",
-              reference: "pretrain.model",
+              model: { stage: "finetune", output: "model" },
+              rollouts: { stage: "rollout", output: "rollouts" },
+              rewards: { stage: "reward", output: "rewards" },
+              reference: { stage: "pretrain", output: "model" },
             },
           },
         },
       },
     },
-    export: { use: "export/midi", in: { rollouts: "finetune.model" } },
+    export: { use: "export/midi", in: { rollouts: { stage: "finetune", output: "model" } } },
   },
 };
 
@@ -247,7 +249,9 @@ Deno.test("graphSvg() draws every stage, the loop with its carry, and the edges"
 Deno.test("graphSvg() survives configs without stages or with broken references", () => {
   checkXml(graphSvg({}));
   assert.ok(graphSvg(undefined).includes("No stages"));
-  const svg = graphSvg({ stages: { a: { use: "x/y", in: { p: "nowhere.out", q: 3 } } } });
+  const svg = graphSvg({
+    stages: { a: { use: "x/y", in: { p: { stage: "nowhere", output: "out" }, q: 3 } } },
+  });
   checkXml(svg);
   assert.equal(count(svg, 'class="node"'), 1);
   assert.equal(count(svg, 'class="edge"'), 0);

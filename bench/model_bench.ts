@@ -10,9 +10,10 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { createRng } from "../../pipeline/rng.ts";
-import { samplePolicy } from "../rollout/sample.ts";
-import { AdamW, countParams, type ModelSpec, nextTokenLoss, optimizeStep } from "./model.ts";
+import { createRng } from "../mod.ts";
+import { samplePolicy } from "../plugins/_tf/sampler.ts";
+import { AdamW, optimizeStep } from "../plugins/_tf/optim.ts";
+import { countParams, type ModelSpec, nextTokenLoss } from "../plugins/_tf/model.ts";
 
 /** Options of {@link benchTrain}. */
 export interface BenchTrainOptions {

@@ -3,13 +3,13 @@
  * OpenBLAS one on the shapes that matter for training: a square product, its
  * transposed forms (the gradients), and batched attention products.
  *
- * Run: `deno run --allow-read --allow-env --allow-ffi plugins/_tf/openblas_benchmark.ts`
+ * Run: `deno run --allow-read --allow-env --allow-ffi bench/openblas.ts`
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type BackendName, initBackend } from "./backend.ts";
+import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
 
 /** One matMul shape to time. */
 export interface MatMulShape {
@@ -55,7 +55,7 @@ function flops(s: MatMulShape): number {
  * @returns one timing per backend and shape
  * @example
  * ```ts
- * import { benchMatMul } from "./openblas_benchmark.ts";
+ * import { benchMatMul } from "./openblas.ts";
  * const rows = await benchMatMul({ backends: ["wasm"], shapes: [{ name: "64²", a: [64, 64], b: [64, 64] }], budgetMs: 10 });
  * console.log(rows[0].gflops);
  * ```

@@ -1,25 +1,27 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { createRng } from "../../pipeline/rng.ts";
-import { defaultParams } from "../../pipeline/testing.ts";
+import { defaultParams, testContext } from "../_testing.ts";
 import type { Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { initBackend } from "./backend.ts";
+import { initBackend } from "../_tf/backend.ts";
 import {
   createTrainer,
+  criticFromTrainer,
+  criticTrainStep,
+  disposeTrainer,
+} from "./_critic_train.ts";
+import {
   type Critic,
-  criticCodec,
   type CriticConfig,
   criticConfig,
   criticForward,
-  criticFromTrainer,
   criticLogits,
-  criticTrainStep,
-  disposeTrainer,
   initCriticVariables,
   packBatch,
-} from "./critic.ts";
+} from "./_critic.ts";
+import { criticCodec } from "./_critic_codec.ts";
 
 await initBackend("wasm");
 
@@ -192,7 +194,7 @@ Deno.test("criticCodec round-trips a critic: same scores, weights, optimizer sta
   const pieces = [melody("a", [60, 64, 67, 72]), melody("b", [61, 62, 63]), melody("c", [])];
   const dir = await Deno.makeTempDir();
   await criticCodec.save(critic, dir);
-  const back = await criticCodec.load(dir);
+  const back = await criticCodec.load(dir, testContext());
   assert.deepEqual(back.config, critic.config);
   assert.deepEqual(back.tokenizerSpec, critic.tokenizerSpec);
   assert.equal(back.tokenizer.vocabSize, tokenizer.vocabSize);

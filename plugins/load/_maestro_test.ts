@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type MaestroEntry, parseCsv, readMaestroMetadata, selectMaestro } from "./maestro.ts";
+import { type MaestroEntry, parseCsv, readMaestroMetadata, selectMaestro } from "./_maestro.ts";
 
 const MAESTRO_DIR = new URL("../../../shared/data/maestro-v3.0.0", import.meta.url).pathname;
 const hasMaestro = (() => {

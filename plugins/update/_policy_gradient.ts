@@ -16,88 +16,50 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { Logger, StageContext } from "../../mod.ts";
-import { createTokenizerFromSpec } from "../_music/tokenizer_spec.ts";
-import { loadModelFromCheckpoint } from "../model/_build.ts";
+import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
+import type { Tokenizer } from "../_music/components.ts";
+import type { Rewards, Rollouts } from "../_music/artifacts.ts";
+import { AdamW, clipByGlobalNorm } from "../_tf/optim.ts";
 import {
-  AdamW,
   checkpointFromModel,
-  clipByGlobalNorm,
-  type ModelCheckpoint,
-  type SequenceModel,
-} from "./model.ts";
-
-/** The rollouts a rollout stage produces (the fields the update reads). */
-export interface RolloutBatch {
-  /** One sequence per piece, BOS first. */
-  tokens: Int32Array[];
-  /** Primer tokens after BOS at the start of each sequence: given, not sampled (default 0). */
-  primerLen?: number;
-  /** Per sampled token: log π(token) at temperature 1 under the policy that sampled it. */
-  logProbs?: ArrayLike<number>[];
-  /** Per sampled token: log q(token) under the distribution actually sampled from. */
-  samplingLogProbs?: ArrayLike<number>[];
-  /** How the tokens were drawn (temperature 1, top-k 0, top-p 1 is on-policy). */
-  sampling?: { temperature: number; topK: number; topP: number };
-}
-
-/** The rewards a reward stage produces. */
-export interface RewardBatch {
-  total: number[];
-  terms: Record<string, number[]>;
-  weights?: Record<string, number>;
-  /** The composite's length guard per piece (1 when absent). */
-  lengthFactor?: number[];
-}
-
-/** Live models behind checkpoints, so an RL loop does not rebuild its policy every episode. */
-interface Trainable {
-  model: SequenceModel;
-  optimizer: AdamW;
-}
-const trainables = new WeakMap<ModelCheckpoint, Trainable>();
-const frozen = new WeakMap<ModelCheckpoint, Promise<SequenceModel>>();
+  liveModelOf,
+  modelComponentOf,
+  modelFromCheckpoint,
+} from "../_tf/checkpoint.ts";
+import { type LiveModel, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
 
 /**
- * A read-only model for a checkpoint: the live policy when the checkpoint came
- * from an update in this process, else one built once and kept while the
- * checkpoint object lives.
+ * The part of the `rollouts` artifact an update reads: the tokens, and when
+ * present how they were sampled (a user's rollout stage may give tokens only).
  */
-export function modelFor(ckpt: ModelCheckpoint): Promise<SequenceModel> {
-  const live = trainables.get(ckpt);
-  if (live) return Promise.resolve(live.model);
-  let pending = frozen.get(ckpt);
-  if (!pending) {
-    pending = loadModelFromCheckpoint(ckpt);
-    frozen.set(ckpt, pending);
-  }
-  return pending;
-}
+export type RolloutBatch = Pick<Rollouts, "tokens"> & Partial<Omit<Rollouts, "tokens">>;
+
+/** The part of the `rewards` artifact an update reads (a user's reward stage may give no more). */
+export type RewardBatch = Pick<Rewards, "total" | "terms"> & Partial<Rewards>;
+
+/** A policy being trained: its model and optimizer. */
+type Trainable = Required<LiveModel>;
 
 /**
  * The trainable policy for a checkpoint. A checkpoint made by a previous update
- * in this process hands over its live model and optimizer; any other one
- * (pretrained, or loaded from disk on resume) is built fresh, so the frozen
- * reference is never modified.
+ * in this process carries its live model and optimizer (`ckpt.live`), so an RL
+ * loop does not rebuild its policy every episode; any other one (pretrained,
+ * or loaded from disk on resume) is built fresh, so the frozen reference is
+ * never modified.
  */
 export async function trainableFor(
+  ctx: Pick<StageContext, "component">,
   ckpt: ModelCheckpoint,
   options: { weightDecay: number },
 ): Promise<Trainable> {
-  const live = trainables.get(ckpt);
-  if (live) return live;
-  const model = await loadModelFromCheckpoint(ckpt);
+  if (ckpt.live?.optimizer) return { model: ckpt.live.model, optimizer: ckpt.live.optimizer };
+  const model = await modelFromCheckpoint(ctx, ckpt);
   const optimizer = new AdamW(model.variables, { weightDecay: options.weightDecay });
   // A checkpoint written by an RL update carries that update's optimizer state.
   if (ckpt.optimizer && ckpt.metrics["rl/episodes"] !== undefined) {
     optimizer.setState(ckpt.optimizer);
   }
   return { model, optimizer };
-}
-
-/** Records that `ckpt` is the state of this live policy (the next episode starts from it). */
-export function registerTrainable(ckpt: ModelCheckpoint, trainable: Trainable): void {
-  trainables.set(ckpt, trainable);
 }
 
 /** True when rollouts were drawn from the policy itself (temperature 1, no top-k/top-p). */
@@ -421,7 +383,7 @@ export function computeAdvantages(
  * @returns The next coefficient.
  * @example
  * ```ts
- * import { adaptiveKlCoef } from "./policy_gradient.ts";
+ * import { adaptiveKlCoef } from "./_policy_gradient.ts";
  * adaptiveKlCoef(0.1, 0.2, { target: 0.1, gain: 0.1 }); // 0.102: KL too high, β grows
  * adaptiveKlCoef(0.1, 0.05, { target: 0.1, gain: 0.1 }); // 0.098: KL too low, β shrinks
  * ```
@@ -466,14 +428,19 @@ export interface PreparedUpdate {
  * @throws {Error} When the rollouts are empty or the rewards do not match them.
  */
 export async function prepareUpdate(
-  inputs: Record<string, unknown>,
+  ctx: Pick<StageContext, "component">,
+  inputs: {
+    model: ModelCheckpoint;
+    reference?: ModelCheckpoint;
+    rollouts: RolloutBatch;
+    rewards: RewardBatch;
+  },
   params: UpdateParams & { advantage: string; normalizeAdvantages: boolean },
 ): Promise<PreparedUpdate> {
-  const ckpt = inputs.model as ModelCheckpoint;
-  const rollouts = inputs.rollouts as RolloutBatch;
-  const rewards = inputs.rewards as RewardBatch;
+  const { model: ckpt, rollouts, rewards } = inputs;
   checkBatch(rollouts, rewards);
-  const eos = (await createTokenizerFromSpec(ckpt.tokenizer)).special.eos;
+  const eos =
+    (await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer")).special.eos;
   const { advantages, baselines } = computeAdvantages(rewards, storedBaselines(ckpt), {
     mode: params.advantage as AdvantageMode,
     baselineBeta: params.baselineBeta,
@@ -498,8 +465,8 @@ export async function prepareUpdate(
   return {
     ckpt,
     rewards,
-    trainable: await trainableFor(ckpt, params),
-    reference: inputs.reference ? await modelFor(inputs.reference as ModelCheckpoint) : undefined,
+    trainable: await trainableFor(ctx, ckpt, params),
+    reference: inputs.reference ? await liveModelOf(ctx, inputs.reference) : undefined,
     advantages,
     baselines,
     batch,
@@ -561,6 +528,7 @@ export async function finishUpdate(
   }
   ctx.metrics(ctx.iteration ?? episode - 1, values);
   const ckpt = await checkpointFromModel(trainable.model, {
+    component: modelComponentOf(previous),
     tokenizer: previous.tokenizer,
     optimizer: trainable.optimizer,
     rngState: ctx.rng.getState(),
@@ -571,6 +539,7 @@ export async function finishUpdate(
       "rl/episodes": episode,
     },
   });
-  registerTrainable(ckpt, trainable);
+  // The next episode goes on from this live policy and optimizer.
+  ckpt.live = trainable;
   return ckpt;
 }

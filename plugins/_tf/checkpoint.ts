@@ -1,0 +1,290 @@
+/**
+ * Model checkpoints: a snapshot of a model with its optimizer and RNG state,
+ * the component spec that rebuilds it (`ctx.component`), and its two stored
+ * forms: the `model` artifact (a folder: `index.json` + `weights.bin`) and a
+ * resumable `.ckpt` file (the same index and data in one file).
+ *
+ * @module
+ */
+
+import {
+  type ArtifactCodec,
+  type FullComponentRef,
+  type StageContext,
+  writeFileAtomic,
+} from "../../mod.ts";
+import {
+  assignWeights,
+  type ModelCheckpoint,
+  type ModelConfig,
+  type ModelSpec,
+  readWeights,
+  type SequenceModel,
+  type TensorData,
+} from "./model.ts";
+import type { AdamW } from "./optim.ts";
+
+/**
+ * Snapshot of a model (and optionally its optimizer) as a checkpoint.
+ *
+ * @param model the model
+ * @param extra tokenizer spec, step, optimizer, RNG state and metrics to store with it
+ */
+export async function checkpointFromModel(
+  model: SequenceModel,
+  extra: {
+    /** The model component's spec (`ModelSpec.component`); derived from the config when absent. */
+    component?: FullComponentRef;
+    tokenizer: unknown;
+    step?: number;
+    optimizer?: AdamW;
+    rngState?: number[];
+    metrics?: Record<string, number>;
+  },
+): Promise<ModelCheckpoint> {
+  return {
+    spec: {
+      type: model.config.type,
+      config: structuredClone(model.config),
+      component: structuredClone(extra.component ?? builtInComponent(model.config)),
+    },
+    vocabSize: model.vocabSize,
+    tokenizer: extra.tokenizer,
+    step: extra.step ?? extra.optimizer?.step ?? 0,
+    weights: await readWeights(model),
+    optimizer: extra.optimizer ? await extra.optimizer.getState() : undefined,
+    rngState: extra.rngState,
+    metrics: { ...extra.metrics },
+  };
+}
+
+/**
+ * The component spec of a config written before checkpoints recorded one:
+ * the built-in `model/<type>` with the config's fields as params.
+ */
+function builtInComponent(config: ModelConfig): FullComponentRef {
+  const { type, ...params } = config;
+  return { use: `model/${type}`, with: params };
+}
+
+/**
+ * The component spec that rebuilds a checkpoint's model.
+ *
+ * @param ckpt The checkpoint.
+ * @returns `{use, with}` for `ctx.component(spec, "model")`.
+ */
+export function modelComponentOf(ckpt: ModelCheckpoint): FullComponentRef {
+  return ckpt.spec.component ?? builtInComponent(ckpt.spec.config);
+}
+
+/**
+ * Rebuilds the model a checkpoint describes, through its component spec (so a
+ * user's model plugin given by path is rebuilt too), and loads its weights.
+ *
+ * @param ctx Where components come from (a stage's context).
+ * @param ckpt The checkpoint.
+ * @returns A fresh model with the checkpoint's weights; the caller disposes it.
+ * @throws {Error} When the plugin cannot be found, or the weights do not fit it.
+ */
+export async function modelFromCheckpoint(
+  ctx: Pick<StageContext, "component">,
+  ckpt: ModelCheckpoint,
+): Promise<SequenceModel> {
+  const spec = await ctx.component<ModelSpec>(modelComponentOf(ckpt), "model");
+  const model = spec.build(ckpt.vocabSize, 0);
+  try {
+    assignWeights(model, ckpt.weights);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/**
+ * A read-only model for a checkpoint: the live policy when an update in this
+ * process made the checkpoint, else one built once and kept with the
+ * checkpoint object. Shared: callers do not dispose it.
+ *
+ * @param ctx Where components come from.
+ * @param ckpt The checkpoint.
+ */
+export async function liveModelOf(
+  ctx: Pick<StageContext, "component">,
+  ckpt: ModelCheckpoint,
+): Promise<SequenceModel> {
+  if (!ckpt.live) ckpt.live = { model: await modelFromCheckpoint(ctx, ckpt) };
+  return ckpt.live.model;
+}
+
+interface CheckpointIndex {
+  format: "harmonyrl-model";
+  version: 1;
+  spec: ModelCheckpoint["spec"];
+  vocabSize: number;
+  tokenizer: unknown;
+  step: number;
+  optimizerStep: number | null;
+  rngState: number[] | null;
+  metrics: Record<string, number>;
+  /** Offsets and lengths count float32 values in the binary part. */
+  tensors: { name: string; shape: number[]; offset: number; length: number }[];
+}
+
+const OPT_M = "optimizer/m/";
+const OPT_V = "optimizer/v/";
+
+/**
+ * Packs weights and, when given, AdamW moments (named `optimizer/m/<name>`,
+ * `optimizer/v/<name>`) into one Float32Array with an index of where each
+ * tensor lies: the layout of every weights file (models and critics).
+ */
+export function packTensors(
+  weights: Record<string, TensorData>,
+  optimizer?: { m: Record<string, TensorData>; v: Record<string, TensorData> },
+): {
+  tensors: Array<{ name: string; shape: number[]; offset: number; length: number }>;
+  data: Float32Array;
+} {
+  const entries: [string, TensorData][] = Object.entries(weights);
+  if (optimizer) {
+    for (const [n, t] of Object.entries(optimizer.m)) entries.push([OPT_M + n, t]);
+    for (const [n, t] of Object.entries(optimizer.v)) entries.push([OPT_V + n, t]);
+  }
+  let total = 0;
+  const tensors = entries.map(([name, t]) => {
+    const entry = { name, shape: [...t.shape], offset: total, length: t.data.length };
+    total += t.data.length;
+    return entry;
+  });
+  const data = new Float32Array(total);
+  entries.forEach(([, t], i) => data.set(t.data, tensors[i].offset));
+  return { tensors, data };
+}
+
+function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
+  const { tensors, data } = packTensors(ckpt.weights, ckpt.optimizer);
+  const index: CheckpointIndex = {
+    format: "harmonyrl-model",
+    version: 1,
+    spec: ckpt.spec,
+    vocabSize: ckpt.vocabSize,
+    tokenizer: ckpt.tokenizer ?? null,
+    step: ckpt.step,
+    optimizerStep: ckpt.optimizer?.step ?? null,
+    rngState: ckpt.rngState ?? null,
+    metrics: ckpt.metrics,
+    tensors,
+  };
+  return { index, data };
+}
+
+function fromIndexAndData(
+  index: CheckpointIndex,
+  data: Float32Array,
+  where: string,
+): ModelCheckpoint {
+  if (index?.format !== "harmonyrl-model" || index.version !== 1) {
+    throw new Error(
+      `Cannot read model checkpoint "${where}": not a harmonyrl-model version 1 index`,
+    );
+  }
+  const weights: Record<string, TensorData> = {};
+  const m: Record<string, TensorData> = {};
+  const v: Record<string, TensorData> = {};
+  for (const t of index.tensors) {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    if (size !== t.length || t.offset + t.length > data.length) {
+      throw new Error(
+        `Cannot read model checkpoint "${where}": tensor "${t.name}" runs past the end of the data or does not match its shape`,
+      );
+    }
+    const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
+    if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
+    else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
+    else weights[t.name] = td;
+  }
+  return {
+    spec: index.spec,
+    vocabSize: index.vocabSize,
+    tokenizer: index.tokenizer,
+    step: index.step,
+    weights,
+    optimizer: index.optimizerStep === null ? undefined : { step: index.optimizerStep, m, v },
+    rngState: index.rngState ?? undefined,
+    metrics: index.metrics ?? {},
+  };
+}
+
+/**
+ * Codec of the `model` artifact: `index.json` (config, step, tokenizer spec,
+ * tensor names and shapes) plus `weights.bin` (all float32 values, little-endian,
+ * weights then optimizer moments).
+ */
+export const modelCodec: ArtifactCodec<ModelCheckpoint> = {
+  async save(ckpt, dir) {
+    const { index, data } = toIndexAndData(ckpt);
+    await Deno.writeFile(`${dir}/weights.bin`, new Uint8Array(data.buffer, 0, data.byteLength));
+    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+  },
+  async load(dir) {
+    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as CheckpointIndex;
+    const bytes = await Deno.readFile(`${dir}/weights.bin`);
+    if (bytes.byteLength % 4 !== 0) {
+      throw new Error(`Cannot read "${dir}/weights.bin": its size is not a multiple of 4 bytes`);
+    }
+    const data = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return fromIndexAndData(index, data, dir);
+  },
+};
+
+const FILE_MAGIC = new TextEncoder().encode("HRLCKPT1");
+
+/**
+ * Writes a checkpoint as one file, atomically: it goes to a temporary file
+ * beside `path` that is then renamed over it, so a run killed mid-write
+ * leaves the previous checkpoint intact. Layout: `HRLCKPT1`, a uint32 JSON
+ * length, the JSON index, zero padding to 4 bytes, the float32 values.
+ */
+export async function saveCheckpointFile(path: string, ckpt: ModelCheckpoint): Promise<void> {
+  const { index, data } = toIndexAndData(ckpt);
+  const json = new TextEncoder().encode(JSON.stringify(index));
+  const head = FILE_MAGIC.length + 4 + json.length;
+  const dataStart = Math.ceil(head / 4) * 4;
+  const bytes = new Uint8Array(dataStart + data.byteLength);
+  bytes.set(FILE_MAGIC, 0);
+  new DataView(bytes.buffer).setUint32(FILE_MAGIC.length, json.length, true);
+  bytes.set(json, FILE_MAGIC.length + 4);
+  bytes.set(new Uint8Array(data.buffer, 0, data.byteLength), dataStart);
+  await writeFileAtomic(path, bytes);
+}
+
+/**
+ * Reads a file written by {@link saveCheckpointFile}.
+ *
+ * @throws Error when the file is not such a checkpoint or is truncated
+ */
+export async function loadCheckpointFile(path: string): Promise<ModelCheckpoint> {
+  const bytes = await Deno.readFile(path);
+  const magicOk = bytes.length >= FILE_MAGIC.length + 4 &&
+    FILE_MAGIC.every((b, i) => bytes[i] === b);
+  if (!magicOk) {
+    throw new Error(`Cannot read checkpoint "${path}": not a HarmonyRL checkpoint file`);
+  }
+  const jsonLength = new DataView(bytes.buffer, bytes.byteOffset).getUint32(
+    FILE_MAGIC.length,
+    true,
+  );
+  const head = FILE_MAGIC.length + 4 + jsonLength;
+  if (head > bytes.length) {
+    throw new Error(`Cannot read checkpoint "${path}": the file is truncated`);
+  }
+  const index = JSON.parse(
+    new TextDecoder().decode(bytes.subarray(FILE_MAGIC.length + 4, head)),
+  ) as CheckpointIndex;
+  const dataStart = Math.ceil(head / 4) * 4;
+  const data = new Float32Array(
+    bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + bytes.length),
+  );
+  return fromIndexAndData(index, data, path);
+}
