@@ -85,6 +85,9 @@ parentPort.on("message", (data) => {
       }
     }
     globalThis.onmessage({ data });
+  }).catch((e) => {
+    // Report it as the worker's error (the glue logs and rethrows it) and keep the queue going.
+    setTimeout(() => { throw e; });
   });
 });
 `;
