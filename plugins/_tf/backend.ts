@@ -231,9 +231,6 @@ async function loadWasmModule(): Promise<typeof import("@tensorflow/tfjs-backend
   return wasmModule;
 }
 
-/** How long the threaded build may take to start its workers before we give up on it. */
-const THREADED_START_TIMEOUT_MS = 60_000;
-
 /**
  * Starts the wasm backend. The first start in a process decides its build: threaded SIMD
  * with `wantThreads` threads when that is above 1 and the runtime allows it, single-threaded
@@ -250,11 +247,11 @@ async function startWasm(wantThreads: number): Promise<string> {
       try {
         await withWasmThreads(wantThreads, {
           setThreadsCount: module.setThreadsCount,
-          start: () => withTimeout(setTfBackend("wasm"), THREADED_START_TIMEOUT_MS),
+          start: () => setTfBackend("wasm"),
         });
       } catch (e) {
-        // A start still pending cannot be retried; a failed one can, single-threaded.
-        if (e instanceof ThreadedStartTimeout) throw e;
+        // No time limit on the start: on a busy (or stopped) machine it can take minutes, and a
+        // start still pending could not be retried. A failed one can, single-threaded.
         disableWasmThreads(module.setThreadsCount);
         note = ` (threads failed: ${firstLine(e)})`;
       }
@@ -282,25 +279,6 @@ function wasmThreadCount(options: InitBackendOptions): number {
   const asked = options.wasmThreads ?? 0;
   if (asked > 0) return Math.min(asked, MAX_WASM_THREADS);
   return Math.max(1, Math.min(navigator.hardwareConcurrency ?? 1, MAX_WASM_THREADS));
-}
-
-class ThreadedStartTimeout extends Error {}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ThreadedStartTimeout(
-            `the threaded wasm build did not start within ${ms / 1000} s ` +
-              `(set the backend's "wasmThreads: 1" to use the single-threaded build)`,
-          ),
-        ),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
