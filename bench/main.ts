@@ -11,13 +11,24 @@
  * - models: training and sampling tokens/s and peak memory for the
  *   configurations of the models issue, beside PyTorch 1.13 measured on the
  *   same kind of 2-core machine (`shared/bench/torch_reference.py`).
+ * - backends: the default graph's own model work (its LSTM's training step
+ *   and its rollout sampling) and a 1024² matMul, each in a fresh process
+ *   (the wasm build is chosen once per process), on plain wasm with one
+ *   thread, on plain wasm with one thread per core (tfjs's threaded SIMD
+ *   build) and on wasm-openblas when OpenBLAS loads: the plain-machine
+ *   figures beside the OpenBLAS ones. Also prints the CPU seconds each used,
+ *   so that a busy machine still shows how much the threads cost.
+ * - default-models: the workloads of `backends` on `--backend` only.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import process from "node:process";
+import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { initBackend } from "../plugins/_tf/backend.ts";
+import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
+import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
 import { type BenchResult, benchSample, benchTrain } from "./model_bench.ts";
 import type { ModelSpec } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
@@ -32,10 +43,13 @@ const args = parseArgs({
   options: {
     maestro: { type: "string", default: "data/maestro-v3.0.0" },
     backend: { type: "string", default: "auto" },
+    "wasm-threads": { type: "string", default: "0" },
     out: { type: "string", default: "bench/results.jsonl" },
   },
 });
-const sections = args.positionals.length > 0 ? args.positionals : ["tokenize", "models"];
+const sections = args.positionals.length > 0
+  ? args.positionals
+  : ["tokenize", "models", "backends"];
 const date = new Date().toISOString();
 let backendName = "none";
 
@@ -178,11 +192,145 @@ async function benchModels(): Promise<void> {
   );
 }
 
+/** One figure of {@link benchDefaultModels}: its value and the process CPU seconds it took. */
+interface DefaultFigure {
+  name: string;
+  value: number;
+  unit: string;
+  wallSec: number;
+  cpuSec: number;
+}
+
+/** Runs `work`, returning its wall and CPU seconds (all threads of the process). */
+async function timed(work: () => Promise<number>) {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await work();
+  const cpu = process.cpuUsage(cpu0);
+  return { value, wallSec: (performance.now() - t0) / 1000, cpuSec: (cpu.user + cpu.system) / 1e6 };
+}
+
+/**
+ * The default graph's (configs/pipeline.yaml) model work on the current backend: its LSTM
+ * (embed 64, hidden 192, 1 layer) trained on 16 × 128 windows, sampled 32 × 256 as a rollout
+ * does, and a 1024² matMul.
+ */
+async function benchDefaultModels(): Promise<DefaultFigure[]> {
+  const model = spec(lstm, { embedDim: 64, hiddenDim: 192, layers: 1, dropout: 0.1 });
+  const figures: DefaultFigure[] = [];
+  const add = async (name: string, unit: string, work: () => Promise<number>) => {
+    const { value, wallSec, cpuSec } = await timed(work);
+    await record(name, value, unit);
+    figures.push({ name, value, unit, wallSec, cpuSec });
+  };
+  await add(
+    "default/train/lstm-e64-h192-l1/b16-t128",
+    "tok/s",
+    async () => (await benchTrain(model, { batch: 16, seqLen: 128, steps: 8 })).tokensPerSec,
+  );
+  await add(
+    "default/sample/lstm-e64-h192-l1/b32x256",
+    "tok/s",
+    async () => (await benchSample(model, { batch: 32, length: 256, reps: 2 })).tokensPerSec,
+  );
+  await add("matmul/1024x1024", "GFLOP/s", async () => {
+    const a = tf.randomUniform([1024, 1024], -1, 1);
+    const run = async () => {
+      const c = tf.matMul(a, a);
+      await c.data();
+      c.dispose();
+    };
+    await run();
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) await run();
+    a.dispose();
+    return (5 * 2 * 1024 ** 3) / ((performance.now() - t0) / 1000) / 1e9;
+  });
+  return figures;
+}
+
+/** The backend configurations `backends` compares, each run in its own process. */
+function backendConfigs(): { label: string; backend: BackendName; wasmThreads: number }[] {
+  const cores = navigator.hardwareConcurrency ?? 1;
+  const configs: { label: string; backend: BackendName; wasmThreads: number }[] = [
+    { label: "wasm, 1 thread", backend: "wasm", wasmThreads: 1 },
+  ];
+  if (cores > 1) {
+    configs.push({ label: `wasm, ${Math.min(cores, 8)} threads`, backend: "wasm", wasmThreads: 0 });
+  }
+  try {
+    loadOpenBlas();
+    configs.push({ label: "wasm-openblas", backend: "wasm-openblas", wasmThreads: 1 });
+  } catch (e) {
+    console.log(`  wasm-openblas skipped: ${(e as Error).message.split("\n")[0]}`);
+  }
+  return configs;
+}
+
+async function benchBackends(): Promise<void> {
+  console.log("\nThe default graph's model work, plain wasm beside OpenBLAS (a process each)");
+  const rows: { label: string; detail: string; figures: DefaultFigure[] }[] = [];
+  for (const config of backendConfigs()) {
+    console.log(`\n${config.label}`);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-ffi",
+        "--allow-sys",
+        import.meta.filename!,
+        "default-models",
+        "--backend",
+        config.backend,
+        "--wasm-threads",
+        `${config.wasmThreads}`,
+        "--out",
+        args.values.out!,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    });
+    const { code, stdout } = await child.output();
+    const lines = new TextDecoder().decode(stdout).trimEnd().split("\n");
+    const last = lines.pop() ?? "";
+    for (const line of lines.slice(1)) console.log(line);
+    if (code !== 0 || !last.startsWith("{")) {
+      console.log(`  failed (exit code ${code})`);
+      continue;
+    }
+    rows.push({ label: config.label, ...JSON.parse(last) });
+  }
+  if (rows.length === 0) return;
+  console.log("\n| workload | " + rows.map((r) => r.label).join(" | ") + " |");
+  console.log("| --- |" + " ---: |".repeat(rows.length));
+  for (let i = 0; i < rows[0].figures.length; i++) {
+    const f = rows[0].figures[i];
+    const cells = rows.map((r) => {
+      const g = r.figures[i];
+      return `${g.value >= 100 ? g.value.toFixed(0) : g.value.toPrecision(3)} ${g.unit} ` +
+        `(${g.cpuSec.toFixed(1)} CPU s in ${g.wallSec.toFixed(1)} s)`;
+    });
+    console.log(`| ${f.name} | ${cells.join(" | ")} |`);
+  }
+}
+
 console.log(`HarmonyRL benchmarks, ${date}; results appended to ${args.values.out}`);
 if (sections.includes("tokenize")) await benchTokenize();
-if (sections.includes("models")) {
-  const info = await initBackend(args.values.backend as "auto");
-  backendName = info.name;
+if (sections.includes("models") || sections.includes("default-models")) {
+  const info = await initBackend(args.values.backend as "auto", {
+    wasmThreads: Number(args.values["wasm-threads"]),
+  });
+  const threads = /(\d+) threads?/.exec(info.detail)?.[1];
+  backendName = info.name === "wasm" && threads !== undefined
+    ? `wasm-${threads}-thread${threads === "1" ? "" : "s"}`
+    : info.name;
   console.log(`\nbackend: ${info.name} (${info.detail})`);
-  await benchModels();
+  if (sections.includes("models")) await benchModels();
+  if (sections.includes("default-models")) {
+    const figures = await benchDefaultModels();
+    console.log(JSON.stringify({ detail: info.detail, figures }));
+  }
 }
+if (sections.includes("backends")) await benchBackends();

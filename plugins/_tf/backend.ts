@@ -28,6 +28,12 @@ import { fileURLToPath } from "node:url";
 import { registerBackendGradients } from "./backend_gradients.ts";
 import { registerWasmKernels } from "./wasm_kernels.ts";
 import {
+  disableWasmThreads,
+  MAX_WASM_THREADS,
+  wasmThreadsUnavailable,
+  withWasmThreads,
+} from "./wasm_threads.ts";
+import {
   installOpenBlasMatMul,
   loadOpenBlas,
   setOpenBlasThreads,
@@ -100,6 +106,13 @@ export interface InitBackendOptions {
   openBlasLibrary?: string;
   /** OpenBLAS thread count to set (wasm-openblas only); default: OpenBLAS's own. */
   openBlasThreads?: number;
+  /**
+   * Threads of the `wasm` backend (tfjs's threaded SIMD build, see `wasm_threads.ts`):
+   * 0 or absent = one per CPU core (at most 8), 1 = the single-threaded build. Takes effect
+   * only when the wasm runtime starts, the first time a wasm backend starts in the process;
+   * `wasm-openblas` always starts it single-threaded (OpenBLAS runs its own threads).
+   */
+  wasmThreads?: number;
 }
 
 interface Started {
@@ -218,12 +231,54 @@ async function loadWasmModule(): Promise<typeof import("@tensorflow/tfjs-backend
   return wasmModule;
 }
 
-async function startWasm(): Promise<string> {
+/**
+ * Starts the wasm backend. The first start in a process decides its build: threaded SIMD
+ * with `wantThreads` threads when that is above 1 and the runtime allows it, single-threaded
+ * SIMD otherwise; the detail says which, and why not threaded when threads were asked for.
+ */
+async function startWasm(wantThreads: number): Promise<string> {
   const module = await loadWasmModule();
+  let note = "";
+  if (!wasmRuntimeStarted() && wantThreads > 1) {
+    const unavailable = wasmThreadsUnavailable();
+    if (unavailable !== null) {
+      note = ` (threads unavailable: ${unavailable})`;
+    } else {
+      try {
+        await withWasmThreads(wantThreads, {
+          setThreadsCount: module.setThreadsCount,
+          start: () => setTfBackend("wasm"),
+        });
+      } catch (e) {
+        // No time limit on the start: on a busy (or stopped) machine it can take minutes, and a
+        // start still pending could not be retried. A failed one can, single-threaded.
+        disableWasmThreads(module.setThreadsCount);
+        note = ` (threads failed: ${firstLine(e)})`;
+      }
+    }
+  } else if (wantThreads > 1 && module.getThreadsCount() === 1) {
+    note = " (the wasm runtime had already started single-threaded in this process)";
+  }
   await setTfBackend("wasm");
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
   const threads = module.getThreadsCount();
-  return `SIMD ${simd ? "on" : "off"}, ${threads} thread${threads === 1 ? "" : "s"}`;
+  return `SIMD ${simd ? "on" : "off"}, ${threads} thread${threads === 1 ? "" : "s"}${note}`;
+}
+
+/**
+ * Whether tfjs has started (or is starting) the wasm runtime in this process. Not
+ * `tf.findBackend()`, which would start it.
+ */
+function wasmRuntimeStarted(): boolean {
+  const engine = tf.engine() as unknown as { registry: Record<string, unknown> };
+  return "wasm" in engine.registry;
+}
+
+/** The thread count `wasmThreads` asks for: 0 / absent means one per core, at most 8. */
+function wasmThreadCount(options: InitBackendOptions): number {
+  const asked = options.wasmThreads ?? 0;
+  if (asked > 0) return Math.min(asked, MAX_WASM_THREADS);
+  return Math.max(1, Math.min(navigator.hardwareConcurrency ?? 1, MAX_WASM_THREADS));
 }
 
 async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
@@ -235,7 +290,7 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
   if (options.openBlasThreads !== undefined) setOpenBlasThreads(options.openBlasThreads);
   let wasmDetail: string;
   try {
-    wasmDetail = await startWasm();
+    wasmDetail = await startWasm(1);
   } catch (e) {
     uninstallOpenBlasMatMul();
     throw e;
@@ -275,7 +330,7 @@ function start(name: Exclude<BackendName, "auto">, options: InitBackendOptions):
       return startWasmOpenBlas(options);
     case "wasm":
       uninstallOpenBlasMatMul();
-      return startWasm().then((detail) => ({ tfBackend: "wasm", detail }));
+      return startWasm(wasmThreadCount(options)).then((detail) => ({ tfBackend: "wasm", detail }));
     case "cpu":
       return startCpu();
   }
@@ -326,7 +381,9 @@ export async function initBackend(
     );
   }
   const log = options.log ?? (() => {});
-  const key = `${name}|${options.allowFallbackAdapter ?? false}|${options.openBlasLibrary ?? ""}`;
+  const key = `${name}|${options.allowFallbackAdapter ?? false}|${options.openBlasLibrary ?? ""}|${
+    options.wasmThreads ?? 0
+  }`;
   const known = started.get(key);
   if (known !== undefined) {
     if (known.name === "wasm-openblas") installOpenBlasMatMul(options.openBlasLibrary);

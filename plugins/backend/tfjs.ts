@@ -11,7 +11,7 @@ import { BACKEND_NAMES, type BackendName, initBackend } from "../_tf/backend.ts"
 export default definePlugin({
   name: "backend/tfjs",
   kind: "backend",
-  version: "1.0.0",
+  version: "1.1.0",
   description:
     "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
   // OpenBLAS is opened by name through FFI; Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
@@ -30,12 +30,20 @@ export default definePlugin({
       min: 0,
       description: "OpenBLAS threads for wasm-openblas (0 = OpenBLAS's default)",
     }),
+    wasmThreads: p.integer({
+      default: 0,
+      min: 0,
+      max: 8,
+      description:
+        "Threads for wasm (tfjs's threaded SIMD build; 0 = one per CPU core, 1 = single-threaded build)",
+    }),
   },
   create: (params) => ({
     async init(log: (message: string) => void) {
       const info = await initBackend(params.name as BackendName, {
         log,
         openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
+        wasmThreads: params.wasmThreads,
       });
       return { name: info.name, detail: info.detail, reason: info.reason, skipped: info.skipped };
     },
