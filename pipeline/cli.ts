@@ -482,18 +482,47 @@ function signalNumber(signal: Deno.Signal): number {
   return ({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 1;
 }
 
+/**
+ * A private `XDG_RUNTIME_DIR` for the children when the session has none (containers, CI):
+ * native libraries that plugins load (Mesa's Vulkan drivers, for one) complain on every call
+ * without it, and a sandboxed child may not make a folder of its own outside the run.
+ */
+function privateRuntimeDir(): string | undefined {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return undefined;
+  return Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" });
+}
+
 /** `run` in the sandbox: plan in a read-only child, then run in a child with only what it needs. */
 async function sandboxedRun(
   args: string[],
   runsDir: string,
   registry: Registry,
 ): Promise<number> {
+  const runtimeDir = privateRuntimeDir();
+  try {
+    return await sandboxedRunWith(
+      args,
+      runsDir,
+      registry,
+      runtimeDir ? { XDG_RUNTIME_DIR: runtimeDir } : {},
+    );
+  } finally {
+    if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function sandboxedRunWith(
+  args: string[],
+  runsDir: string,
+  registry: Registry,
+  extraEnv: Record<string, string>,
+): Promise<number> {
   const nonce = crypto.randomUUID();
   const env = [SANDBOX_ENV, ...registry.planEnv ?? [], "LOG_TOKENS", "LOG_STREAM", "PATH"].join(
     ",",
   );
   const planned = await child(["--no-prompt", "--allow-read", `--allow-env=${env}`], args, {
-    env: { [SANDBOX_ENV]: "plan" },
+    env: { ...extraEnv, [SANDBOX_ENV]: "plan" },
     stdin: nonce,
     captureStdout: true,
   });
@@ -519,7 +548,7 @@ async function sandboxedRun(
   const watcher = watchLatestRequest(request, runsDir, () => done);
   try {
     const result = await child(flags, args, {
-      env: { [SANDBOX_ENV]: "run", [LATEST_ENV]: request },
+      env: { ...extraEnv, [SANDBOX_ENV]: "run", [LATEST_ENV]: request },
       lifeline: true,
     });
     return result.code;

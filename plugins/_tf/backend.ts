@@ -176,7 +176,15 @@ async function startWebGpu(allowFallbackAdapter: boolean): Promise<Started> {
   // (containers, CI); a private directory of our own quiets them and changes nothing else.
   try {
     if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) {
-      Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" }));
+      const dir = Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" });
+      Deno.env.set("XDG_RUNTIME_DIR", dir);
+      globalThis.addEventListener("unload", () => {
+        try {
+          Deno.removeSync(dir, { recursive: true });
+        } catch {
+          // Already gone, or not ours to remove any more: nothing to do.
+        }
+      });
     }
   } catch {
     // In the sandbox (no temp folder of its own) the drivers' warnings stay: nothing else changes.
