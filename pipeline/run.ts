@@ -380,6 +380,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     }
   };
 
+  // What each stage memoised (ctx.memo), by stage label: lives as long as this run.
+  const memos = new Map<string, Map<string, unknown>>();
   const makeContext = (
     stageLabel: string,
     plugin: string,
@@ -416,6 +418,12 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       record.notes = { ...record.notes, [key]: value };
     },
     noted: (key) => stages[stageLabel.split("/")[0]].notes?.[key],
+    memo: <T>(key: string, compute: () => T): T => {
+      let memo = memos.get(stageLabel);
+      if (!memo) memos.set(stageLabel, memo = new Map());
+      if (!memo.has(key)) memo.set(key, compute());
+      return memo.get(key) as T;
+    },
   });
 
   let status: RunResult["status"] = "ok";

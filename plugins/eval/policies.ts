@@ -211,7 +211,7 @@ export default definePlugin({
     );
     const reference = await liveModelOf(ctx, pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
-    const context = stageContext({ corpus });
+    const context = stageContext(ctx, { corpus });
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
     const evaluation: PolicyEvaluation = {
       samples: params.samples,

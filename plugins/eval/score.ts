@@ -70,7 +70,7 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const pieces = (inputs.pieces as MidiCorpus).pieces;
     if (pieces.length === 0) throw new Error('Cannot score pieces: input "pieces" is empty');
-    const context = stageContext(inputs, params.excerptsPerBucket);
+    const context = stageContext(ctx, inputs, params.excerptsPerBucket);
     const entries: PieceScore[] = [];
     for (let start = 0; start < pieces.length; start += params.batchSize) {
       if (ctx.signal.aborted) throw new Error("Interrupted");

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { definePlugin, p, type WeightedComponent } from "../../mod.ts";
+import { definePlugin, p, type StageContext, type WeightedComponent } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
 import { ReferenceCorpus } from "../_music/reference.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
@@ -22,45 +22,52 @@ import type { Rewards } from "../_music/artifacts.ts";
 
 export type { Rewards };
 
-/** The reward context per corpus object, so terms that memoise per corpus hit their memo. */
-const contextOf = new WeakMap<MidiCorpus, Map<number, RewardContext>>();
-
 /**
  * The reward context of a corpus: its train pieces and its reference corpus
- * for calibration, built once per corpus object and excerpt count.
+ * for calibration. Builds a new one at each call: a stage gets its own, kept
+ * for the run, from {@linkcode stageContext}.
  *
  * @param corpus The reference corpus (all splits).
  * @param excerptsPerBucket Calibration excerpts per length bucket.
  * @returns The context (without a critic).
  */
 export function corpusContext(corpus: MidiCorpus, excerptsPerBucket = 192): RewardContext {
-  let byCount = contextOf.get(corpus);
-  if (!byCount) contextOf.set(corpus, byCount = new Map());
-  let context = byCount.get(excerptsPerBucket);
-  if (!context) {
-    context = {
-      corpus: corpus.pieces.filter((piece) => piece.split === "train"),
-      reference: new ReferenceCorpus(corpus.pieces, { excerptsPerBucket }),
-    };
-    byCount.set(excerptsPerBucket, context);
-  }
-  return context;
+  return {
+    corpus: corpus.pieces.filter((piece) => piece.split === "train"),
+    reference: new ReferenceCorpus(corpus.pieces, { excerptsPerBucket }),
+  };
 }
 
 /**
  * The context a stage's reward terms see: the corpus's context (when a corpus
- * input is given) and the critic (when one is given).
+ * input is given) and the critic (when one is given). The corpus's context is
+ * memoised with `ctx.memo` per corpus object and excerpt count, so a stage in a
+ * loop calibrates its terms once, not at every episode.
  *
+ * @param ctx The stage's context (its memo).
  * @param inputs The stage's `corpus` and `critic` inputs, either may be absent.
  * @param excerptsPerBucket Calibration excerpts per length bucket.
  * @returns A new context object (the memoised corpus context is not modified).
  */
 export function stageContext(
+  ctx: Pick<StageContext, "memo">,
   inputs: { corpus?: unknown; critic?: unknown },
   excerptsPerBucket = 192,
 ): RewardContext {
   const corpus = inputs.corpus as MidiCorpus | undefined;
-  const context: RewardContext = corpus ? { ...corpusContext(corpus, excerptsPerBucket) } : {};
+  let context: RewardContext = {};
+  if (corpus) {
+    // Holds the context of the last corpus object seen: a new corpus gets a new context.
+    const held = ctx.memo(
+      `reward/corpus-context|${excerptsPerBucket}`,
+      (): { corpus?: MidiCorpus; context?: RewardContext } => ({}),
+    );
+    if (held.corpus !== corpus || !held.context) {
+      held.corpus = corpus;
+      held.context = corpusContext(corpus, excerptsPerBucket);
+    }
+    context = { ...held.context };
+  }
   if (inputs.critic !== undefined) context.critic = inputs.critic;
   return context;
 }
@@ -227,7 +234,7 @@ export default definePlugin({
         throw new Error('Cannot score rollouts: input "rollouts" has no "pieces" list');
       }
       const pieces = rollouts.pieces as Piece[];
-      const context = stageContext(inputs, params.excerptsPerBucket);
+      const context = stageContext(ctx, inputs, params.excerptsPerBucket);
       const rewards = scoreWithTerms(pieces, params.terms, context, { minNotes: params.minNotes });
       const logged: Record<string, number> = {};
       for (const [key, scores] of Object.entries(rewards.terms)) {
