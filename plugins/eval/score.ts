@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { writeFileAtomic } from "../../mod.ts";
 import type { MidiCorpus } from "../_music/types.ts";
-import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
+import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
 
 /** One entry of `scores.json`. */
 export type PieceScore = { id: string; total: number } & Record<string, number | string>;

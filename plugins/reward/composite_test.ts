@@ -9,14 +9,14 @@ import { ReferenceCorpus } from "../_music/reference.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { registry } from "../registry.ts";
-import composite, {
+import {
   corpusContext,
   DEFAULT_TERMS,
-  type Rewards,
   scoreWithTerms,
   stageContext,
   termKey,
-} from "./composite.ts";
+} from "../_music/scoring.ts";
+import composite, { type Rewards } from "./composite.ts";
 import corpusMatch from "./corpus_match.ts";
 import harmony from "./harmony.ts";
 import novelty from "./novelty.ts";

@@ -6,7 +6,7 @@ import { degeneratePiece } from "../../tests/_degenerate.ts";
 import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece, NgramSet, pieceEndSec } from "../_music/theory.ts";
 import type { Piece } from "../_music/types.ts";
-import { corpusContext } from "./composite.ts";
+import { corpusContext } from "../_music/scoring.ts";
 import novelty, {
   corpusNgramSet,
   loopShare,
