@@ -37,13 +37,8 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
-import {
-  excessRepeatFlags,
-  NgramSet,
-  pitchNgramKeys,
-  pitchSequence,
-  topLine,
-} from "../_music/theory.ts";
+import { topLine } from "../_music/theory.ts";
+import { excessRepeatFlags, NgramSet, pitchNgramKeys, pitchSequence } from "../_music/ngrams.ts";
 import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 

@@ -4,7 +4,8 @@ import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
 import { generateSyntheticPiece } from "../load/_synthetic.ts";
-import { cropPiece, NgramSet, pieceEndSec } from "../_music/theory.ts";
+import { cropPiece, pieceEndSec } from "../_music/theory.ts";
+import { NgramSet } from "../_music/ngrams.ts";
 import type { Piece } from "../_music/types.ts";
 import { corpusContext } from "../_music/scoring.ts";
 import novelty, {
