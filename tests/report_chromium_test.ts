@@ -148,6 +148,49 @@ function makePiece(id: string, seed: number): Piece {
   };
 }
 
+/**
+ * The outline the runner writes to `manifest.json` (what the report draws the graph from) for
+ * stages written as in YAML: references `"stage.output"` become `{stage, output}`.
+ */
+function outlineOf(stages: Record<string, unknown>): Record<string, unknown> {
+  const ref = (text: string) => ({ stage: text.split(".")[0], output: text.split(".")[1] });
+  const refs = (map: Record<string, string> = {}) =>
+    Object.fromEntries(Object.entries(map).map(([port, text]) => [port, ref(text)]));
+  return {
+    stages: Object.fromEntries(
+      Object.entries(stages).map(([name, value]) => {
+        const stage = value as {
+          use?: string;
+          in?: Record<string, string>;
+          loop?: {
+            episodes: number;
+            carry: Record<string, { init: string; next: string }>;
+            stages: Record<string, unknown>;
+          };
+        };
+        return [name, {
+          ...(stage.use !== undefined ? { use: stage.use } : {}),
+          in: refs(stage.in),
+          ...(stage.loop
+            ? {
+              loop: {
+                episodes: stage.loop.episodes,
+                carry: Object.fromEntries(
+                  Object.entries(stage.loop.carry).map(([carried, c]) => [
+                    carried,
+                    { init: ref(c.init), next: ref(c.next) },
+                  ]),
+                ),
+                stages: (outlineOf(stage.loop.stages) as { stages: unknown }).stages,
+              },
+            }
+            : {}),
+        }];
+      }),
+    ),
+  };
+}
+
 async function makeRunDir(): Promise<{ dir: string; pieces: Piece[]; files: string[] }> {
   const dir = await Deno.makeTempDir({ prefix: "harmonyrl-chromium-" });
   const random = lcg(7);
@@ -208,6 +251,7 @@ async function makeRunDir(): Promise<{ dir: string; pieces: Piece[]; files: stri
       seed: 1,
       backend: { name: "wasm-openblas", detail: "SIMD" },
       config,
+      outline: outlineOf(config.stages),
       stages,
     }),
   );
