@@ -31,6 +31,7 @@ export type {
   StageKind,
   StagePlugin,
 } from "./pipeline/plugin.ts";
+export { asBytes, assertLittleEndian, readIndex, readSized } from "./pipeline/binary_codec.ts";
 export { fingerprintFiles } from "./pipeline/fingerprint.ts";
 export { writeFileAtomic } from "./pipeline/cache.ts";
 export { createRng, hashString32 } from "./pipeline/rng.ts";

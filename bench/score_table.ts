@@ -14,7 +14,7 @@ import { defaultParams, testContext } from "../plugins/_testing.ts";
 import type { RewardTerm } from "../plugins/_music/components.ts";
 import type { MidiCorpus, Piece } from "../plugins/_music/types.ts";
 import { cropPiece, pieceEndSec } from "../plugins/_music/theory.ts";
-import { corpusContext, scoreWithTerms } from "../plugins/reward/composite.ts";
+import { corpusContext, scoreWithTerms } from "../plugins/_music/scoring.ts";
 import { registry } from "../plugins/registry.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../tests/_degenerate.ts";
 import type { ComponentPlugin } from "../mod.ts";

@@ -12,7 +12,6 @@ import { type ResolvedComponent, type StageNode, stageOutputs } from "./graph.ts
 import { fullSpec, instantiate } from "./instantiate.ts";
 import type { EventLog } from "./log.ts";
 import type { CodecContext, StageContext } from "./plugin.ts";
-import type { BackendChoice, BackendHandle } from "./run.ts";
 import { JOURNAL, RUN_LOCK } from "./runs.ts";
 
 /** Thrown inside the runner when the run's signal aborts. */
@@ -89,6 +88,29 @@ export function lastValues(
     for (const { values } of list) Object.assign(out, values);
   }
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Which tensor backend a run uses, and why (the run's manifest records it). */
+export interface BackendChoice {
+  /** The backend that runs, e.g. `"wasm-openblas"`. */
+  name: string;
+  /** What runs, in a few words, e.g. `"SIMD on, 1 thread"`. */
+  detail: string;
+  /** Why this one, e.g. `"auto" picked the fastest that starts here`. */
+  reason?: string;
+  /** Backends tried before it that could not start, with why (shown with --verbose). */
+  skipped?: { name: string; reason: string }[];
+}
+
+/** What a backend component's `create()` returns. */
+export interface BackendHandle {
+  /**
+   * Loads and selects the backend.
+   *
+   * @param log Receives details for the verbose log (backends tried and skipped, libraries).
+   * @returns What runs and why.
+   */
+  init(log: (message: string) => void): Promise<BackendChoice>;
 }
 
 /**

@@ -105,6 +105,14 @@ function editDistance(a: string, b: string): number {
   return row[b.length];
 }
 
+/** True for a YAML mapping (a plain object, not an array or null). */
+export const isMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** `"a", "b"` for a message, or `none`. */
+export const quoteList = (items: readonly string[]): string =>
+  items.length === 0 ? "none" : items.map((s) => `"${s}"`).join(", ");
+
 /** Returns ` Did you mean "x"?` for the closest candidate, or "". */
 export function didYouMean(word: string, candidates: readonly string[]): string {
   let best = "";

@@ -205,6 +205,14 @@ export interface StageContext {
    * episode to the next without module state.
    */
   noted(key: string): unknown;
+  /**
+   * A value this stage computed earlier in this run (in a loop: at an earlier
+   * episode) under `key`, or `compute()`'s result, kept for the rest of the
+   * run. Held in memory only, never written: how a stage reuses something
+   * costly that it derives from its inputs (the calibration of reward terms
+   * on a corpus) without module state.
+   */
+  memo<T>(key: string, compute: () => T): T;
 }
 
 /**

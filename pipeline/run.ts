@@ -21,12 +21,13 @@ import { type Graph, graphOutline, type StageNode, stageOutputs, toMermaid } fro
 import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
-import { JOURNAL, keyLockPath, markDeadRuns, RUN_LOCK } from "./runs.ts";
+import { JOURNAL, keyLockPath, linkLatest, markDeadRuns, newRunId, RUN_LOCK } from "./runs.ts";
 import type { ArtifactCodec, CodecContext, StageContext } from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
 import { Components } from "./registry.ts";
 import {
   AbortedError,
+  type BackendChoice,
   hasCheckpoint,
   initBackend,
   lastValues,
@@ -37,29 +38,6 @@ import {
 } from "./execute.ts";
 import { canonicalParams } from "./instantiate.ts";
 import { fingerprints, loopExtra, loopOuterRefs, outerRefs, preflight, select } from "./plan.ts";
-
-/** Which tensor backend a run uses, and why (the run's manifest records it). */
-export interface BackendChoice {
-  /** The backend that runs, e.g. `"wasm-openblas"`. */
-  name: string;
-  /** What runs, in a few words, e.g. `"SIMD on, 1 thread"`. */
-  detail: string;
-  /** Why this one, e.g. `"auto" picked the fastest that starts here`. */
-  reason?: string;
-  /** Backends tried before it that could not start, with why (shown with --verbose). */
-  skipped?: { name: string; reason: string }[];
-}
-
-/** What a backend component's `create()` returns. */
-export interface BackendHandle {
-  /**
-   * Loads and selects the backend.
-   *
-   * @param log Receives details for the verbose log (backends tried and skipped, libraries).
-   * @returns What runs and why.
-   */
-  init(log: (message: string) => void): Promise<BackendChoice>;
-}
 
 /** Options for {@linkcode runPipeline}. */
 export interface RunOptions {
@@ -89,19 +67,6 @@ export interface RunOptions {
    * its parent process to.
    */
   linkLatest?: (graphDir: string, runId: string) => Promise<void>;
-}
-
-/**
- * Points `<graphDir>/latest` at `runId` with a symbolic link, atomically.
- *
- * @param graphDir The graph's folder of runs.
- * @param runId The run directory's name in it.
- */
-export async function linkLatest(graphDir: string, runId: string): Promise<void> {
-  const latest = join(graphDir, "latest");
-  const tmpLink = `${latest}.tmp-${runId}`;
-  await Deno.symlink(runId, tmpLink);
-  await Deno.rename(tmpLink, latest);
 }
 
 /** What happened to one stage. */
@@ -152,12 +117,6 @@ export class PlanError extends Error {
 }
 
 const VERSION = "0.1.0";
-
-/** Run id: UTC time plus a short random suffix, sortable. */
-function newRunId(): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
-  return `${stamp}-${crypto.randomUUID().slice(0, 4)}`;
-}
 
 /**
  * Runs a validated graph.
@@ -380,6 +339,8 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
     }
   };
 
+  // What each stage memoised (ctx.memo), by stage label: lives as long as this run.
+  const memos = new Map<string, Map<string, unknown>>();
   const makeContext = (
     stageLabel: string,
     plugin: string,
@@ -416,6 +377,12 @@ export async function runPipeline(graph: Graph, options: RunOptions = {}): Promi
       record.notes = { ...record.notes, [key]: value };
     },
     noted: (key) => stages[stageLabel.split("/")[0]].notes?.[key],
+    memo: <T>(key: string, compute: () => T): T => {
+      let memo = memos.get(stageLabel);
+      if (!memo) memos.set(stageLabel, memo = new Map());
+      if (!memo.has(key)) memo.set(key, compute());
+      return memo.get(key) as T;
+    },
   });
 
   let status: RunResult["status"] = "ok";

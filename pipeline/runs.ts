@@ -1,6 +1,6 @@
 /**
- * The runs folder as a whole: run directories (`<runs>/<graph>/<run id>/`),
- * the cache (`<runs>/.cache/`) and its locks. Marks the manifests of runs
+ * The runs folder as a whole: run directories (`<runs>/<graph>/<run id>/`,
+ * their ids and the `latest` link), the cache (`<runs>/.cache/`) and its locks. Marks the manifests of runs
  * whose process died as interrupted, and collects garbage: old runs, work
  * folders nobody will resume, temporary leftovers, unused locks, and cache
  * entries no remaining run uses.
@@ -252,3 +252,22 @@ export async function collectGarbage(
 
 /** The journal a running stage keeps in its work folder (see `EventLog.startJournal`). */
 export const JOURNAL = ".events.jsonl";
+
+/**
+ * Points `<graphDir>/latest` at `runId` with a symbolic link, atomically.
+ *
+ * @param graphDir The graph's folder of runs.
+ * @param runId The run directory's name in it.
+ */
+export async function linkLatest(graphDir: string, runId: string): Promise<void> {
+  const latest = join(graphDir, "latest");
+  const tmpLink = `${latest}.tmp-${runId}`;
+  await Deno.symlink(runId, tmpLink);
+  await Deno.rename(tmpLink, latest);
+}
+
+/** Run id: UTC time plus a short random suffix, sortable. */
+export function newRunId(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+  return `${stamp}-${crypto.randomUUID().slice(0, 4)}`;
+}

@@ -40,6 +40,7 @@ export function testContext(
   const logs: TestContext["logs"] = [];
   const recorded: TestContext["recorded"] = [];
   const notes: Record<string, unknown> = {};
+  const memo = new Map<string, unknown>();
   const log = (level: string) => (message: string) => logs.push({ level, message });
   const seed = options.seed ?? 1;
   return {
@@ -65,6 +66,10 @@ export function testContext(
       notes[key] = value;
     },
     noted: (key) => notes[key],
+    memo: <T>(key: string, compute: () => T): T => {
+      if (!memo.has(key)) memo.set(key, compute());
+      return memo.get(key) as T;
+    },
     logs,
     recorded,
     notes,

@@ -11,23 +11,21 @@
 import { type ComponentPlugin, isStagePlugin, jsonCodec, type Plugin } from "./plugin.ts";
 import { isPluginPath, loadPlugin, type Registry } from "./registry.ts";
 import { checkValue, type ComponentKind, describeValue, type ParamSpec } from "./schema.ts";
-import {
-  type ConfigIssue,
-  type KeyPath,
-  type LocatedDocument,
-  parseLocatedYaml,
-  positionOf,
-} from "./yaml.ts";
+import { type ConfigIssue, type KeyPath, type LocatedDocument, positionOf } from "./yaml.ts";
 import {
   type Carry,
   didYouMean,
   type Graph,
+  isMap,
   type OutputInfo,
   pluginOutputs,
+  quoteList,
   type Ref,
   type ResolvedComponent,
   type StageNode,
 } from "./graph.ts";
+import { orderStages } from "./order.ts";
+import { applyOverride } from "./overrides.ts";
 
 const TOP_KEYS = ["name", "description", "seed", "backend", "stages"];
 const STAGE_KEYS = ["use", "with", "in", "description"];
@@ -37,12 +35,6 @@ const COMPONENT_KEYS = ["use", "with", "weight"];
 /** Outputs of a stage whose plugin failed to load: references to it are not checked. */
 const BROKEN = new Map<string, never>();
 const STAGE_NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
-
-const isMap = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
-const quoteList = (items: readonly string[]): string =>
-  items.length === 0 ? "none" : items.map((s) => `"${s}"`).join(", ");
 
 /** Validates one graph document; `issues` holds every problem found. */
 export class Validator {
@@ -68,51 +60,8 @@ export class Validator {
   }
 
   applyOverride(override: string): void {
-    const eq = override.indexOf("=");
-    if (eq <= 0) {
-      this.issues.push({
-        file: "--set",
-        line: 0,
-        col: 0,
-        path: [],
-        message: `Expected PATH=VALUE, received ${JSON.stringify(override)}`,
-      });
-      return;
-    }
-    const path: KeyPath = override.slice(0, eq).split(".").map((part) =>
-      /^\d+$/.test(part) ? Number(part) : part
-    );
-    const parsed = parseLocatedYaml(override.slice(eq + 1), "--set");
-    let target = this.#doc.value as Record<string | number, unknown>;
-    for (const [i, part] of path.slice(0, -1).entries()) {
-      // A stage that is not in the graph is a typo: --set may add a whole stage
-      // (`stages.x={use: ...}`), not a param of one that does not exist.
-      const prefix = path.slice(0, i);
-      const inStageMap = prefix.length === 1 && prefix[0] === "stages" ||
-        prefix.length === 4 && prefix[0] === "stages" && prefix[2] === "loop" &&
-          prefix[3] === "stages";
-      if (inStageMap && isMap(target) && !Object.hasOwn(target, part)) {
-        const stages = Object.keys(target);
-        this.issues.push({
-          file: `--set ${override}`,
-          line: 0,
-          col: 0,
-          path: path.slice(0, i + 1),
-          message: `Unknown stage "${part}".${didYouMean(String(part), stages)} Stages: ${
-            quoteList(stages)
-          }`,
-        });
-        return;
-      }
-      // `model: model/lstm` given by name gets `with` through --set: keep the name as `use`.
-      if (typeof target[part] === "string" && path[i + 1] === "with") {
-        target[part] = { use: target[part] };
-      }
-      if (!isMap(target[part]) && !Array.isArray(target[part])) target[part] = {};
-      target = target[part] as Record<string | number, unknown>;
-    }
-    target[path[path.length - 1]] = parsed.value;
-    this.#doc.positions.set(JSON.stringify(path), { file: `--set ${override}`, line: 0, col: 0 });
+    const issue = applyOverride(this.#doc, override);
+    if (issue) this.issues.push(issue);
   }
 
   async validate(): Promise<Graph | undefined> {
@@ -636,48 +585,10 @@ export class Validator {
 
   /** Orders stages so each runs after its dependencies; ties keep file order. Reports cycles. */
   #order(nodes: StageNode[], path: KeyPath): StageNode[] {
-    const byName = new Map(nodes.map((n) => [n.name, n]));
-    const done = new Set<string>();
-    const ordered: StageNode[] = [];
-    while (ordered.length < nodes.length) {
-      const ready = nodes.filter((n) =>
-        !done.has(n.name) && n.deps.every((d) => done.has(d) || !byName.has(d))
-      );
-      if (ready.length === 0) {
-        const cycle = findCycle(nodes.filter((n) => !done.has(n.name)), byName);
-        this.report(
-          [...path, cycle[0]],
-          `Cycle between stages: ${[...cycle, cycle[0]].map((s) => `"${s}"`).join(" -> ")}`,
-        );
-        return ordered;
-      }
-      ready.sort((a, b) => a.index - b.index);
-      done.add(ready[0].name);
-      ordered.push(ready[0]);
-    }
-    return ordered;
+    return orderStages(nodes, (cycle) =>
+      this.report(
+        [...path, cycle[0]],
+        `Cycle between stages: ${[...cycle, cycle[0]].map((s) => `"${s}"`).join(" -> ")}`,
+      ));
   }
-}
-/** Finds one cycle among stages that could not be ordered. */
-function findCycle(nodes: StageNode[], byName: Map<string, StageNode>): string[] {
-  const state = new Map<string, "visiting" | "done">();
-  const stack: string[] = [];
-  const visit = (name: string): string[] | undefined => {
-    if (state.get(name) === "visiting") return stack.slice(stack.indexOf(name));
-    if (state.get(name) === "done" || !byName.has(name)) return undefined;
-    state.set(name, "visiting");
-    stack.push(name);
-    for (const dep of byName.get(name)!.deps) {
-      const found = visit(dep);
-      if (found) return found;
-    }
-    stack.pop();
-    state.set(name, "done");
-    return undefined;
-  };
-  for (const node of nodes) {
-    const found = visit(node.name);
-    if (found) return found.reverse();
-  }
-  return [nodes[0].name];
 }

@@ -148,30 +148,47 @@ function makePiece(id: string, seed: number): Piece {
   };
 }
 
-/** A config's stages as the runner's outline (`manifest.json`'s `outline`): references resolved. */
-// deno-lint-ignore no-explicit-any
-function outlineOf(stages: Record<string, any>): Record<string, unknown> {
+/**
+ * The outline the runner writes to `manifest.json` (what the report draws the graph from) for
+ * stages written as in YAML: references `"stage.output"` become `{stage, output}`.
+ */
+function outlineOf(stages: Record<string, unknown>): Record<string, unknown> {
   const ref = (text: string) => ({ stage: text.split(".")[0], output: text.split(".")[1] });
-  const refs = (inputs: Record<string, string> = {}) =>
-    Object.fromEntries(Object.entries(inputs).map(([name, text]) => [name, ref(text)]));
-  return Object.fromEntries(
-    Object.entries(stages).map(([name, stage]) => [name, {
-      ...(stage.use !== undefined ? { use: stage.use } : {}),
-      in: refs(stage.in),
-      ...(stage.loop
-        ? {
-          loop: {
-            episodes: stage.loop.episodes,
-            carry: Object.fromEntries(
-              Object.entries(stage.loop.carry as Record<string, { init: string; next: string }>)
-                .map(([carried, c]) => [carried, { init: ref(c.init), next: ref(c.next) }]),
-            ),
-            stages: outlineOf(stage.loop.stages),
-          },
-        }
-        : {}),
-    }]),
-  );
+  const refs = (map: Record<string, string> = {}) =>
+    Object.fromEntries(Object.entries(map).map(([port, text]) => [port, ref(text)]));
+  return {
+    stages: Object.fromEntries(
+      Object.entries(stages).map(([name, value]) => {
+        const stage = value as {
+          use?: string;
+          in?: Record<string, string>;
+          loop?: {
+            episodes: number;
+            carry: Record<string, { init: string; next: string }>;
+            stages: Record<string, unknown>;
+          };
+        };
+        return [name, {
+          ...(stage.use !== undefined ? { use: stage.use } : {}),
+          in: refs(stage.in),
+          ...(stage.loop
+            ? {
+              loop: {
+                episodes: stage.loop.episodes,
+                carry: Object.fromEntries(
+                  Object.entries(stage.loop.carry).map(([carried, c]) => [
+                    carried,
+                    { init: ref(c.init), next: ref(c.next) },
+                  ]),
+                ),
+                stages: (outlineOf(stage.loop.stages) as { stages: unknown }).stages,
+              },
+            }
+            : {}),
+        }];
+      }),
+    ),
+  };
 }
 
 async function makeRunDir(): Promise<{ dir: string; pieces: Piece[]; files: string[] }> {
@@ -234,7 +251,7 @@ async function makeRunDir(): Promise<{ dir: string; pieces: Piece[]; files: stri
       seed: 1,
       backend: { name: "wasm-openblas", detail: "SIMD" },
       config,
-      outline: { stages: outlineOf(config.stages) },
+      outline: outlineOf(config.stages),
       stages,
     }),
   );

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
+import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
 import type { ArtifactCodec } from "../../mod.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 

@@ -30,7 +30,6 @@ import {
   beatsPerBarOf,
   bestFittingScale,
   countLeapResolutions,
-  excessRepeatFlags,
   findKey,
   forEachOverlappingPair,
   inScaleShare,
@@ -39,12 +38,11 @@ import {
   pieceEndSec,
   pitchClass,
   pitchClassHistogram,
-  pitchNgramKeys,
-  pitchSequence,
   type Scale,
   soundingSegments,
   topLine,
 } from "./theory.ts";
+import { excessRepeatFlags, pitchNgramKeys, pitchSequence } from "./ngrams.ts";
 import type { Piece } from "./types.ts";
 
 /** Highest minus lowest pitch in semitones (MusPy `pitch_range`); NaN without notes. */

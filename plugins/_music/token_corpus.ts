@@ -12,7 +12,7 @@
  * @module
  */
 
-import { asBytes, assertLittleEndian, readIndex, readSized } from "./_codec.ts";
+import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
 import type { ArtifactCodec } from "../../mod.ts";
 import type { TokenCorpus } from "./components.ts";
 import type { Split } from "./types.ts";

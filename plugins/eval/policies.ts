@@ -29,7 +29,7 @@ import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { liveModelOf } from "../_tf/checkpoint.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
 import { spreadWindows } from "../_music/token_corpus.ts";
-import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
+import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
 import { samplePolicy } from "../_tf/sampler.ts";
@@ -211,7 +211,7 @@ export default definePlugin({
     );
     const reference = await liveModelOf(ctx, pretrainedCkpt);
     const corpus = inputs.corpus as MidiCorpus | undefined;
-    const context = stageContext({ corpus });
+    const context = stageContext(ctx, { corpus });
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
     const evaluation: PolicyEvaluation = {
       samples: params.samples,

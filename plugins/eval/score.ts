@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { definePlugin, p } from "../../mod.ts";
 import { writeFileAtomic } from "../../mod.ts";
 import type { MidiCorpus } from "../_music/types.ts";
-import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../reward/composite.ts";
+import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
 
 /** One entry of `scores.json`. */
 export type PieceScore = { id: string; total: number } & Record<string, number | string>;
@@ -70,7 +70,7 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const pieces = (inputs.pieces as MidiCorpus).pieces;
     if (pieces.length === 0) throw new Error('Cannot score pieces: input "pieces" is empty');
-    const context = stageContext(inputs, params.excerptsPerBucket);
+    const context = stageContext(ctx, inputs, params.excerptsPerBucket);
     const entries: PieceScore[] = [];
     for (let start = 0; start < pieces.length; start += params.batchSize) {
       if (ctx.signal.aborted) throw new Error("Interrupted");

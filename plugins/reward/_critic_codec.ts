@@ -9,7 +9,7 @@
 
 import type { ArtifactCodec } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { asBytes, assertLittleEndian, readIndex, readSized } from "../_music/_codec.ts";
+import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
 import type { TensorData } from "../_tf/model.ts";
 import { packTensors } from "../_tf/checkpoint.ts";
 import { type Critic, type CriticConfig, criticParamShapes } from "./_critic.ts";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { defaultParams } from "../_testing.ts";
 import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import { createRng } from "../../pipeline/rng.ts";
-import { corpusContext } from "./composite.ts";
+import { corpusContext } from "../_music/scoring.ts";
 import batchMatch, { binOf } from "./batch_match.ts";
 import { excerpts, mean, syntheticCorpus } from "./_testing.ts";
 

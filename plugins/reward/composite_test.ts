@@ -9,13 +9,14 @@ import { ReferenceCorpus } from "../_music/reference.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { registry } from "../registry.ts";
-import composite, {
+import {
   corpusContext,
   DEFAULT_TERMS,
-  type Rewards,
   scoreWithTerms,
+  stageContext,
   termKey,
-} from "./composite.ts";
+} from "../_music/scoring.ts";
+import composite, { type Rewards } from "./composite.ts";
 import corpusMatch from "./corpus_match.ts";
 import harmony from "./harmony.ts";
 import novelty from "./novelty.ts";
@@ -200,7 +201,7 @@ Deno.test("reward/composite without a corpus says that calibrated terms need one
   );
 });
 
-Deno.test("corpusContext() gives the train pieces and one reference corpus per corpus and count", () => {
+Deno.test("corpusContext() gives the train pieces and a reference corpus of the count", () => {
   const corpus = syntheticCorpus(40);
   const context = corpusContext(corpus, 32);
   assert.deepEqual(
@@ -211,10 +212,24 @@ Deno.test("corpusContext() gives the train pieces and one reference corpus per c
   assert.ok(context.reference instanceof ReferenceCorpus);
   assert.equal(context.reference!.excerptsPerBucket, 32);
   assert.equal(context.reference!.heldOut.length, 4);
-  assert.equal(corpusContext(corpus, 32), context);
-  assert.notEqual(corpusContext(corpus, 64).reference, context.reference);
-  assert.notEqual(corpusContext(syntheticCorpus(40), 32), context);
   assert.equal(corpusContext(corpus).reference!.excerptsPerBucket, 192);
+});
+
+Deno.test("stageContext() keeps one reference corpus per stage, corpus and count", () => {
+  const corpus = syntheticCorpus(40);
+  const ctx = testContext();
+  const context = stageContext(ctx, { corpus }, 32);
+  assert.equal(stageContext(ctx, { corpus }, 32).reference, context.reference);
+  assert.equal(stageContext(ctx, { corpus, critic: 1 }, 32).critic, 1);
+  assert.equal(context.critic, undefined);
+  assert.notEqual(stageContext(ctx, { corpus }, 64).reference, context.reference);
+  // Another stage (another context) builds its own; so does a new corpus object.
+  assert.notEqual(stageContext(testContext(), { corpus }, 32).reference, context.reference);
+  assert.notEqual(
+    stageContext(ctx, { corpus: syntheticCorpus(40) }, 32).reference,
+    context.reference,
+  );
+  assert.deepEqual(stageContext(ctx, {}), {});
 });
 
 Deno.test("reward/composite rejects rollouts without pieces", async () => {

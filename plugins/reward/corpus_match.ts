@@ -31,7 +31,8 @@
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardTerm } from "../_music/components.ts";
 import { pitchClassEntropy, pitchRange, polyphony } from "../_music/metrics.ts";
-import { pieceEndSec, pitchSequence } from "../_music/theory.ts";
+import { pieceEndSec } from "../_music/theory.ts";
+import { pitchSequence } from "../_music/ngrams.ts";
 import type { Piece } from "../_music/types.ts";
 import { calibratedTerm } from "./_calibrated.ts";
 

@@ -8,7 +8,8 @@ import type { Piece } from "../_music/types.ts";
 import { initBackend } from "../_tf/backend.ts";
 import { type Critic, criticLogits } from "./_critic.ts";
 import performance from "../tokenizer/performance.ts";
-import composite, { type Rewards, scoreWithTerms } from "./composite.ts";
+import { scoreWithTerms } from "../_music/scoring.ts";
+import composite, { type Rewards } from "./composite.ts";
 import discriminator from "./discriminator.ts";
 import trainCritic from "./train_critic.ts";
 

@@ -6,7 +6,7 @@ import { DEGENERATE_KINDS, degeneratePiece } from "../../tests/_degenerate.ts";
 import { calibratedScore, PART_FLOOR } from "../_music/calibration.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import { calibrationsFor } from "./_calibrated.ts";
-import { corpusContext } from "./composite.ts";
+import { corpusContext } from "../_music/scoring.ts";
 import harmony, { harmonyParts } from "./harmony.ts";
 import { excerpts, mean, syntheticCorpus } from "./_testing.ts";
 

@@ -28,7 +28,8 @@
  * (higher is better) are calibrated on train excerpts, B in batches of 32
  * excerpts of distinct pieces. A part undefined for a piece (fewer than n
  * notes, a batch of one) scores as often as real excerpts of that length leave
- * it undefined. The n-gram sets are built once per corpus array and memoised.
+ * it undefined. The n-gram sets are built once per reference corpus and n,
+ * memoised on it.
  * A piece without notes scores 0.
  *
  * @module
@@ -36,40 +37,25 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
-import {
-  excessRepeatFlags,
-  NgramSet,
-  pitchNgramKeys,
-  pitchSequence,
-  topLine,
-} from "../_music/theory.ts";
+import { topLine } from "../_music/theory.ts";
+import { excessRepeatFlags, NgramSet, pitchNgramKeys, pitchSequence } from "../_music/ngrams.ts";
 import { calibratedTerm } from "./_calibrated.ts";
 import type { Piece } from "../_music/types.ts";
 
-/** Memo: corpus array → n → its n-gram set. Dropped with the corpus array. */
-const corpusNgrams = new WeakMap<readonly Piece[], Map<number, NgramSet>>();
-
 /**
- * The set of all pitch n-grams of a corpus, built once per corpus array and n.
+ * The set of all pitch n-grams of a corpus. The plugin memoises it on the
+ * reference corpus (`context.reference.memo`), so it is built once per stage
+ * and n.
  *
- * @param corpus The training pieces (keep passing the same array to hit the memo).
+ * @param corpus The training pieces.
  * @param n The n-gram length.
  * @returns The set.
  */
 export function corpusNgramSet(corpus: readonly Piece[], n: number): NgramSet {
-  let byN = corpusNgrams.get(corpus);
-  if (!byN) {
-    byN = new Map();
-    corpusNgrams.set(corpus, byN);
-  }
-  let set = byN.get(n);
-  if (!set) {
-    const total = corpus.reduce((sum, piece) => sum + piece.notes.length, 0);
-    set = new NgramSet(total);
-    for (const piece of corpus) {
-      for (const key of pitchNgramKeys(pitchSequence(piece.notes), n)) set.add(key);
-    }
-    byN.set(n, set);
+  const total = corpus.reduce((sum, piece) => sum + piece.notes.length, 0);
+  const set = new NgramSet(total);
+  for (const piece of corpus) {
+    for (const key of pitchNgramKeys(pitchSequence(piece.notes), n)) set.add(key);
   }
   return set;
 }
@@ -122,13 +108,17 @@ export function loopShare(pitches: readonly number[], options: NoveltyOptions): 
 export function noveltyParts(
   pieces: readonly Piece[],
   context: RewardContext,
-  options: NoveltyOptions & { corpus?: readonly Piece[] },
+  options: NoveltyOptions & {
+    corpus?: readonly Piece[];
+    ngramSet?: (corpus: readonly Piece[], n: number) => NgramSet;
+  },
 ): NoveltyParts[] {
   const n = options.ngramLength;
   const nCopy = options.copyNgramLength ?? 8;
   const corpus = options.corpus ?? context.corpus;
-  const corpusSet = corpus ? corpusNgramSet(corpus, n) : undefined;
-  const copySet = corpus ? corpusNgramSet(corpus, nCopy) : undefined;
+  const ngramSet = options.ngramSet ?? corpusNgramSet;
+  const corpusSet = corpus ? ngramSet(corpus, n) : undefined;
+  const copySet = corpus ? ngramSet(corpus, nCopy) : undefined;
   const keysOf = pieces.map((piece) => pitchNgramKeys(pitchSequence(piece.notes), n));
   const unseenShare = (keys: number[], set: NgramSet | undefined) =>
     set && keys.length > 0 ? 1 - keys.filter((key) => set.has(key)).length / keys.length : NaN;
@@ -250,7 +240,14 @@ export default definePlugin({
         const corpus = role === "reference" && source === "heldOut"
           ? reference.trainForHeldOut
           : reference.train;
-        return noveltyParts(pieces, context, { ...params, corpus }).map((parts) => ({ ...parts }));
+        // The n-gram sets are built once per reference corpus (so once per stage) and n;
+        // trainForHeldOut is often train itself, and then shares its sets.
+        const which = corpus === reference.train ? "train" : "trainForHeldOut";
+        const ngramSet = (pieces: readonly Piece[], n: number) =>
+          reference.memo(`reward/novelty|ngrams|${which}|${n}`, () => corpusNgramSet(pieces, n));
+        return noveltyParts(pieces, context, { ...params, corpus, ngramSet }).map((parts) => ({
+          ...parts,
+        }));
       },
     });
   },

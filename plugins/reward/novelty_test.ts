@@ -5,8 +5,9 @@ import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
 import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
+import { NgramSet } from "../_music/ngrams.ts";
 import type { Piece } from "../_music/types.ts";
-import { corpusContext } from "./composite.ts";
+import { corpusContext } from "../_music/scoring.ts";
 import novelty, {
   corpusNgramSet,
   loopShare,
@@ -69,13 +70,11 @@ Deno.test("noveltyParts() measures the share of n-grams copied from the corpus",
   assert.ok(Number.isNaN(noveltyParts([melody([60, 62])], { corpus }, OPTIONS)[0].notCopied));
 });
 
-Deno.test("corpusNgramSet() is built once per corpus array and n", () => {
+Deno.test("corpusNgramSet() holds every n-gram of the corpus", () => {
   const corpus = [melody(TUNE, "train")];
-  const first = corpusNgramSet(corpus, 8);
-  assert.equal(corpusNgramSet(corpus, 8), first);
-  assert.notEqual(corpusNgramSet(corpus, 4), first);
-  assert.equal(first.size, TUNE.length - 8 + 1);
-  assert.notEqual(corpusNgramSet([...corpus], 8), first);
+  const set = corpusNgramSet(corpus, 8);
+  assert.equal(set.size, TUNE.length - 8 + 1);
+  assert.notEqual(corpusNgramSet(corpus, 8), set);
 });
 
 Deno.test("noveltyParts() batch variety: 0 for identical pieces, 1 for pieces with nothing in common", () => {
@@ -135,6 +134,18 @@ Deno.test("reward/novelty ranks held-out real music above copies of the corpus a
   assert.ok(realC > 0.8, `real ${realC}`);
   assert.ok(copyC < realC - 0.3, `copies ${copyC} vs real ${realC}`);
   assert.ok(noiseC < realC - 0.25, `random notes ${noiseC} vs real ${realC}`);
+});
+
+Deno.test("reward/novelty builds its n-gram sets once per reference corpus and n", () => {
+  const context = corpusContext(syntheticCorpus(40), 16);
+  const term = make();
+  const pieces = context.reference!.excerpts(4).slice(0, 4);
+  const first = term.score(pieces, context);
+  const reference = context.reference!;
+  const built = reference.memo<unknown>("reward/novelty|ngrams|train|4", () => undefined);
+  assert.ok(built instanceof NgramSet);
+  assert.deepEqual(term.score(pieces, context), first);
+  assert.equal(reference.memo("reward/novelty|ngrams|train|4", () => undefined), built);
 });
 
 Deno.test("reward/novelty with one split judges held-out pieces against the rest of train", () => {

@@ -4,7 +4,7 @@ import { checkValue } from "../../pipeline/schema.ts";
 import { defaultParams } from "../_testing.ts";
 import { degeneratePiece } from "../../tests/_degenerate.ts";
 import type { Note, Piece } from "../_music/types.ts";
-import { corpusContext } from "./composite.ts";
+import { corpusContext } from "../_music/scoring.ts";
 import rhythm, { type RhythmOptions, rhythmParts } from "./rhythm.ts";
 import { excerpts, mean, syntheticCorpus } from "./_testing.ts";
 

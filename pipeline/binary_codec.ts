@@ -1,12 +1,13 @@
 /**
- * Helpers shared by the binary artifact codecs (`midi-corpus`, `token-corpus`):
- * typed arrays written raw in the machine's (little-endian) byte order next to
- * an `index.json` that says what they are.
+ * Helpers for binary artifact codecs (a large artifact's `codec`, such as the
+ * built-in `midi-corpus`, `token-corpus` and `critic` codecs): typed arrays
+ * written raw in the machine's (little-endian) byte order next to an
+ * `index.json` that says what they are. Exported from `mod.ts`.
  *
  * @module
  */
 
-import { errorMessage } from "../../mod.ts";
+import { errorMessage } from "./plugin.ts";
 
 /**
  * Throws unless the machine is little-endian (the files are written raw).
@@ -19,7 +20,17 @@ export function assertLittleEndian(codec: string): void {
   }
 }
 
-/** The bytes of a typed array (a view, not a copy). */
+/**
+ * The bytes of a typed array (a view, not a copy).
+ *
+ * @param array The typed array.
+ * @returns A byte view of the same memory.
+ * @example
+ * ```ts
+ * import { asBytes } from "../mod.ts";
+ * asBytes(new Uint16Array([1, 2])).length; // 4
+ * ```
+ */
 export function asBytes(array: ArrayBufferView): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
 }
