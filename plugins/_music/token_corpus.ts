@@ -227,42 +227,52 @@ export function sequencesOf(corpus: TokenCorpus, split?: Split): Int32Array[] {
 }
 
 /**
- * Fixed scoring windows of `length` tokens, spread evenly over the whole of a
- * split laid end to end: of the split's non-overlapping windows, every one
- * when there are at most `count`, otherwise `count` of them at even strides.
- * A validation NLL over these windows describes the whole split, not only its
- * first pieces.
+ * The sequences of one split laid end to end, in corpus order.
  *
  * @param corpus The corpus.
  * @param split Which split.
+ * @returns A copy of the split's tokens.
+ * @example
+ * ```ts
+ * import { splitStream } from "./token_corpus.ts";
+ * const corpus = {
+ *   tokenizer: { use: "tokenizer/performance", with: {} }, vocabSize: 391,
+ *   tokens: Int32Array.from([389, 60, 390, 389, 390]), offsets: Uint32Array.from([0, 3, 5]),
+ *   ids: ["a", "b"], splits: ["train" as const, "train" as const],
+ * };
+ * console.log(Array.from(splitStream(corpus, "train"))); // [ 389, 60, 390, 389, 390 ]
+ * ```
+ */
+export function splitStream(corpus: TokenCorpus, split: Split): Int32Array {
+  const parts = sequencesOf(corpus, split);
+  const out = new Int32Array(parts.reduce((a, s) => a + s.length, 0));
+  let at = 0;
+  for (const s of parts) {
+    out.set(s, at);
+    at += s.length;
+  }
+  return out;
+}
+
+/**
+ * Fixed scoring windows of `length` tokens, spread evenly over the whole of a
+ * split's stream (see {@linkcode splitStream}): of its non-overlapping
+ * windows, every one when there are at most `count`, otherwise `count` of them
+ * at even strides. A validation NLL over these windows describes the whole
+ * split, not only its first pieces.
+ *
+ * @param stream A split laid end to end.
  * @param length Tokens per window (a model's `seqLen + 1`: inputs and the next-token targets).
  * @param count How many windows at most.
- * @returns Views into one copy of the split, in split order.
+ * @returns Views into `stream`, in stream order.
  * @example
  * ```ts
  * import { spreadWindows } from "./token_corpus.ts";
- * const corpus = {
- *   tokenizer: { use: "tokenizer/performance", with: {} }, vocabSize: 391,
- *   tokens: Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), offsets: Uint32Array.from([0, 10]),
- *   ids: ["a"], splits: ["validation" as const],
- * };
- * const windows = spreadWindows(corpus, "validation", 2, 2);
+ * const windows = spreadWindows(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 2, 2);
  * console.log(windows.map((w) => Array.from(w))); // [ [ 0, 1 ], [ 6, 7 ] ]
  * ```
  */
-export function spreadWindows(
-  corpus: TokenCorpus,
-  split: Split,
-  length: number,
-  count: number,
-): Int32Array[] {
-  const parts = sequencesOf(corpus, split);
-  const stream = new Int32Array(parts.reduce((a, s) => a + s.length, 0));
-  let at = 0;
-  for (const s of parts) {
-    stream.set(s, at);
-    at += s.length;
-  }
+export function spreadWindows(stream: Int32Array, length: number, count: number): Int32Array[] {
   const available = Math.floor(stream.length / length);
   const take = Math.min(available, Math.max(0, count));
   const out: Int32Array[] = [];

@@ -28,7 +28,7 @@ import {
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 import { liveModelOf } from "../_tf/checkpoint.ts";
 import { type ModelCheckpoint, type SequenceModel, tokenNll } from "../_tf/model.ts";
-import { spreadWindows } from "../_music/token_corpus.ts";
+import { splitStream, spreadWindows } from "../_music/token_corpus.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
 import { bucketOf, pieceDurationSec } from "../_music/reference.ts";
 import { collapseReason } from "../_music/collapse.ts";
@@ -89,7 +89,11 @@ async function validationNll(
   corpus: TokenCorpus,
   options: { seqLen: number; windows: number },
 ): Promise<number> {
-  const windows = spreadWindows(corpus, "validation", options.seqLen + 1, options.windows);
+  const windows = spreadWindows(
+    splitStream(corpus, "validation"),
+    options.seqLen + 1,
+    options.windows,
+  );
   if (windows.length === 0) return NaN;
   let total = 0;
   for (let from = 0; from < windows.length; from += NLL_BATCH) {

@@ -36,8 +36,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type ArtifactCodec, definePlugin, DivergenceError, p } from "../../mod.ts";
 import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
-import { sequencesOf, spreadWindows, validateTokenCorpus } from "../_music/token_corpus.ts";
-import type { Split } from "../_music/types.ts";
+import { splitStream, spreadWindows, validateTokenCorpus } from "../_music/token_corpus.ts";
 import { AdamW, learningRateAt, optimizeStep } from "../_tf/optim.ts";
 import {
   assignWeights,
@@ -56,18 +55,6 @@ import {
 
 /** Largest transposition either way, in semitones (a minor third). */
 const MAX_TRANSPOSE = 3;
-
-/** The sequences of one split laid end to end. */
-function streamOf(corpus: TokenCorpus, split: Split): Int32Array {
-  const parts = sequencesOf(corpus, split);
-  const out = new Int32Array(parts.reduce((a, s) => a + s.length, 0));
-  let at = 0;
-  for (const s of parts) {
-    out.set(s, at);
-    at += s.length;
-  }
-  return out;
-}
 
 /** Mean NLL per token over fixed windows `[n, seqLen + 1]`, in batches. */
 async function validationNll(
@@ -277,7 +264,7 @@ export default definePlugin({
     validateTokenCorpus(corpus, 'Cannot pretrain on input "tokens"');
     const spec = params.model as ModelSpec;
     const { seqLen, batchSize, epochs, stepsPerEpoch } = params;
-    const train = streamOf(corpus, "train");
+    const train = splitStream(corpus, "train");
     if (train.length < seqLen + 1) {
       throw new Error(
         `Cannot pretrain: the train split has ${train.length} tokens, fewer than seqLen + 1 = ${
@@ -285,10 +272,9 @@ export default definePlugin({
         }; lower "seqLen" or add data`,
       );
     }
-    const validation = streamOf(corpus, "validation");
+    const validation = splitStream(corpus, "validation");
     const validationWindows = spreadWindows(
-      corpus,
-      "validation",
+      validation,
       seqLen + 1,
       params.validationBatches * batchSize,
     );

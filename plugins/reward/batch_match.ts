@@ -37,12 +37,7 @@
 import { definePlugin, p } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "../_music/components.ts";
 import { quantile } from "../_music/calibration.ts";
-import {
-  bucketOf,
-  EXCERPT_BLOCK,
-  pieceDurationSec,
-  type ReferenceCorpus,
-} from "../_music/reference.ts";
+import { bucketOf, pieceDurationSec, type ReferenceCorpus } from "../_music/reference.ts";
 import type { Piece } from "../_music/types.ts";
 import {
   CORPUS_MATCH_FEATURES,
@@ -82,11 +77,8 @@ function binsFor(
   bins: number,
 ): Record<CorpusMatchFeature, FeatureBins> {
   return reference.memo(`reward/batch-match|${bins}|${bucketSec}`, () => {
-    const excerpts = reference.excerpts(bucketSec, "train");
-    const raw: Record<CorpusMatchFeature, number>[] = [];
-    for (let i = 0; i < excerpts.length; i += EXCERPT_BLOCK) {
-      raw.push(...excerpts.slice(i, i + EXCERPT_BLOCK).map(corpusMatchFeatures));
-    }
+    // Per-piece features: the excerpts' blocks of distinct pieces do not matter here.
+    const raw = reference.excerpts(bucketSec, "train").map(corpusMatchFeatures);
     const out = {} as Record<CorpusMatchFeature, FeatureBins>;
     for (const name of Object.keys(CORPUS_MATCH_FEATURES) as CorpusMatchFeature[]) {
       const values = raw.map((r) => r[name]);
