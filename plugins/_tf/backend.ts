@@ -39,6 +39,7 @@ import {
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
 } from "./openblas.ts";
+import { installWasmMatMul, uninstallWasmMatMul } from "./wasm_matmul.ts";
 
 // tfjs's own BatchMatMul gradient fails on broadcast batch dims (x [B, T, D] @ w [D, N]).
 registerBackendGradients();
@@ -294,6 +295,7 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
   // library costs nothing.
   loadOpenBlas(options.openBlasLibrary);
   await loadWasmModule();
+  uninstallWasmMatMul();
   const blas = installOpenBlasMatMul(options.openBlasLibrary);
   if (options.openBlasThreads !== undefined) setOpenBlasThreads(options.openBlasThreads);
   let wasmDetail: string;
@@ -310,6 +312,14 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
     detail: `OpenBLAS via ${blas.library}${config}` +
       `${threads === null ? "" : `, ${threads} BLAS threads`}; wasm ${wasmDetail}`,
   };
+}
+
+/** Plain wasm: the stock kernels, with matrix products rewritten into their fast form. */
+async function startPlainWasm(options: InitBackendOptions): Promise<Started> {
+  uninstallOpenBlasMatMul();
+  const detail = await startWasm(wasmThreadCount(options));
+  installWasmMatMul();
+  return { tfBackend: "wasm", detail };
 }
 
 async function startCpu(): Promise<Started> {
@@ -337,8 +347,7 @@ function start(name: Exclude<BackendName, "auto">, options: InitBackendOptions):
     case "wasm-openblas":
       return startWasmOpenBlas(options);
     case "wasm":
-      uninstallOpenBlasMatMul();
-      return startWasm(wasmThreadCount(options)).then((detail) => ({ tfBackend: "wasm", detail }));
+      return startPlainWasm(options);
     case "cpu":
       return startCpu();
   }
@@ -394,8 +403,14 @@ export async function initBackend(
   }`;
   const known = started.get(key);
   if (known !== undefined) {
-    if (known.name === "wasm-openblas") installOpenBlasMatMul(options.openBlasLibrary);
-    if (known.name === "wasm") uninstallOpenBlasMatMul();
+    if (known.name === "wasm-openblas") {
+      uninstallWasmMatMul();
+      installOpenBlasMatMul(options.openBlasLibrary);
+    }
+    if (known.name === "wasm") {
+      uninstallOpenBlasMatMul();
+      installWasmMatMul();
+    }
     if (known.name === "wasm-openblas" && options.openBlasThreads !== undefined) {
       setOpenBlasThreads(options.openBlasThreads);
     }
