@@ -36,6 +36,7 @@ import {
 import {
   installOpenBlasMatMul,
   loadOpenBlas,
+  type OpenBlasCoreChoice,
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
 } from "./openblas.ts";
@@ -105,6 +106,12 @@ export interface InitBackendOptions {
   allowFallbackAdapter?: boolean;
   /** BLAS library path or soname to open instead of the default candidates. */
   openBlasLibrary?: string;
+  /**
+   * How OpenBLAS's kernels are picked on its first load in the process (`openblas.ts`):
+   * `"env"` (default) OpenBLAS's own choice and `OPENBLAS_CORETYPE`; `"cpu"` from the CPU's
+   * features (AVX-512: SkylakeX), overriding `OPENBLAS_CORETYPE`; or a core name such as `"Haswell"`.
+   */
+  openBlasCoreType?: OpenBlasCoreChoice;
   /** OpenBLAS thread count to set (wasm-openblas only); default: OpenBLAS's own. */
   openBlasThreads?: number;
   /**
@@ -293,7 +300,7 @@ function wasmThreadCount(options: InitBackendOptions): number {
 async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
   // Open the library before loading the wasm runtime, so that a missing
   // library costs nothing.
-  loadOpenBlas(options.openBlasLibrary);
+  loadOpenBlas(options.openBlasLibrary, options.openBlasCoreType);
   await loadWasmModule();
   uninstallWasmMatMul();
   const blas = installOpenBlasMatMul(options.openBlasLibrary);

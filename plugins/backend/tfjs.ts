@@ -14,11 +14,17 @@ export default definePlugin({
   version: "1.1.0",
   description:
     "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
-  // OpenBLAS is opened by name through FFI; Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
-  permissions: (params) => ({
-    ffi: params.name === "auto" || params.name === "wasm-openblas",
-    env: params.name === "auto" || params.name === "webgpu" ? ["XDG_RUNTIME_DIR"] : [],
-  }),
+  // OpenBLAS is opened by name through FFI, after /proc/cpuinfo picks its core type
+  // (OPENBLAS_CORETYPE); Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
+  permissions: (params) => {
+    const blas = params.name === "auto" || params.name === "wasm-openblas";
+    const vulkan = params.name === "auto" || params.name === "webgpu";
+    return {
+      ffi: blas,
+      env: [...(vulkan ? ["XDG_RUNTIME_DIR"] : []), ...(blas ? ["OPENBLAS_CORETYPE"] : [])],
+      read: blas ? ["/proc/cpuinfo"] : [],
+    };
+  },
   params: {
     name: p.string({
       default: "auto",
@@ -29,6 +35,11 @@ export default definePlugin({
       default: 0,
       min: 0,
       description: "OpenBLAS threads for wasm-openblas (0 = OpenBLAS's default)",
+    }),
+    openBlasCoreType: p.string({
+      default: "env",
+      description:
+        'OpenBLAS kernels: "env" keeps OpenBLAS\'s own choice and OPENBLAS_CORETYPE; "cpu" picks them from the CPU (AVX-512: SkylakeX), overriding OPENBLAS_CORETYPE; or a core name such as "Haswell"',
     }),
     wasmThreads: p.integer({
       default: 0,
@@ -43,6 +54,7 @@ export default definePlugin({
       const info = await initBackend(params.name as BackendName, {
         log,
         openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
+        openBlasCoreType: params.openBlasCoreType,
         wasmThreads: params.wasmThreads,
       });
       return { name: info.name, detail: info.detail, reason: info.reason, skipped: info.skipped };
