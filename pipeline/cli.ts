@@ -352,7 +352,6 @@ const SANDBOX_ENV = "HARMONYRL_SANDBOX";
 /** Where a sandboxed run asks its parent to point `latest` at it. */
 const LATEST_ENV = "HARMONYRL_LATEST_REQUEST";
 const PROJECT_ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLI_FILE = fileURLToPath(import.meta.url);
 
 function envOf(name: string): string | undefined {
   try {
@@ -370,11 +369,22 @@ function envOf(name: string): string | undefined {
  * only what the graph needs. `--no-sandbox` runs it here, with the task's
  * permissions.
  *
+ * The core imports no plugin: the program's entry module (`main.ts`) passes
+ * the built-in registry in, and the child processes run that same module
+ * again, so that they find the same plugins.
+ *
  * @param args Command-line arguments.
  * @param registry The built-in plugins.
+ * @param options `entry`: the module the child processes run, which calls
+ *   this function with the same registry (default: this process's main module).
  * @returns The exit status.
  */
-export async function sandboxedMain(args: string[], registry: Registry): Promise<number> {
+export async function sandboxedMain(
+  args: string[],
+  registry: Registry,
+  options: { entry?: string } = {},
+): Promise<number> {
+  const entry = options.entry ?? Deno.mainModule;
   const mode = envOf(SANDBOX_ENV);
   if (mode === "plan") return await planChild(args, registry);
   if (mode === "run") {
@@ -407,7 +417,7 @@ export async function sandboxedMain(args: string[], registry: Registry): Promise
     await dropToReadOnly();
     return await main(args, registry);
   }
-  return await sandboxedRun(args, values["runs-dir"] ?? "runs", registry);
+  return await sandboxedRun(args, { runsDir: values["runs-dir"] ?? "runs", registry, entry });
 }
 
 /**
@@ -441,11 +451,13 @@ async function planChild(args: string[], registry: Registry): Promise<number> {
   return 0;
 }
 
-/** Runs `deno run` on this file in a child process; the exit status, 128 + n for a signal. */
+/** Runs `deno run` on the entry module in a child process; the exit status, 128 + n for a signal. */
 async function child(
   flags: string[],
   args: string[],
   options: {
+    /** The entry module (a file URL or path) that calls {@linkcode sandboxedMain}. */
+    entry: string;
     env: Record<string, string>;
     stdin?: string;
     captureStdout?: boolean;
@@ -454,7 +466,14 @@ async function child(
   },
 ): Promise<{ code: number; stdout: string }> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, "--config", `${PROJECT_ROOT}deno.json`, CLI_FILE, ...args],
+    args: [
+      "run",
+      ...flags,
+      "--config",
+      `${PROJECT_ROOT}deno.json`,
+      entryFile(options.entry),
+      ...args,
+    ],
     env: options.env,
     stdin: options.stdin !== undefined || options.lifeline ? "piped" : "null",
     stdout: options.captureStdout ? "piped" : "inherit",
@@ -492,20 +511,22 @@ function privateRuntimeDir(): string | undefined {
   return Deno.makeTempDirSync({ prefix: "harmonyrl-xdg-" });
 }
 
+function entryFile(entry: string): string {
+  return entry.startsWith("file:") ? fileURLToPath(entry) : entry;
+}
+
+/** How a sandboxed run starts its children. */
+interface SandboxedRunOptions {
+  runsDir: string;
+  registry: Registry;
+  entry: string;
+}
+
 /** `run` in the sandbox: plan in a read-only child, then run in a child with only what it needs. */
-async function sandboxedRun(
-  args: string[],
-  runsDir: string,
-  registry: Registry,
-): Promise<number> {
+async function sandboxedRun(args: string[], options: SandboxedRunOptions): Promise<number> {
   const runtimeDir = privateRuntimeDir();
   try {
-    return await sandboxedRunWith(
-      args,
-      runsDir,
-      registry,
-      runtimeDir ? { XDG_RUNTIME_DIR: runtimeDir } : {},
-    );
+    return await sandboxedRunWith(args, options, runtimeDir ? { XDG_RUNTIME_DIR: runtimeDir } : {});
   } finally {
     if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
   }
@@ -513,8 +534,7 @@ async function sandboxedRun(
 
 async function sandboxedRunWith(
   args: string[],
-  runsDir: string,
-  registry: Registry,
+  { runsDir, registry, entry }: SandboxedRunOptions,
   extraEnv: Record<string, string>,
 ): Promise<number> {
   const nonce = crypto.randomUUID();
@@ -522,6 +542,7 @@ async function sandboxedRunWith(
     ",",
   );
   const planned = await child(["--no-prompt", "--allow-read", `--allow-env=${env}`], args, {
+    entry,
     env: { ...extraEnv, [SANDBOX_ENV]: "plan" },
     stdin: nonce,
     captureStdout: true,
@@ -548,6 +569,7 @@ async function sandboxedRunWith(
   const watcher = watchLatestRequest(request, runsDir, () => done);
   try {
     const result = await child(flags, args, {
+      entry,
       env: { ...extraEnv, [SANDBOX_ENV]: "run", [LATEST_ENV]: request },
       lifeline: true,
     });
@@ -596,9 +618,4 @@ async function watchLatestRequest(
     if (last) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-if (import.meta.main) {
-  const { registry } = await import("../plugins/registry.ts");
-  Deno.exit(await sandboxedMain(Deno.args, registry));
 }

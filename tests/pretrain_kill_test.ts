@@ -72,7 +72,7 @@ Deno.test("pretraining killed with SIGKILL mid-epoch resumes from its last saved
   const runsDir = join(dir, "runs");
 
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "pipeline/cli.ts", "--config", config, "--runs-dir", runsDir, "--quiet"],
+    args: ["run", "-A", "main.ts", "--config", config, "--runs-dir", runsDir, "--quiet"],
     cwd: root,
     stdout: "null",
     stderr: "null",

@@ -19,7 +19,7 @@ const TASK_FLAGS = [
 /** Runs `deno task pipeline` as a user would (same flags), from the project. */
 async function pipeline(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...TASK_FLAGS, "pipeline/cli.ts", ...args],
+    args: ["run", ...TASK_FLAGS, "main.ts", ...args],
     cwd: project,
     stdout: "piped",
     stderr: "piped",

@@ -90,7 +90,7 @@ Deno.test("a user's GRU model plugin pretrains, resumes after kill -9, reloads w
 
   // Killed with SIGKILL once pretraining has saved a mid-epoch checkpoint.
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "pipeline/cli.ts", "--config", config, "--runs-dir", runsDir, "--quiet"],
+    args: ["run", "-A", "main.ts", "--config", config, "--runs-dir", runsDir, "--quiet"],
     cwd: root,
     stdout: "null",
     stderr: "null",

@@ -1,7 +1,9 @@
-// A user's reward plugin and stage plugin, loaded by path from a temporary directory, exactly as
-// the README tells users to write them: no file of the project changes.
+// A user's reward plugin (written to a temporary directory) and stage plugin (a fixture with a
+// typed input that imports only mod.ts), loaded by path, exactly as the README tells users to
+// write them: no file of the project changes.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadGraph } from "../pipeline/graph.ts";
 import { runPipeline } from "../pipeline/run.ts";
 import { registry } from "../plugins/registry.ts";
@@ -21,22 +23,9 @@ async function readmeRewardPlugin(): Promise<string> {
 Deno.test("a user's reward plugin from the README, loaded by path, is scored and weighted by reward/composite", async () => {
   const dir = await Deno.makeTempDir({ prefix: "harmonyrl-user-" });
   await Deno.writeTextFile(join(dir, "pitch_range.ts"), await readmeRewardPlugin());
-  // A user stage plugin too: it passes a corpus on as rollouts, so the rewards score real pieces.
-  await Deno.writeTextFile(
-    join(dir, "as_rollouts.ts"),
-    `import { definePlugin } from ${JSON.stringify(new URL("mod.ts", root).href)};
-export default definePlugin({
-  name: "user/as-rollouts",
-  kind: "rollout",
-  version: "1.0.0",
-  description: "Passes a corpus's pieces on as rollouts",
-  params: {},
-  inputs: { corpus: { type: "midi-corpus", description: "Pieces" } },
-  outputs: { rollouts: { type: "rollouts", description: "The same pieces" } },
-  run: (_ctx, inputs) => Promise.resolve({ rollouts: { pieces: inputs.corpus.pieces, tokens: [] } }),
-});
-`,
-  );
+  // A user stage plugin too, with a typed input (tests/fixtures/as_rollouts.ts): it passes a
+  // corpus on as rollouts, so the rewards score real pieces.
+  const asRollouts = fileURLToPath(new URL("tests/fixtures/as_rollouts.ts", root));
   const graphFile = join(dir, "graph.yaml");
   await Deno.writeTextFile(
     graphFile,
@@ -44,7 +33,7 @@ export default definePlugin({
 backend: cpu
 stages:
   load: { use: load/synthetic, with: { count: 3, bars: 2 } }
-  pieces: { use: ./as_rollouts.ts, in: { corpus: load.corpus } }
+  pieces: { use: ${JSON.stringify(asRollouts)}, in: { corpus: load.corpus } }
   reward:
     use: reward/composite
     in: { rollouts: pieces.rollouts, corpus: load.corpus }

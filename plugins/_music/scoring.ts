@@ -11,7 +11,7 @@ import type { StageContext, WeightedComponent } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "./components.ts";
 import { ReferenceCorpus } from "./reference.ts";
 import type { MidiCorpus, Piece } from "./types.ts";
-import type { Rewards } from "./artifacts.ts";
+import type { Critic, Rewards } from "./artifacts.ts";
 
 /**
  * The reward context of a corpus: its train pieces and its reference corpus
@@ -42,10 +42,10 @@ export function corpusContext(corpus: MidiCorpus, excerptsPerBucket = 192): Rewa
  */
 export function stageContext(
   ctx: Pick<StageContext, "memo">,
-  inputs: { corpus?: unknown; critic?: unknown },
+  inputs: { corpus?: MidiCorpus; critic?: Critic },
   excerptsPerBucket = 192,
 ): RewardContext {
-  const corpus = inputs.corpus as MidiCorpus | undefined;
+  const corpus = inputs.corpus;
   let context: RewardContext = {};
   if (corpus) {
     // Holds the context of the last corpus object seen: a new corpus gets a new context.

@@ -51,9 +51,10 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, type Inputs, p, port } from "../../mod.ts";
 import type { StageContext } from "../../mod.ts";
-import { type Note, type Piece, sortNotes } from "../_music/types.ts";
+import type { RolloutPieces } from "../_music/artifacts.ts";
+import { type MidiCorpus, type Note, type Piece, sortNotes } from "../_music/types.ts";
 import { clashRate, dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
 import { judgeNotes, type JudgeOptions } from "../_music/note_judge.ts";
 import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
@@ -236,8 +237,27 @@ export function applyPreserve(
   return { piece: { ...piece, notes: sortNotes(notes) }, removed, moved, added: 0, kept };
 }
 
+/** Input ports of `diffuse/pianoroll`. */
+const refineInputs = {
+  denoiser: port<Denoiser>({ type: "denoiser", description: "The trained denoiser" }),
+  pieces: port<Piece[]>({ type: "pieces", description: "Pieces to refine", optional: true }),
+  rollouts: port<RolloutPieces>({
+    type: "rollouts",
+    description: "Rollouts whose decoded pieces to refine",
+    optional: true,
+  }),
+  corpus: port<MidiCorpus>({
+    type: "midi-corpus",
+    description: "A corpus whose pieces (all splits) to refine",
+    optional: true,
+  }),
+};
+
+/** What `diffuse/pianoroll` reads (see {@linkcode refinePieces}). */
+export type RefineInputs = Inputs<typeof refineInputs>;
+
 /** The pieces of the optional inputs, in order: `pieces`, `rollouts.pieces`, `corpus.pieces`. */
-function collectPieces(inputs: Record<string, unknown>): unknown[] {
+function collectPieces(inputs: RefineInputs): unknown[] {
   const out: unknown[] = [];
   const add = (value: unknown, port: string) => {
     if (value === undefined) return;
@@ -247,12 +267,8 @@ function collectPieces(inputs: Record<string, unknown>): unknown[] {
     out.push(...value);
   };
   add(inputs.pieces, "pieces");
-  if (inputs.rollouts !== undefined) {
-    add((inputs.rollouts as { pieces?: unknown }).pieces, "rollouts.pieces");
-  }
-  if (inputs.corpus !== undefined) {
-    add((inputs.corpus as { pieces?: unknown }).pieces, "corpus.pieces");
-  }
+  if (inputs.rollouts !== undefined) add(inputs.rollouts.pieces, "rollouts.pieces");
+  if (inputs.corpus !== undefined) add(inputs.corpus.pieces, "corpus.pieces");
   return out;
 }
 
@@ -350,20 +366,7 @@ export default definePlugin({
     }),
     batchSize: p.integer({ default: 32, min: 1, description: "Roll segments per denoiser call" }),
   },
-  inputs: {
-    denoiser: { type: "denoiser", description: "The trained denoiser" },
-    pieces: { type: "pieces", description: "Pieces to refine", optional: true },
-    rollouts: {
-      type: "rollouts",
-      description: "Rollouts whose decoded pieces to refine",
-      optional: true,
-    },
-    corpus: {
-      type: "midi-corpus",
-      description: "A corpus whose pieces (all splits) to refine",
-      optional: true,
-    },
-  },
+  inputs: refineInputs,
   outputs: {
     pieces: { type: "pieces", description: "The refined pieces, same ids and order" },
     metrics: {
@@ -402,10 +405,10 @@ export type RefineOutputs = { pieces: Piece[]; metrics: unknown };
  */
 export function refinePieces(
   ctx: StageContext,
-  inputs: Record<string, unknown>,
+  inputs: RefineInputs,
   params: RefineParams,
 ): RefineOutputs {
-  const denoiser = inputs.denoiser as Denoiser | undefined;
+  const denoiser = inputs.denoiser;
   if (!denoiser?.config || !denoiser.params) {
     throw new Error(`Cannot refine pieces: input "denoiser" is missing or not a denoiser`);
   }

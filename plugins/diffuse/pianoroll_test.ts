@@ -106,7 +106,8 @@ Deno.test("diffuse/pianoroll refines pieces, rollouts and a corpus in order and 
     ctx,
     {
       denoiser,
-      pieces: [handPiece(), { id: "broken", notes: "none" }],
+      // A broken piece on purpose: it is passed through unchanged.
+      pieces: [handPiece(), { id: "broken", notes: "none" } as never],
       rollouts: { pieces: [{ ...handPiece(), id: "from-rollout", notes: [] }] },
       corpus,
     },
@@ -137,11 +138,12 @@ Deno.test("diffuse/pianoroll says which inputs are missing", async () => {
     /Cannot refine pieces: connect at least one of the inputs "pieces", "rollouts" or "corpus"/,
   );
   await assert.rejects(
-    () => refine.run(testContext(), { pieces: [] }, defaultParams(refine) as never),
+    () => refine.run(testContext(), { pieces: [] } as never, defaultParams(refine) as never),
     /Cannot refine pieces: input "denoiser" is missing or not a denoiser/,
   );
   await assert.rejects(
-    () => refine.run(testContext(), { denoiser, pieces: {} }, defaultParams(refine) as never),
+    () =>
+      refine.run(testContext(), { denoiser, pieces: {} as never }, defaultParams(refine) as never),
     /Cannot refine pieces: input "pieces" is not a list of pieces/,
   );
   disposeDenoiser(denoiser);

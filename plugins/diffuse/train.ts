@@ -19,7 +19,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, p, port } from "../../mod.ts";
 import type { StageContext } from "../../mod.ts";
 import {
   CELLS_PER_STEP,
@@ -207,7 +207,10 @@ export default definePlugin({
     }),
   },
   inputs: {
-    corpus: { type: "midi-corpus", description: "Pieces to learn from (its train split)" },
+    corpus: port<MidiCorpus>({
+      type: "midi-corpus",
+      description: "Pieces to learn from (its train split)",
+    }),
   },
   outputs: {
     denoiser: {
@@ -217,7 +220,7 @@ export default definePlugin({
     },
   },
   async run(ctx, inputs, params) {
-    const corpus = inputs.corpus as MidiCorpus | undefined;
+    const corpus = inputs.corpus;
     if (!corpus || !Array.isArray(corpus.pieces)) {
       throw new Error(`Cannot train denoiser: input "corpus" is missing or not a midi-corpus`);
     }

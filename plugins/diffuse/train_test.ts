@@ -111,7 +111,7 @@ Deno.test("diffuse/train rejects a corpus with no training piece", async () => {
     /Cannot train denoiser: the corpus has no train-split piece with notes on the 88 piano keys \(1 pieces, 0 in train\)/,
   );
   await assert.rejects(
-    () => train.run(testContext(), {}, defaultParams(train, TINY) as never),
+    () => train.run(testContext(), {} as never, defaultParams(train, TINY) as never),
     /Cannot train denoiser: input "corpus" is missing or not a midi-corpus/,
   );
 });

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { definePlugin, p, type StageContext } from "../../mod.ts";
+import { definePlugin, p, port, type StageContext } from "../../mod.ts";
 import { compareSets, setMetrics, YANG_LERCH_FEATURES } from "../_music/metrics.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
@@ -150,21 +150,33 @@ export default definePlugin({
     }),
   },
   inputs: {
-    real: {
+    real: port<MidiCorpus>({
       type: "midi-corpus",
       description: "Real music; its validation pieces are measured",
       optional: true,
-    },
-    pretrained: { type: "pieces", description: "Samples of the pretrained model", optional: true },
-    finetuned: { type: "pieces", description: "Samples of the RL-finetuned model", optional: true },
-    refined: { type: "pieces", description: "Samples after diffusion refinement", optional: true },
+    }),
+    pretrained: port<Piece[]>({
+      type: "pieces",
+      description: "Samples of the pretrained model",
+      optional: true,
+    }),
+    finetuned: port<Piece[]>({
+      type: "pieces",
+      description: "Samples of the RL-finetuned model",
+      optional: true,
+    }),
+    refined: port<Piece[]>({
+      type: "pieces",
+      description: "Samples after diffusion refinement",
+      optional: true,
+    }),
   },
   outputs: {
     metrics: { type: "metrics", description: "Metrics per set and comparisons with the real set" },
   },
   async run(ctx, inputs, params) {
     const sets: Record<string, Piece[]> = {};
-    const real = inputs.real as MidiCorpus | undefined;
+    const real = inputs.real;
     if (real !== undefined) {
       if (!Array.isArray(real?.pieces)) {
         throw new Error(

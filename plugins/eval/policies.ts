@@ -15,7 +15,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { type ComponentRef, definePlugin, p } from "../../mod.ts";
+import { type ComponentRef, definePlugin, p, port } from "../../mod.ts";
 import { createRng } from "../../mod.ts";
 import { writeFileAtomic } from "../../mod.ts";
 import type { RewardTerm, TokenCorpus, Tokenizer } from "../_music/components.ts";
@@ -188,18 +188,21 @@ export default definePlugin({
     ngramLength: p.integer({ default: 4, min: 1, description: "n of the distinct n-gram ratio" }),
   },
   inputs: {
-    pretrained: { type: "model", description: "The pretrained policy (also the KL reference)" },
-    finetuned: { type: "model", description: "The fine-tuned policy" },
-    tokens: {
+    pretrained: port<ModelCheckpoint>({
+      type: "model",
+      description: "The pretrained policy (also the KL reference)",
+    }),
+    finetuned: port<ModelCheckpoint>({ type: "model", description: "The fine-tuned policy" }),
+    tokens: port<TokenCorpus>({
       type: "token-corpus",
       description: "Token corpus whose validation split gives the NLL on real data",
       optional: true,
-    },
-    corpus: {
+    }),
+    corpus: port<MidiCorpus>({
       type: "midi-corpus",
       description: "Training corpus for the novelty term's copy check",
       optional: true,
-    },
+    }),
   },
   outputs: {
     evaluation: { type: "metrics", description: "For each policy, the metrics by name" },
@@ -207,15 +210,13 @@ export default definePlugin({
     finetunedPieces: { type: "pieces", description: "The fine-tuned policy's samples" },
   },
   async run(ctx, inputs, params) {
-    const pretrainedCkpt = inputs.pretrained as ModelCheckpoint;
-    const finetunedCkpt = inputs.finetuned as ModelCheckpoint;
+    const { pretrained: pretrainedCkpt, finetuned: finetunedCkpt } = inputs;
     const tokenizer = await ctx.component<Tokenizer>(
       finetunedCkpt.tokenizer as ComponentRef,
       "tokenizer",
     );
     const reference = await liveModelOf(ctx, pretrainedCkpt);
-    const corpus = inputs.corpus as MidiCorpus | undefined;
-    const context = stageContext(ctx, { corpus });
+    const context = stageContext(ctx, { corpus: inputs.corpus });
     const terms = params.terms as { name: string; weight: number; component: RewardTerm }[];
     const evaluation: PolicyEvaluation = {
       samples: params.samples,
@@ -259,7 +260,7 @@ export default definePlugin({
       row["kl/pretrained"] = name === "pretrained"
         ? 0
         : await meanKl(model, reference, sample.tokens);
-      const tokens = inputs.tokens as TokenCorpus | undefined;
+      const tokens = inputs.tokens;
       if (tokens && params.nllWindows > 0) {
         row["nll/validation"] = await validationNll(model, tokens, {
           seqLen: params.seqLen,

@@ -13,8 +13,9 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, p, port } from "../../mod.ts";
 import { writeFileAtomic } from "../../mod.ts";
+import type { Critic } from "../_music/artifacts.ts";
 import type { MidiCorpus } from "../_music/types.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
 
@@ -53,22 +54,25 @@ export default definePlugin({
     }),
   },
   inputs: {
-    pieces: { type: "midi-corpus", description: "The pieces to score (every split)" },
-    corpus: {
+    pieces: port<MidiCorpus>({
+      type: "midi-corpus",
+      description: "The pieces to score (every split)",
+    }),
+    corpus: port<MidiCorpus>({
       type: "midi-corpus",
       description: "The reference corpus the terms are calibrated on",
-    },
-    critic: {
+    }),
+    critic: port<Critic>({
       type: "critic",
       description: "A trained critic for learned reward terms",
       optional: true,
-    },
+    }),
   },
   outputs: {
     scores: { type: "metrics", description: "Mean of the total and of each term" },
   },
   async run(ctx, inputs, params) {
-    const pieces = (inputs.pieces as MidiCorpus).pieces;
+    const pieces = inputs.pieces.pieces;
     if (pieces.length === 0) throw new Error('Cannot score pieces: input "pieces" is empty');
     const context = stageContext(ctx, inputs, params.excerptsPerBucket);
     const entries: PieceScore[] = [];

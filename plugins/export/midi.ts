@@ -7,17 +7,21 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p, type StageContext, systemFolder, writeFileAtomic } from "../../mod.ts";
+import {
+  definePlugin,
+  p,
+  port,
+  type StageContext,
+  systemFolder,
+  writeFileAtomic,
+} from "../../mod.ts";
+import type { ExportedFiles, RolloutPieces } from "../_music/artifacts.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { safeFileName, writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 
-/** What the export writes: the directory and the paths of the files in it. */
-export interface ExportedFiles {
-  dir: string;
-  /** Paths of the written files (`<dir>/<name>.mid`), in input order. */
-  files: string[];
-}
+// The artifact's type lives with the other artifacts; re-exported for this plugin's users.
+export type { ExportedFiles };
 
 /** The record, in an export folder, of the files this plugin wrote there: name to SHA-256. */
 const RECORD = ".harmonyrl-export.json";
@@ -111,30 +115,26 @@ export default definePlugin({
   // run directory (or a cleaned output folder) without them, so the stage always runs.
   cache: false,
   inputs: {
-    pieces: { type: "pieces", description: "Pieces to write", optional: true },
-    rollouts: {
+    pieces: port<Piece[]>({ type: "pieces", description: "Pieces to write", optional: true }),
+    rollouts: port<RolloutPieces>({
       type: "rollouts",
       description: "Rollouts whose decoded pieces to write",
       optional: true,
-    },
-    tokens: {
+    }),
+    tokens: port<TokenCorpus>({
       type: "token-corpus",
       description: "Token sequences to decode with their tokenizer and write",
       optional: true,
-    },
+    }),
   },
   outputs: {
     files: { type: "files", description: "The output directory and the files written" },
   },
   async run(ctx, inputs, params) {
     const pieces: Piece[] = [];
-    if (inputs.pieces !== undefined) pieces.push(...(inputs.pieces as Piece[]));
-    if (inputs.rollouts !== undefined) {
-      pieces.push(...(inputs.rollouts as { pieces: Piece[] }).pieces);
-    }
-    if (inputs.tokens !== undefined) {
-      pieces.push(...await decodeTokenCorpus(ctx, inputs.tokens as TokenCorpus));
-    }
+    if (inputs.pieces !== undefined) pieces.push(...inputs.pieces);
+    if (inputs.rollouts !== undefined) pieces.push(...inputs.rollouts.pieces);
+    if (inputs.tokens !== undefined) pieces.push(...await decodeTokenCorpus(ctx, inputs.tokens));
     if (
       inputs.pieces === undefined && inputs.rollouts === undefined && inputs.tokens === undefined
     ) {

@@ -33,7 +33,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import { type ArtifactCodec, definePlugin, DivergenceError, p } from "../../mod.ts";
+import { type ArtifactCodec, definePlugin, DivergenceError, p, port } from "../../mod.ts";
 import { stretchTokens, transposeTokens } from "../_music/augment.ts";
 import type { TokenCorpus } from "../_music/components.ts";
 import { splitStream, spreadWindows, validateTokenCorpus } from "../_music/token_corpus.ts";
@@ -247,10 +247,10 @@ export default definePlugin({
     }),
   },
   inputs: {
-    tokens: {
+    tokens: port<TokenCorpus>({
       type: "token-corpus",
       description: "Tokenised corpus with train and validation splits",
-    },
+    }),
   },
   outputs: {
     model: {
@@ -260,7 +260,7 @@ export default definePlugin({
     },
   },
   async run(ctx, inputs, params) {
-    const corpus = inputs.tokens as TokenCorpus;
+    const corpus = inputs.tokens;
     validateTokenCorpus(corpus, 'Cannot pretrain on input "tokens"');
     const spec = params.model as ModelSpec;
     const { seqLen, batchSize, epochs, stepsPerEpoch } = params;

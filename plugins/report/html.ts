@@ -16,7 +16,9 @@
  */
 
 import { join } from "node:path";
-import { definePlugin, p, writeFileAtomic } from "../../mod.ts";
+import { definePlugin, p, port, writeFileAtomic } from "../../mod.ts";
+import type { ExportedFiles, Metrics } from "../_music/artifacts.ts";
+import type { Piece } from "../_music/types.ts";
 import { SOUNDFONT_CANDIDATES, soundFontFromEnv } from "./_audio.ts";
 import { isObject, readJsonFile } from "./_run_files.ts";
 import {
@@ -85,29 +87,33 @@ export default definePlugin({
     }),
   },
   inputs: {
-    pieces: { type: "pieces", description: "The final pieces to show and play", optional: true },
-    files: {
+    pieces: port<Piece[]>({
+      type: "pieces",
+      description: "The final pieces to show and play",
+      optional: true,
+    }),
+    files: port<ExportedFiles>({
       type: "files",
       description:
         "MIDI files written by export/midi (played as audio; shown when no pieces are given)",
       optional: true,
-    },
-    metrics: {
+    }),
+    metrics: port<Metrics>({
       type: "metrics",
       description: "Evaluation metrics of eval/metrics: per-set values and comparisons",
       optional: true,
-    },
-    evaluation: {
+    }),
+    evaluation: port<Metrics>({
       type: "metrics",
       description:
         "RL evaluation table, e.g. { policies: { pretrained: {...}, finetuned: {...} } }",
       optional: true,
-    },
-    refinement: {
+    }),
+    refinement: port<Metrics>({
       type: "metrics",
       description: "Refinement figures, e.g. dissonance before and after and notes kept",
       optional: true,
-    },
+    }),
   },
   outputs: {
     report: {
@@ -125,7 +131,7 @@ export default definePlugin({
     if (inputs.pieces !== undefined && !Array.isArray(inputs.pieces)) {
       throw new Error('Cannot build the report: input "pieces" is not a list of pieces');
     }
-    const filesInput = inputs.files as { dir?: unknown; files?: unknown } | undefined;
+    const filesInput = inputs.files;
     if (
       filesInput !== undefined &&
       !(isObject(filesInput) && Array.isArray(filesInput.files) &&
@@ -133,7 +139,7 @@ export default definePlugin({
     ) {
       throw new Error('Cannot build the report: input "files" is not {dir, files: string[]}');
     }
-    const midiFiles = (filesInput?.files ?? []) as string[];
+    const midiFiles = filesInput?.files ?? [];
 
     const figuresDir = join(runDir, "figures");
     await Deno.mkdir(figuresDir, { recursive: true });
@@ -172,7 +178,7 @@ export default definePlugin({
     const evaluation = evaluationSection(inputs);
     if (evaluation) sections.push(evaluation);
     const { section: piecesPart, audio } = await piecesSection(ctx, {
-      pieces: inputs.pieces as unknown[] | undefined,
+      pieces: inputs.pieces,
       midiFiles,
       maxPieces: params.maxPieces,
       pianoRollSec: params.pianoRollSec,

@@ -408,20 +408,20 @@ Deno.test("report/html rejects inputs of the wrong shape and skips bad pieces", 
     const ctx = testContext({ dir });
     const params = defaultParams(plugin, { audio: false }) as never;
     await assert.rejects(
-      plugin.run(ctx, { pieces: "sample-1" }, params),
+      plugin.run(ctx, { pieces: "sample-1" as never }, params),
       { message: 'Cannot build the report: input "pieces" is not a list of pieces' },
     );
     await assert.rejects(
-      plugin.run(ctx, { files: { dir: "x", files: [1] } }, params),
+      plugin.run(ctx, { files: { dir: "x", files: [1] } as never }, params),
       { message: 'Cannot build the report: input "files" is not {dir, files: string[]}' },
     );
     await assert.rejects(
-      plugin.run(ctx, { evaluation: 3 }, params),
+      plugin.run(ctx, { evaluation: 3 as never }, params),
       { message: 'Cannot build the report: input "evaluation" is not an object of metrics' },
     );
     const out = await plugin.run(
       ctx,
-      { pieces: [{ id: "bad", notes: "none" }, PIECES[0]] },
+      { pieces: [{ id: "bad", notes: "none" } as never, PIECES[0]] },
       params,
     );
     const html = await Deno.readTextFile((out.report as ReportOutput).path);

@@ -38,50 +38,13 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../../mod.ts";
+import type { Critic, CriticConfig } from "../_music/artifacts.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
-import {
-  type AdamWState,
-  constantVariable,
-  dropout,
-  normalVariable,
-  sumRows,
-  type TensorData,
-} from "../_tf/model.ts";
+import { constantVariable, dropout, normalVariable, sumRows } from "../_tf/model.ts";
 
-/** The critic's architecture: a plain serialisable object with a `type` field. */
-export interface CriticConfig {
-  type: "ngram-cnn";
-  /** Token ids of the critic's tokenizer. */
-  vocabSize: number;
-  /** Token embedding size d. */
-  embedDim: number;
-  /** Filters F per window width. */
-  filters: number;
-  /** Window widths in tokens (distinct, ascending). */
-  widths: number[];
-  /** Hidden units H of the head. */
-  hiddenDim: number;
-  /** Tokens of a piece the critic reads (from its start); longer encodings are cut. */
-  maxTokens: number;
-}
-
-/** A trained critic: the `critic` artifact. */
-export interface Critic {
-  config: CriticConfig;
-  /** The tokenizer plugin and its params (`{use, with}`) that encodes pieces for it. */
-  tokenizerSpec: { use: string; with: Record<string, unknown> };
-  /** The tokenizer itself (rebuilt from `tokenizerSpec` when loaded). */
-  tokenizer: Tokenizer;
-  /** Optimizer steps so far, over every run that trained it. */
-  step: number;
-  /** Weights by name (see {@linkcode criticParamShapes}). */
-  weights: Record<string, TensorData>;
-  /** AdamW moments, so a later stage continues training where this one stopped. */
-  optimizer?: AdamWState;
-  /** Figures of the last training run (`critic/accuracy`, ...). */
-  metrics: Record<string, number>;
-}
+// The artifact's types live with the other artifacts; re-exported for this folder's files.
+export type { Critic, CriticConfig };
 
 /**
  * Names and shapes of a critic's weights, in a fixed order.

@@ -14,10 +14,10 @@
  * @module
  */
 
-import { definePlugin, p } from "../../mod.ts";
+import { definePlugin, p, port } from "../../mod.ts";
 import { DEFAULT_TERMS, scoreWithTerms, stageContext } from "../_music/scoring.ts";
-import type { Piece } from "../_music/types.ts";
-import type { Rewards } from "../_music/artifacts.ts";
+import type { MidiCorpus } from "../_music/types.ts";
+import type { Critic, Rewards, RolloutPieces } from "../_music/artifacts.ts";
 
 export type { Rewards };
 
@@ -52,18 +52,21 @@ export default definePlugin({
     }),
   },
   inputs: {
-    rollouts: { type: "rollouts", description: "Sampled sequences with their decoded pieces" },
-    corpus: {
+    rollouts: port<RolloutPieces>({
+      type: "rollouts",
+      description: "Sampled sequences with their decoded pieces",
+    }),
+    corpus: port<MidiCorpus>({
       type: "midi-corpus",
       description:
         "Reference corpus: the real pieces every calibrated term is measured against (train split for excerpts, other splits held out)",
       optional: true,
-    },
-    critic: {
+    }),
+    critic: port<Critic>({
       type: "critic",
       description: "A trained critic for learned reward terms (reward/discriminator)",
       optional: true,
-    },
+    }),
   },
   outputs: {
     rewards: {
@@ -74,11 +77,11 @@ export default definePlugin({
   run(ctx, inputs, params) {
     // The executor turns a throw into a rejected promise.
     return new Promise((resolve) => {
-      const rollouts = inputs.rollouts as { pieces?: unknown } | undefined;
+      const { rollouts } = inputs;
       if (!rollouts || !Array.isArray(rollouts.pieces)) {
         throw new Error('Cannot score rollouts: input "rollouts" has no "pieces" list');
       }
-      const pieces = rollouts.pieces as Piece[];
+      const pieces = rollouts.pieces;
       const context = stageContext(ctx, inputs, params.excerptsPerBucket);
       const rewards = scoreWithTerms(pieces, params.terms, context, { minNotes: params.minNotes });
       const logged: Record<string, number> = {};

@@ -220,7 +220,7 @@ Deno.test("stageContext() keeps one reference corpus per stage, corpus and count
   const ctx = testContext();
   const context = stageContext(ctx, { corpus }, 32);
   assert.equal(stageContext(ctx, { corpus }, 32).reference, context.reference);
-  assert.equal(stageContext(ctx, { corpus, critic: 1 }, 32).critic, 1);
+  assert.equal(stageContext(ctx, { corpus, critic: 1 as never }, 32).critic, 1);
   assert.equal(context.critic, undefined);
   assert.notEqual(stageContext(ctx, { corpus }, 64).reference, context.reference);
   // Another stage (another context) builds its own; so does a new corpus object.
@@ -234,7 +234,7 @@ Deno.test("stageContext() keeps one reference corpus per stage, corpus and count
 
 Deno.test("reward/composite rejects rollouts without pieces", async () => {
   await assert.rejects(
-    composite.run(testContext(), { rollouts: { tokens: [] } }, {
+    composite.run(testContext(), { rollouts: { tokens: [] } } as never, {
       terms: [],
       minNotes: 0,
       excerptsPerBucket: 16,

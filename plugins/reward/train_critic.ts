@@ -29,7 +29,15 @@
  * @module
  */
 
-import { type ComponentRef, definePlugin, p, type Piece, type StageContext } from "../../mod.ts";
+import {
+  type ComponentRef,
+  definePlugin,
+  p,
+  type Piece,
+  port,
+  type StageContext,
+} from "../../mod.ts";
+import type { RolloutPieces } from "../_music/artifacts.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
 import type { MidiCorpus } from "../_music/types.ts";
@@ -171,19 +179,19 @@ export default definePlugin({
     }),
   },
   inputs: {
-    corpus: {
+    corpus: port<MidiCorpus>({
       type: "midi-corpus",
       description: "Real pieces; excerpts of its train split are the real examples",
-    },
-    rollouts: {
+    }),
+    rollouts: port<RolloutPieces>({
       type: "rollouts",
       description: "Policy samples; their decoded pieces are the generated examples",
-    },
-    critic: {
+    }),
+    critic: port<Critic>({
       type: "critic",
       optional: true,
       description: "A critic to continue training (the previous episode's, inside an RL loop)",
-    },
+    }),
   },
   outputs: {
     critic: {
@@ -194,11 +202,10 @@ export default definePlugin({
   },
   async run(ctx, inputs, params) {
     const where = "Cannot train critic";
-    const corpus = inputs.corpus as MidiCorpus | undefined;
+    const { corpus, rollouts } = inputs;
     if (!corpus || !Array.isArray(corpus.pieces)) {
       throw new Error(`${where}: input "corpus" is missing or not a midi-corpus`);
     }
-    const rollouts = inputs.rollouts as { pieces?: Piece[]; tokenizer?: unknown } | undefined;
     if (!rollouts || !Array.isArray(rollouts.pieces) || rollouts.pieces.length === 0) {
       throw new Error(`${where}: input "rollouts" has no decoded pieces`);
     }

@@ -97,7 +97,9 @@ async function train(
     rollouts: { pieces: fakes(32, 9), tokenizer: PERFORMANCE_SPEC },
   };
   if (options.critic) inputs.critic = options.critic;
-  const { critic } = await trainCritic.run(ctx, inputs, params as never) as { critic: Critic };
+  const { critic } = await trainCritic.run(ctx, inputs as never, params as never) as {
+    critic: Critic;
+  };
   return { critic, recorded: ctx.recorded };
 }
 
@@ -184,7 +186,7 @@ Deno.test("reward/train-critic rejects invalid params and inputs with a message"
   const run = (overrides: Record<string, unknown>, given: Record<string, unknown> = inputs) =>
     trainCritic.run(
       testContext(),
-      given,
+      given as never,
       defaultParams(trainCritic, { ...SMALL, tokenizer, steps: 1, ...overrides }) as never,
     );
   await assert.rejects(

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { definePlugin, errorMessage, type FullComponentRef, p } from "../../mod.ts";
+import { definePlugin, errorMessage, type FullComponentRef, p, port } from "../../mod.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { ReadMidiOptions } from "../_music/midi.ts";
 import { buildTokenCorpus, tokenCorpusCodec } from "../_music/token_corpus.ts";
@@ -497,7 +497,10 @@ export default definePlugin({
     }),
   },
   inputs: {
-    corpus: { type: "midi-corpus", description: "The pieces to encode, with their splits" },
+    corpus: port<MidiCorpus>({
+      type: "midi-corpus",
+      description: "The pieces to encode, with their splits",
+    }),
   },
   outputs: {
     tokens: {
@@ -507,7 +510,7 @@ export default definePlugin({
     },
   },
   async run(ctx, inputs, params) {
-    const corpus = inputs.corpus as MidiCorpus;
+    const corpus = inputs.corpus;
     const tokenizer = params.tokenizer as Tokenizer;
     const started = performance.now();
     // Workers rebuild the tokenizer from its plugin's module and full spec.

@@ -7,7 +7,7 @@
 import { p, port } from "../../mod.ts";
 import { type ModelCheckpoint } from "../_tf/model.ts";
 import { modelCodec } from "../_tf/checkpoint.ts";
-import type { RewardBatch, RolloutBatch } from "./_policy_gradient.ts";
+import type { PartialRewards, PartialRollouts } from "../_music/artifacts.ts";
 
 /** Inputs of every update stage. */
 export const updateInputs = {
@@ -20,11 +20,11 @@ export const updateInputs = {
     description: "The frozen pretrained policy for the KL penalty (leave out to turn KL off)",
     optional: true,
   }),
-  rollouts: port<RolloutBatch>({
+  rollouts: port<PartialRollouts>({
     type: "rollouts",
     description: "Sampled sequences from the current policy",
   }),
-  rewards: port<RewardBatch>({
+  rewards: port<PartialRewards>({
     type: "rewards",
     description: "Reward of each rollout (reward/composite)",
   }),

@@ -18,7 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import type { Rewards, Rollouts } from "../_music/artifacts.ts";
+import type { PartialRewards, PartialRollouts } from "../_music/artifacts.ts";
 import { AdamW, clipByGlobalNorm } from "../_tf/optim.ts";
 import {
   checkpointFromModel,
@@ -27,15 +27,6 @@ import {
   modelFromCheckpoint,
 } from "../_tf/checkpoint.ts";
 import { type LiveModel, type ModelCheckpoint, type SequenceModel } from "../_tf/model.ts";
-
-/**
- * The part of the `rollouts` artifact an update reads: the tokens, and when
- * present how they were sampled (a user's rollout stage may give tokens only).
- */
-export type RolloutBatch = Pick<Rollouts, "tokens"> & Partial<Omit<Rollouts, "tokens">>;
-
-/** The part of the `rewards` artifact an update reads (a user's reward stage may give no more). */
-export type RewardBatch = Pick<Rewards, "total" | "terms"> & Partial<Rewards>;
 
 /** A policy being trained: its model and optimizer. */
 type Trainable = Required<LiveModel>;
@@ -63,7 +54,7 @@ export async function trainableFor(
 }
 
 /** True when rollouts were drawn from the policy itself (temperature 1, no top-k/top-p). */
-export function isOnPolicy(rollouts: RolloutBatch): boolean {
+export function isOnPolicy(rollouts: PartialRollouts): boolean {
   const s = rollouts.sampling;
   return !s || (s.temperature === 1 && (s.topK === 0 || s.topK === undefined) &&
     (s.topP === 1 || s.topP === undefined));
@@ -83,7 +74,7 @@ export function isOnPolicy(rollouts: RolloutBatch): boolean {
  * @throws {Error} When the rollouts lack the log-probabilities.
  */
 export function importanceWeights(
-  rollouts: RolloutBatch,
+  rollouts: PartialRollouts,
   length: number,
   rhoMax: number,
 ): number[][] {
@@ -104,7 +95,7 @@ export function importanceWeights(
 }
 
 /** Pads rollouts to one length and marks the scored positions. */
-export function batchTensors(rollouts: RolloutBatch, eosId: number): {
+export function batchTensors(rollouts: PartialRollouts, eosId: number): {
   inputs: number[][];
   targets: number[][];
   mask: number[][];
@@ -331,7 +322,7 @@ export function standardise(values: number[], centre: number, floor: number): nu
  * @returns Per-rollout advantages and the baselines to store for the next episode.
  */
 export function computeAdvantages(
-  rewards: RewardBatch,
+  rewards: PartialRewards,
   previous: Record<string, number>,
   options: { mode: AdvantageMode; baselineBeta: number; normalize: boolean; stdFloor?: number },
 ): { advantages: number[]; baselines: Record<string, number> } {
@@ -409,7 +400,7 @@ export function storedBaselines(ckpt: ModelCheckpoint): Record<string, number> {
 /** Everything an update step needs, prepared the same way for REINFORCE and PPO. */
 export interface PreparedUpdate {
   ckpt: ModelCheckpoint;
-  rewards: RewardBatch;
+  rewards: PartialRewards;
   trainable: Trainable;
   reference?: SequenceModel;
   advantages: number[];
@@ -432,8 +423,8 @@ export async function prepareUpdate(
   inputs: {
     model: ModelCheckpoint;
     reference?: ModelCheckpoint;
-    rollouts: RolloutBatch;
-    rewards: RewardBatch;
+    rollouts: PartialRollouts;
+    rewards: PartialRewards;
   },
   params: UpdateParams & { advantage: string; normalizeAdvantages: boolean },
 ): Promise<PreparedUpdate> {
@@ -475,7 +466,7 @@ export async function prepareUpdate(
 }
 
 /** Checks the inputs of an update and returns the rewards. */
-export function checkBatch(rollouts: RolloutBatch, rewards: RewardBatch): number[] {
+export function checkBatch(rollouts: PartialRollouts, rewards: PartialRewards): number[] {
   if (!Array.isArray(rollouts?.tokens) || rollouts.tokens.length === 0) {
     throw new Error("Cannot update: the rollouts hold no sequences");
   }
@@ -499,7 +490,7 @@ export async function finishUpdate(
   previous: ModelCheckpoint,
   info: {
     baselines: Record<string, number>;
-    rewards: RewardBatch;
+    rewards: PartialRewards;
     pass: PassResult;
     log: Logger;
     params: UpdateParams;

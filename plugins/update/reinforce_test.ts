@@ -9,9 +9,9 @@ import {
   importanceWeights,
   isOnPolicy,
   prepareUpdate,
-  type RolloutBatch,
   standardise,
 } from "./_policy_gradient.ts";
+import type { PartialRollouts } from "../_music/artifacts.ts";
 import { defaultParams, testContext } from "../_testing.ts";
 import lstm from "../model/lstm.ts";
 import reinforce from "./reinforce.ts";
@@ -326,7 +326,7 @@ Deno.test("isOnPolicy() and importanceWeights(): ρ = min(ρ̄, exp(log π − l
   assert.ok(!isOnPolicy({ tokens: [], sampling: { temperature: 1, topK: 5, topP: 1 } }));
   assert.ok(!isOnPolicy({ tokens: [], sampling: { temperature: 1, topK: 0, topP: 0.9 } }));
   // BOS, one primer token, then three sampled tokens; the second row stops after one.
-  const rollouts: RolloutBatch = {
+  const rollouts: PartialRollouts = {
     tokens: [Int32Array.from([BOS, 60, 61, 62, 63]), Int32Array.from([BOS, 60, 64])],
     primerLen: 1,
     logProbs: [[-1, -2, -0.5], [-3]].map((row) => Float32Array.from(row)),

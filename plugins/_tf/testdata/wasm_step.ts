@@ -14,7 +14,7 @@ import { type ModelSpec, nextTokenLoss } from "../model.ts";
 import { AdamW, optimizeStep } from "../optim.ts";
 import lstm from "../../model/lstm.ts";
 import transformer from "../../model/transformer.ts";
-import { defaultParams } from "../../../pipeline/testing.ts";
+import { defaultParams } from "../../_testing.ts";
 
 const VOCAB = 388;
 const BATCH = 8;

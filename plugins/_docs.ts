@@ -1,14 +1,14 @@
 /**
- * Regenerates the generated parts of the docs: the README's built-in plugin
- * reference and `configs/graph.schema.json`. Run with `deno task docs`;
+ * Regenerates the generated parts of the docs from the built-in plugins: the
+ * README's plugin reference and `configs/graph.schema.json`. Run with `deno task docs`;
  * `tests/docs_test.ts` fails when either is out of date.
  *
  * @module
  */
 
-import { pluginRows, pluginsMarkdown } from "./cli.ts";
-import { graphJsonSchema } from "./jsonschema.ts";
-import { registry } from "../plugins/registry.ts";
+import { pluginRows, pluginsMarkdown } from "../pipeline/cli.ts";
+import { graphJsonSchema } from "../pipeline/jsonschema.ts";
+import { registry } from "./registry.ts";
 
 const root = new URL("../", import.meta.url);
 const readmeUrl = new URL("README.md", root);

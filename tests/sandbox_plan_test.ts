@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadGraph } from "./graph.ts";
-import { onPath, sandboxFlags, sandboxPlan } from "./sandbox.ts";
+import { loadGraph } from "../pipeline/graph.ts";
+import { onPath, sandboxFlags, sandboxPlan } from "../pipeline/sandbox.ts";
 import { registry } from "../plugins/registry.ts";
 
 const project = fileURLToPath(new URL("..", import.meta.url));
