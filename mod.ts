@@ -59,7 +59,16 @@ export type {
   StageKind,
   StagePlugin,
 } from "./pipeline/plugin.ts";
-export { asBytes, assertLittleEndian, readIndex, readSized } from "./pipeline/binary_codec.ts";
+export {
+  asBytes,
+  assertLittleEndian,
+  checkIndex,
+  readBlock,
+  readIndex,
+  readSized,
+  writeBlocks,
+} from "./pipeline/binary_codec.ts";
+export type { BinaryFormat, IndexHeader, TypedArrayClass } from "./pipeline/binary_codec.ts";
 export { fingerprintFiles } from "./pipeline/fingerprint.ts";
 export { writeFileAtomic } from "./pipeline/cache.ts";
 export { createRng, hashString32 } from "./pipeline/rng.ts";

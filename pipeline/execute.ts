@@ -11,7 +11,7 @@ import { listFiles, writeFileAtomic } from "./cache.ts";
 import { type ResolvedComponent, type StageNode, stageOutputs } from "./graph.ts";
 import { fullSpec, instantiate } from "./instantiate.ts";
 import type { EventLog } from "./log.ts";
-import type { CodecContext, StageContext } from "./plugin.ts";
+import { type CodecContext, errorMessage, type StageContext } from "./plugin.ts";
 import { JOURNAL, RUN_LOCK } from "./runs.ts";
 
 /** Thrown inside the runner when the run's signal aborts. */
@@ -259,7 +259,7 @@ export async function runLoop(
         outputs = await runStage(stage, env.valueOf, ctx, bodyParams.get(stage.name), inputs);
       } catch (error) {
         if (env.signal.aborted) throw new AbortedError();
-        const cause = error instanceof Error ? error.message : String(error);
+        const cause = errorMessage(error);
         throw new Error(
           `episode ${episode + 1}, body stage "${stage.name}" (${stage.plugin!.name}): ${cause}`,
           {

@@ -8,6 +8,7 @@
 
 import type { Graph, StageNode } from "./graph.ts";
 import { canonicalParams, instantiate } from "./instantiate.ts";
+import { errorMessage } from "./plugin.ts";
 import type { RunOptions } from "./run.ts";
 
 /** Describes a stage's params, inputs and body for the key (loops hash their whole body). */
@@ -41,7 +42,7 @@ export async function fingerprints(graph: Graph): Promise<Map<string, unknown>> 
     try {
       out.set(label, await plugin.fingerprint(instantiate(plugin, node.params)));
     } catch (error) {
-      out.set(label, { unreadable: error instanceof Error ? error.message : String(error) });
+      out.set(label, { unreadable: errorMessage(error) });
     }
   };
   for (const node of graph.stages) {

@@ -22,7 +22,12 @@ import { divergenceHint, DivergenceWatch, isDivergence } from "./divergence.ts";
 import { FileLock } from "./lock.ts";
 import { EventLog } from "./log.ts";
 import { JOURNAL, keyLockPath, linkLatest, markDeadRuns, newRunId, RUN_LOCK } from "./runs.ts";
-import type { ArtifactCodec, CodecContext, StageContext } from "./plugin.ts";
+import {
+  type ArtifactCodec,
+  type CodecContext,
+  errorMessage,
+  type StageContext,
+} from "./plugin.ts";
 import { createRng, hashString32 } from "./rng.ts";
 import { Components } from "./registry.ts";
 import {
@@ -100,7 +105,7 @@ export class StageError extends Error {
   readonly stage: string;
   readonly plugin: string;
   constructor(stage: string, plugin: string, cause: unknown) {
-    const message = cause instanceof Error ? cause.message : String(cause);
+    const message = errorMessage(cause);
     super(`Stage "${stage}" (${plugin}) failed: ${message}`, { cause });
     this.name = "StageError";
     this.stage = stage;

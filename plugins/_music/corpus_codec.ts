@@ -20,12 +20,11 @@
  * @module
  */
 
-import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
-import type { ArtifactCodec } from "../../mod.ts";
+import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
+import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 
-const FORMAT = "harmonyrl/midi-corpus";
-const VERSION = 1;
+const FORMAT: BinaryFormat = { format: "harmonyrl/midi-corpus", version: 1 };
 const SPLITS: readonly Split[] = ["train", "validation", "test"];
 
 /** One piece's entry in `index.json`. */
@@ -62,7 +61,6 @@ interface IndexFile {
  */
 export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
   async save(corpus, dir) {
-    assertLittleEndian("midi-corpus");
     let noteCount = 0, beatCount = 0;
     for (const piece of corpus.pieces) {
       noteCount += piece.notes.length;
@@ -89,25 +87,25 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       entries.push({ fields, noteCount: piece.notes.length, beatCount: piece.beatsSec.length });
     }
     const index: IndexFile = {
-      format: FORMAT,
-      version: VERSION,
+      format: FORMAT.format,
+      version: FORMAT.version,
       noteCount,
       beatCount,
       pieces: entries,
       skipped: corpus.skipped,
     };
-    await Deno.writeFile(`${dir}/pitch.u8`, pitch);
-    await Deno.writeFile(`${dir}/velocity.u8`, velocity);
-    await Deno.writeFile(`${dir}/start.f64`, asBytes(start));
-    await Deno.writeFile(`${dir}/end.f64`, asBytes(end));
-    await Deno.writeFile(`${dir}/beats.f64`, asBytes(beats));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+    await writeBlocks(dir, index, {
+      "pitch.u8": pitch,
+      "velocity.u8": velocity,
+      "start.f64": start,
+      "end.f64": end,
+      "beats.f64": beats,
+    });
   },
 
   async load(dir) {
-    assertLittleEndian("midi-corpus");
     const where = `Cannot load MIDI corpus from ${JSON.stringify(dir)}`;
-    const index = await readIndex<IndexFile>(dir, { format: FORMAT, version: VERSION }, where);
+    const index = await readIndex<IndexFile>(dir, FORMAT, where);
     if (!Array.isArray(index.pieces) || !Array.isArray(index.skipped)) {
       throw new Error(`${where}: "index.json" lacks its "pieces" or "skipped" list`);
     }
@@ -130,16 +128,31 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       );
     }
 
-    const readColumn = (name: string, bytesPerItem: number, items: number) =>
-      readSized(dir, { name, bytesPerItem, items }, where);
-    // Float64Array needs an 8-byte aligned offset; Deno.readFile returns a fresh buffer at 0.
-    const f64 = (bytes: Uint8Array) =>
-      new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-    const pitch = await readColumn("pitch.u8", 1, noteTotal);
-    const velocity = await readColumn("velocity.u8", 1, noteTotal);
-    const start = f64(await readColumn("start.f64", 8, noteTotal));
-    const end = f64(await readColumn("end.f64", 8, noteTotal));
-    const beats = f64(await readColumn("beats.f64", 8, beatTotal));
+    const pitch = await readBlock(
+      dir,
+      { name: "pitch.u8", type: Uint8Array, items: noteTotal },
+      where,
+    );
+    const velocity = await readBlock(
+      dir,
+      { name: "velocity.u8", type: Uint8Array, items: noteTotal },
+      where,
+    );
+    const start = await readBlock(
+      dir,
+      { name: "start.f64", type: Float64Array, items: noteTotal },
+      where,
+    );
+    const end = await readBlock(
+      dir,
+      { name: "end.f64", type: Float64Array, items: noteTotal },
+      where,
+    );
+    const beats = await readBlock(
+      dir,
+      { name: "beats.f64", type: Float64Array, items: beatTotal },
+      where,
+    );
 
     const pieces: MidiCorpus["pieces"] = [];
     let n = 0, b = 0;

@@ -12,6 +12,7 @@
  */
 
 import tonejs from "@tonejs/midi";
+import { errorMessage } from "../../mod.ts";
 import {
   decodeSmf,
   MidiError,
@@ -89,7 +90,7 @@ export function readMidi(bytes: Uint8Array, options: ReadMidiOptions): Piece {
   try {
     return toPiece(decodeSmf(bytes), options);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     const wrapped = error instanceof MidiError ? reason : `unexpected error: ${reason}`;
     throw new MidiError(`Cannot read "${label}": ${wrapped}`, { cause: error });
   }
@@ -126,7 +127,7 @@ export function readMidiFile(
   try {
     bytes = Deno.readFileSync(path);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new MidiError(`Cannot read "${path}": ${reason}`, { cause: error });
   }
   const id = options.id ?? path.replace(/^.*[\\/]/, "").replace(/\.[^.]*$/, "");

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { type BeatGrid, beatGrid } from "./theory.ts";
 import { type Note, type Piece, sortNotes } from "./types.ts";
 
 /** MIDI pitch of the lowest piano key (A0). */
@@ -40,40 +41,41 @@ export interface PianoRoll {
   data: Float32Array;
 }
 
-/** Beat position (fractional beats) of a time, extrapolating the grid beyond its ends. */
-function secToBeat(piece: Piece, sec: number): number {
-  const beats = piece.beatsSec;
-  const fallbackBeatSec = 60 / (piece.tempoBpm > 0 ? piece.tempoBpm : 120);
-  if (beats.length < 2) return (sec - (beats[0] ?? 0)) / fallbackBeatSec;
-  if (sec <= beats[0]) return (sec - beats[0]) / (beats[1] - beats[0]);
-  const last = beats.length - 1;
-  if (sec >= beats[last]) return last + (sec - beats[last]) / (beats[last] - beats[last - 1]);
-  // Largest i with beats[i] <= sec.
-  let lo = 0, hi = last;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (beats[mid] <= sec) lo = mid;
-    else hi = mid;
-  }
-  return lo + (sec - beats[lo]) / (beats[lo + 1] - beats[lo]);
+/** A piece's grid with what it was built from, to notice a piece whose beats changed. */
+interface CachedGrid {
+  beatsSec: readonly number[];
+  beatCount: number;
+  tempoBpm: number;
+  grid: BeatGrid;
 }
 
-/** Time in seconds of a fractional beat position (inverse of {@linkcode secToBeat}). */
-function beatToSec(piece: Piece, beat: number): number {
-  const beats = piece.beatsSec;
-  const fallbackBeatSec = 60 / (piece.tempoBpm > 0 ? piece.tempoBpm : 120);
-  if (beats.length < 2) return (beats[0] ?? 0) + beat * fallbackBeatSec;
-  const last = beats.length - 1;
-  if (beat <= 0) return beats[0] + beat * (beats[1] - beats[0]);
-  if (beat >= last) return beats[last] + (beat - last) * (beats[last] - beats[last - 1]);
-  const i = Math.floor(beat);
-  return beats[i] + (beat - i) * (beats[i + 1] - beats[i]);
+// Quantising a piece maps every note through its grid, and building one reads all beats.
+const grids = new WeakMap<Piece, CachedGrid>();
+
+/** The piece's beat grid (theory.ts's one implementation), built once per piece. */
+function gridOf(piece: Piece): BeatGrid {
+  const cached = grids.get(piece);
+  if (
+    cached?.beatsSec === piece.beatsSec && cached.beatCount === piece.beatsSec.length &&
+    Object.is(cached.tempoBpm, piece.tempoBpm)
+  ) {
+    return cached.grid;
+  }
+  const grid = beatGrid(piece);
+  grids.set(piece, {
+    beatsSec: piece.beatsSec,
+    beatCount: piece.beatsSec.length,
+    tempoBpm: piece.tempoBpm,
+    grid,
+  });
+  return grid;
 }
 
 /**
- * Maps a time to a fractional grid step on the piece's beat grid (linear
- * between beats, the first/last beat interval beyond the ends; `tempoBpm`
- * when the piece has fewer than two beats).
+ * Maps a time to a fractional grid step on the piece's beat grid
+ * ({@linkcode beatGrid}: linear between beats, the first/last beat interval
+ * beyond the ends, repeated or out-of-order beats dropped; `tempoBpm` when the
+ * piece has fewer than two beats).
  *
  * @param piece The piece whose `beatsSec` defines the grid.
  * @param sec A time in seconds.
@@ -87,7 +89,7 @@ function beatToSec(piece: Piece, beat: number): number {
  * ```
  */
 export function secToStep(piece: Piece, sec: number, stepsPerBeat: number): number {
-  return secToBeat(piece, sec) * stepsPerBeat;
+  return gridOf(piece).position(sec) * stepsPerBeat;
 }
 
 /**
@@ -99,7 +101,7 @@ export function secToStep(piece: Piece, sec: number, stepsPerBeat: number): numb
  * @returns The time in seconds.
  */
 export function stepToSec(piece: Piece, step: number, stepsPerBeat: number): number {
-  return beatToSec(piece, step / stepsPerBeat);
+  return gridOf(piece).time(step / stepsPerBeat);
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   splitRoll,
   stepToSec,
 } from "./pianoroll.ts";
+import { beatGrid } from "./theory.ts";
 import type { Piece } from "./types.ts";
 
 /** Cell index of (step, pitch, channel) in a roll. */
@@ -54,6 +55,30 @@ Deno.test("secToStep() follows an uneven beat grid and extrapolates past its end
   const noGrid: Piece = { id: "t", notes: [], tempoBpm: 90, beatsPerBar: 3, beatsSec: [] };
   assert.ok(Math.abs(secToStep(noGrid, 2, 2) - 6) < 1e-9);
   assert.equal(segmentSteps(noGrid, { bars: 2, stepsPerBeat: 4 }), 24);
+});
+
+Deno.test("secToStep() drops a repeated beat time, as theory.ts's beatGrid() does", () => {
+  const clean: Piece = {
+    id: "c",
+    notes: [],
+    tempoBpm: 120,
+    beatsPerBar: 4,
+    beatsSec: [0, 0.5, 1.5],
+  };
+  const repeated: Piece = { ...clean, beatsSec: [0, 0.5, 0.5, 1.5] };
+  const grid = beatGrid(clean);
+  for (const sec of [-0.25, 0.25, 0.5, 0.75, 1, 2.5]) {
+    assert.equal(secToStep(repeated, sec, 4), secToStep(clean, sec, 4));
+    assert.equal(secToStep(repeated, sec, 4), grid.position(sec) * 4);
+  }
+  // Counted as a beat of its own, the repeat would put 0.75 s on step 9 (beat 2.25), not 5.
+  assert.equal(secToStep(repeated, 0.75, 4), 5);
+  assert.equal(stepToSec(repeated, 6, 4), 1);
+  // A piece whose beats change is mapped on its new grid.
+  repeated.beatsSec = [0, 1];
+  assert.equal(secToStep(repeated, 0.75, 4), 3);
+  repeated.beatsSec.push(1.5);
+  assert.equal(secToStep(repeated, 1.25, 4), 6);
 });
 
 Deno.test("pieceToRoll() sets onset and sustain cells of a hand-made piece", () => {

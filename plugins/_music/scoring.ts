@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { StageContext, WeightedComponent } from "../../mod.ts";
+import { errorMessage, type StageContext, type WeightedComponent } from "../../mod.ts";
 import type { RewardContext, RewardTerm } from "./components.ts";
 import { ReferenceCorpus } from "./reference.ts";
 import type { MidiCorpus, Piece } from "./types.ts";
@@ -126,7 +126,7 @@ export function scoreWithTerms(
     try {
       scores = (term.component as RewardTerm).score(pieces as Piece[], context);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       throw new Error(`Cannot score rollouts with reward term "${term.name}": ${reason}`, {
         cause: error,
       });

@@ -12,13 +12,12 @@
  * @module
  */
 
-import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
-import type { ArtifactCodec } from "../../mod.ts";
+import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
+import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
 import type { TokenCorpus } from "./components.ts";
 import type { Split } from "./types.ts";
 
-const FORMAT = "harmonyrl/token-corpus";
-const VERSION = 1;
+const FORMAT: BinaryFormat = { format: "harmonyrl/token-corpus", version: 1 };
 const SPLITS: readonly Split[] = ["train", "validation", "test"];
 
 /** What `index.json` holds. */
@@ -112,11 +111,10 @@ export function validateTokenCorpus(corpus: TokenCorpus, where: string): void {
  */
 export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
   async save(corpus, dir) {
-    assertLittleEndian("token-corpus");
     validateTokenCorpus(corpus, `Cannot save token corpus to ${JSON.stringify(dir)}`);
     const index: IndexFile = {
-      format: FORMAT,
-      version: VERSION,
+      format: FORMAT.format,
+      version: FORMAT.version,
       tokenizer: corpus.tokenizer,
       vocabSize: corpus.vocabSize,
       sequenceCount: corpus.ids.length,
@@ -125,15 +123,12 @@ export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
       ids: corpus.ids,
       splits: corpus.splits,
     };
-    await Deno.writeFile(`${dir}/tokens.i32`, asBytes(corpus.tokens));
-    await Deno.writeFile(`${dir}/offsets.u32`, asBytes(corpus.offsets));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+    await writeBlocks(dir, index, { "tokens.i32": corpus.tokens, "offsets.u32": corpus.offsets });
   },
 
   async load(dir) {
-    assertLittleEndian("token-corpus");
     const where = `Cannot load token corpus from ${JSON.stringify(dir)}`;
-    const index = await readIndex<IndexFile>(dir, { format: FORMAT, version: VERSION }, where);
+    const index = await readIndex<IndexFile>(dir, FORMAT, where);
     const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
     if (
       !isCount(index.sequenceCount) || !isCount(index.tokenCount) || !isCount(index.vocabSize) ||
@@ -144,22 +139,21 @@ export const tokenCorpusCodec: ArtifactCodec<TokenCorpus> = {
         `${where}: "index.json" lacks valid "sequenceCount", "tokenCount", "vocabSize", "ids", "splits" or "tokenizer"`,
       );
     }
-    // Deno.readFile returns a fresh buffer at offset 0, so 4-byte views are aligned.
-    const tokenBytes = await readSized(
+    const tokens = await readBlock(
       dir,
-      { name: "tokens.i32", bytesPerItem: 4, items: index.tokenCount },
+      { name: "tokens.i32", type: Int32Array, items: index.tokenCount },
       where,
     );
-    const offsetBytes = await readSized(
+    const offsets = await readBlock(
       dir,
-      { name: "offsets.u32", bytesPerItem: 4, items: index.sequenceCount + 1 },
+      { name: "offsets.u32", type: Uint32Array, items: index.sequenceCount + 1 },
       where,
     );
     const corpus: TokenCorpus = {
       tokenizer: { use: index.tokenizer.use, with: index.tokenizer.with ?? {} },
       vocabSize: index.vocabSize,
-      tokens: new Int32Array(tokenBytes.buffer, tokenBytes.byteOffset, index.tokenCount),
-      offsets: new Uint32Array(offsetBytes.buffer, offsetBytes.byteOffset, index.sequenceCount + 1),
+      tokens,
+      offsets,
       ids: index.ids,
       splits: index.splits,
     };

@@ -9,8 +9,14 @@
 
 import {
   type ArtifactCodec,
+  asBytes,
+  type BinaryFormat,
+  checkIndex,
   type FullComponentRef,
+  readBlock,
+  readIndex,
   type StageContext,
+  writeBlocks,
   writeFileAtomic,
 } from "../../mod.ts";
 import {
@@ -117,9 +123,17 @@ export async function liveModelOf(
   return ckpt.live.model;
 }
 
+/** The `model` artifact's format; a `.ckpt` file holds the same index. */
+const FORMAT: BinaryFormat = {
+  format: "harmonyrl/model",
+  version: 1,
+  // The name models were written under before every format was "harmonyrl/<thing>".
+  aliases: ["harmonyrl-model"],
+};
+
 interface CheckpointIndex {
-  format: "harmonyrl-model";
-  version: 1;
+  format: string;
+  version: number;
   spec: ModelCheckpoint["spec"];
   vocabSize: number;
   tokenizer: unknown;
@@ -134,6 +148,14 @@ interface CheckpointIndex {
 const OPT_M = "optimizer/m/";
 const OPT_V = "optimizer/v/";
 
+/** Where one tensor lies in a weights file (offsets and lengths count float32 values). */
+export interface TensorEntry {
+  name: string;
+  shape: number[];
+  offset: number;
+  length: number;
+}
+
 /**
  * Packs weights and, when given, AdamW moments (named `optimizer/m/<name>`,
  * `optimizer/v/<name>`) into one Float32Array with an index of where each
@@ -142,10 +164,7 @@ const OPT_V = "optimizer/v/";
 export function packTensors(
   weights: Record<string, TensorData>,
   optimizer?: { m: Record<string, TensorData>; v: Record<string, TensorData> },
-): {
-  tensors: Array<{ name: string; shape: number[]; offset: number; length: number }>;
-  data: Float32Array;
-} {
+): { tensors: TensorEntry[]; data: Float32Array } {
   const entries: [string, TensorData][] = Object.entries(weights);
   if (optimizer) {
     for (const [n, t] of Object.entries(optimizer.m)) entries.push([OPT_M + n, t]);
@@ -162,11 +181,46 @@ export function packTensors(
   return { tensors, data };
 }
 
+/**
+ * The inverse of {@linkcode packTensors}: weights and AdamW moments (empty
+ * when the file has none) as copies out of `data`.
+ *
+ * @param tensors The index's tensor entries.
+ * @param data The float32 values.
+ * @param where The start of error messages (`Cannot load critic from "dir"`).
+ * @throws {Error} `<where>: tensor "<name>" does not match its shape or runs past the data`.
+ */
+export function unpackTensors(
+  tensors: readonly TensorEntry[],
+  data: Float32Array,
+  where: string,
+): {
+  weights: Record<string, TensorData>;
+  m: Record<string, TensorData>;
+  v: Record<string, TensorData>;
+} {
+  const weights: Record<string, TensorData> = {};
+  const m: Record<string, TensorData> = {};
+  const v: Record<string, TensorData> = {};
+  for (const t of tensors) {
+    if (t.shape.reduce((a, b) => a * b, 1) !== t.length || t.offset + t.length > data.length) {
+      throw new Error(
+        `${where}: tensor "${t.name}" does not match its shape or runs past the data`,
+      );
+    }
+    const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
+    if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
+    else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
+    else weights[t.name] = td;
+  }
+  return { weights, m, v };
+}
+
 function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
   const { tensors, data } = packTensors(ckpt.weights, ckpt.optimizer);
   const index: CheckpointIndex = {
-    format: "harmonyrl-model",
-    version: 1,
+    format: FORMAT.format,
+    version: FORMAT.version,
     spec: ckpt.spec,
     vocabSize: ckpt.vocabSize,
     tokenizer: ckpt.tokenizer ?? null,
@@ -184,26 +238,7 @@ function fromIndexAndData(
   data: Float32Array,
   where: string,
 ): ModelCheckpoint {
-  if (index?.format !== "harmonyrl-model" || index.version !== 1) {
-    throw new Error(
-      `Cannot read model checkpoint "${where}": not a harmonyrl-model version 1 index`,
-    );
-  }
-  const weights: Record<string, TensorData> = {};
-  const m: Record<string, TensorData> = {};
-  const v: Record<string, TensorData> = {};
-  for (const t of index.tensors) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    if (size !== t.length || t.offset + t.length > data.length) {
-      throw new Error(
-        `Cannot read model checkpoint "${where}": tensor "${t.name}" runs past the end of the data or does not match its shape`,
-      );
-    }
-    const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
-    if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
-    else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
-    else weights[t.name] = td;
-  }
+  const { weights, m, v } = unpackTensors(index.tensors, data, where);
   return {
     spec: index.spec,
     vocabSize: index.vocabSize,
@@ -224,17 +259,21 @@ function fromIndexAndData(
 export const modelCodec: ArtifactCodec<ModelCheckpoint> = {
   async save(ckpt, dir) {
     const { index, data } = toIndexAndData(ckpt);
-    await Deno.writeFile(`${dir}/weights.bin`, new Uint8Array(data.buffer, 0, data.byteLength));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+    await writeBlocks(dir, index, { "weights.bin": data });
   },
   async load(dir) {
-    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as CheckpointIndex;
-    const bytes = await Deno.readFile(`${dir}/weights.bin`);
-    if (bytes.byteLength % 4 !== 0) {
-      throw new Error(`Cannot read "${dir}/weights.bin": its size is not a multiple of 4 bytes`);
+    const where = `Cannot load model checkpoint from "${dir}"`;
+    const index = await readIndex<CheckpointIndex>(dir, FORMAT, where);
+    if (!Array.isArray(index.tensors)) {
+      throw new Error(`${where}: "index.json" lacks its "tensors" list`);
     }
-    const data = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    return fromIndexAndData(index, data, dir);
+    const total = index.tensors.reduce((n, t) => n + t.length, 0);
+    const data = await readBlock(
+      dir,
+      { name: "weights.bin", type: Float32Array, items: total },
+      where,
+    );
+    return fromIndexAndData(index, data, where);
   },
 };
 
@@ -255,7 +294,7 @@ export async function saveCheckpointFile(path: string, ckpt: ModelCheckpoint): P
   bytes.set(FILE_MAGIC, 0);
   new DataView(bytes.buffer).setUint32(FILE_MAGIC.length, json.length, true);
   bytes.set(json, FILE_MAGIC.length + 4);
-  bytes.set(new Uint8Array(data.buffer, 0, data.byteLength), dataStart);
+  bytes.set(asBytes(data), dataStart);
   await writeFileAtomic(path, bytes);
 }
 
@@ -279,12 +318,15 @@ export async function loadCheckpointFile(path: string): Promise<ModelCheckpoint>
   if (head > bytes.length) {
     throw new Error(`Cannot read checkpoint "${path}": the file is truncated`);
   }
-  const index = JSON.parse(
-    new TextDecoder().decode(bytes.subarray(FILE_MAGIC.length + 4, head)),
-  ) as CheckpointIndex;
+  const where = `Cannot read checkpoint "${path}"`;
+  const index = checkIndex<CheckpointIndex>(
+    JSON.parse(new TextDecoder().decode(bytes.subarray(FILE_MAGIC.length + 4, head))),
+    FORMAT,
+    where,
+  );
   const dataStart = Math.ceil(head / 4) * 4;
   const data = new Float32Array(
     bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + bytes.length),
   );
-  return fromIndexAndData(index, data, path);
+  return fromIndexAndData(index, data, where);
 }

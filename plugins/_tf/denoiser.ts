@@ -22,7 +22,14 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ArtifactCodec, Rng } from "../../mod.ts";
+import {
+  type ArtifactCodec,
+  type BinaryFormat,
+  readBlock,
+  readIndex,
+  type Rng,
+  writeBlocks,
+} from "../../mod.ts";
 import type { EpsModel } from "./diffusion.ts";
 
 // ---------------------------------------------------------------------------
@@ -343,8 +350,12 @@ export function denoiserModel(denoiser: Denoiser): EpsModel {
 // ---------------------------------------------------------------------------
 // Checkpoint codec
 
-const FORMAT = "harmonyrl-denoiser";
-const FORMAT_VERSION = 1;
+const FORMAT: BinaryFormat = {
+  format: "harmonyrl/denoiser",
+  version: 1,
+  // The name denoisers were written under before every format was "harmonyrl/<thing>".
+  aliases: ["harmonyrl-denoiser"],
+};
 
 interface TensorEntry {
   name: string;
@@ -364,8 +375,6 @@ interface DenoiserIndex {
   optimizer?: { step: number };
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /**
  * Stores a denoiser as `index.json` (format, config, step, tensor names,
  * shapes and offsets) and `weights.bin` (float32, little-endian: weights,
@@ -380,7 +389,6 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  */
 export const denoiserCodec: ArtifactCodec<Denoiser> = {
   async save(value, dir) {
-    if (!LITTLE_ENDIAN) throw new Error(`Cannot save denoiser to "${dir}": big-endian host`);
     const groups: Array<[string, Record<string, tf.Tensor>]> = [["", value.params]];
     if (value.optimizer) {
       groups.push(["adam/m/", value.optimizer.m], ["adam/v/", value.optimizer.v]);
@@ -403,43 +411,43 @@ export const denoiserCodec: ArtifactCodec<Denoiser> = {
       at += c.length;
     }
     const index: DenoiserIndex = {
-      format: FORMAT,
-      version: FORMAT_VERSION,
+      format: FORMAT.format,
+      version: FORMAT.version,
       config: value.config,
       step: value.step,
       endian: "little",
       tensors: entries,
       ...(value.optimizer ? { optimizer: { step: value.optimizer.step } } : {}),
     };
-    await Deno.writeFile(`${dir}/weights.bin`, new Uint8Array(all.buffer));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index, null, 1));
+    await writeBlocks(dir, index, { "weights.bin": all }, { space: 1 });
   },
   async load(dir) {
-    if (!LITTLE_ENDIAN) throw new Error(`Cannot load denoiser from "${dir}": big-endian host`);
-    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as DenoiserIndex;
-    if (index.format !== FORMAT || index.version !== FORMAT_VERSION) {
-      throw new Error(
-        `Cannot load denoiser from "${dir}": expected format "${FORMAT}" version ${FORMAT_VERSION}, found "${index.format}" version ${index.version}`,
-      );
+    const where = `Cannot load denoiser from "${dir}"`;
+    const index = await readIndex<DenoiserIndex>(dir, FORMAT, where);
+    if (!Array.isArray(index.tensors)) {
+      throw new Error(`${where}: "index.json" lacks its "tensors" list`);
     }
-    const bytes = await Deno.readFile(`${dir}/weights.bin`);
-    const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    // Tensors lie end to end: the file ends where the furthest one does.
+    const total = index.tensors.reduce(
+      (end, e) => Math.max(end, e.offset + e.shape.reduce((a, b) => a * b, 1)),
+      0,
+    );
+    const all = await readBlock(
+      dir,
+      { name: "weights.bin", type: Float32Array, items: total },
+      where,
+    );
     const expected = new Map(denoiserParamShapes(index.config));
     const params: Record<string, tf.Tensor> = {};
     const m: Record<string, tf.Tensor> = {}, v: Record<string, tf.Tensor> = {};
     for (const e of index.tensors) {
       const size = e.shape.reduce((a, b) => a * b, 1);
-      if (e.offset + size > all.length) {
-        throw new Error(
-          `Cannot load denoiser from "${dir}": weights.bin is too short for "${e.name}"`,
-        );
-      }
       const values = all.slice(e.offset, e.offset + size);
       const base = e.name.replace(/^adam\/[mv]\//, "");
       const want = expected.get(base);
       if (!want || want.join(",") !== e.shape.join(",")) {
         throw new Error(
-          `Cannot load denoiser from "${dir}": tensor "${e.name}" has shape [${e.shape}], the config expects [${want}]`,
+          `${where}: tensor "${e.name}" has shape [${e.shape}], the config expects [${want}]`,
         );
       }
       const tensor = tf.tensor(values, e.shape);
@@ -449,7 +457,7 @@ export const denoiserCodec: ArtifactCodec<Denoiser> = {
     }
     for (const name of expected.keys()) {
       if (!params[name]) {
-        throw new Error(`Cannot load denoiser from "${dir}": weight "${name}" is missing`);
+        throw new Error(`${where}: weight "${name}" is missing`);
       }
     }
     const ordered: Record<string, tf.Tensor> = {};

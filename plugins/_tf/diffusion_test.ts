@@ -206,8 +206,19 @@ Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", as
     assert.equal(maxAbsDiff(back.params[name], d.params[name]), 0, name);
     assert.equal(maxAbsDiff(back.optimizer!.v[name], d.optimizer!.v[name]), 0, name);
   }
-  // A config that disagrees with the stored tensors is refused.
+  // Denoisers written before the format was renamed "harmonyrl/denoiser" still load.
   const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  assert.equal(index.format, "harmonyrl/denoiser");
+  await Deno.writeTextFile(
+    `${dir}/index.json`,
+    JSON.stringify({ ...index, format: "harmonyrl-denoiser" }),
+  );
+  const old = await denoiserCodec.load(dir);
+  for (const name of Object.keys(d.params)) {
+    assert.equal(maxAbsDiff(old.params[name], d.params[name]), 0, name);
+  }
+  disposeDenoiser(old);
+  // A config that disagrees with the stored tensors is refused.
   index.config.channels = 32;
   await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
   await assert.rejects(

@@ -134,6 +134,21 @@ Deno.test("modelCodec and checkpoint files round-trip weights, optimizer state a
       tf.dispose([input, a, b]);
       copy.dispose();
     }
+    // Models written before the format was renamed "harmonyrl/model" still load, in both forms.
+    const oldName = (text: string) =>
+      text.replace('"format":"harmonyrl/model"', '"format":"harmonyrl-model"');
+    const indexText = Deno.readTextFileSync(`${dir}/index.json`);
+    assert.ok(indexText.includes('"format":"harmonyrl/model"'));
+    Deno.writeTextFileSync(`${dir}/index.json`, oldName(indexText));
+    assert.deepEqual(await modelCodec.load(dir), ckpt);
+    const fileBytes = Deno.readFileSync(`${dir}/x.ckpt`);
+    const needle = new TextEncoder().encode('"format":"harmonyrl/model"');
+    const at = fileBytes.findIndex((_, i) => needle.every((b, j) => fileBytes[i + j] === b));
+    assert.ok(at > 0);
+    // Same length, so the header's JSON length stays right.
+    fileBytes[at + needle.indexOf("/".charCodeAt(0))] = "-".charCodeAt(0);
+    Deno.writeFileSync(`${dir}/old.ckpt`, fileBytes);
+    assert.deepEqual(await loadCheckpointFile(`${dir}/old.ckpt`), ckpt);
     // A truncated file and a foreign file fail with clear messages.
     const bytes = Deno.readFileSync(`${dir}/x.ckpt`);
     Deno.writeFileSync(`${dir}/cut.ckpt`, bytes.subarray(0, 20));

@@ -21,6 +21,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { errorMessage } from "../../mod.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -206,7 +207,7 @@ export function loadOpenBlas(
 }
 
 function firstLine(e: unknown): string {
-  return String(e instanceof Error ? e.message : e).split("\n")[0];
+  return errorMessage(e).split("\n")[0];
 }
 
 /**

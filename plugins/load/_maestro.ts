@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../../mod.ts";
 import type { Split } from "../_music/types.ts";
 
 /** One performance listed in the MAESTRO metadata. */
@@ -120,7 +121,7 @@ function metadataCandidates(dir: string): string[] {
           Number(a.endsWith(".json")) - Number(b.endsWith(".json"));
       });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new Error(`Cannot read MAESTRO metadata in "${dir}": ${reason}`, { cause: error });
   }
   return [...preferred, ...others];
@@ -226,7 +227,7 @@ function jsonRows(text: string, path: string): RawRow[] {
   try {
     table = JSON.parse(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new Error(`Cannot read MAESTRO metadata "${path}": ${reason}`, { cause: error });
   }
   if (typeof table !== "object" || table === null || Array.isArray(table)) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { StageContext } from "../../mod.ts";
+import { errorMessage, type StageContext } from "../../mod.ts";
 import { readMidi, type ReadMidiOptions } from "../_music/midi.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
 
@@ -36,7 +36,7 @@ export async function readPieceOrSkip(
     return skip(
       error instanceof Deno.errors.NotFound && file.missingReason
         ? file.missingReason
-        : `cannot open it (${error instanceof Error ? error.message : error})`,
+        : `cannot open it (${errorMessage(error)})`,
     );
   }
   try {
@@ -52,6 +52,6 @@ export async function readPieceOrSkip(
 
 /** A reader error without its `Cannot read "<path>": ` prefix (the skip line names the file). */
 export function errorReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   return message.replace(/^Cannot read "[^"]*": /, "");
 }

@@ -9,6 +9,7 @@
  */
 
 import { dirname, join } from "node:path";
+import { errorMessage } from "../../mod.ts";
 
 /** How to get FluidSynth and a SoundFont, for messages. */
 export const INSTALL_HINT =
@@ -236,9 +237,7 @@ export async function renderWav(
   } catch (error) {
     return {
       ok: false,
-      reason: `Cannot render "${midiPath}": ${
-        error instanceof Error ? error.message : String(error)
-      }`,
+      reason: `Cannot render "${midiPath}": ${errorMessage(error)}`,
     };
   } finally {
     await Deno.remove(temp).catch(() => {});

@@ -65,8 +65,12 @@ interface Level {
   height: number;
 }
 
-/** A resolved reference `{stage, output}`, or undefined for anything else. */
-function parseRef(value: unknown): { stage: string; output: string } | undefined {
+/**
+ * A reference of the outline: the runner parsed and resolved it already
+ * (pipeline/graph.ts), so this only checks the JSON read back from
+ * `manifest.json`. Undefined for anything else (a broken or older manifest).
+ */
+function outlineRef(value: unknown): { stage: string; output: string } | undefined {
   const ref = asRecord(value);
   return typeof ref.stage === "string" && typeof ref.output === "string"
     ? { stage: ref.stage, output: ref.output }
@@ -85,12 +89,12 @@ function refsOf(stages: Record<string, unknown>): Array<{ stage: string; output:
   for (const raw of Object.values(stages)) {
     const stage = asRecord(raw) as StageConfig;
     for (const value of Object.values(asRecord(stage.in))) {
-      const ref = parseRef(value);
+      const ref = outlineRef(value);
       if (ref) out.push(ref);
     }
     if (stage.loop) {
       for (const carry of Object.values(asRecord(stage.loop.carry))) {
-        const ref = parseRef(asRecord(carry).init);
+        const ref = outlineRef(asRecord(carry).init);
         if (ref) out.push(ref);
       }
       out.push(...refsOf(asRecord(stage.loop.stages)));
@@ -157,7 +161,7 @@ function layoutLevel(
       // The loop reads its carry inits and whatever outer stage its body reads.
       const bodyNames = new Set(Object.keys(body));
       for (const [carryName, carryValue] of Object.entries(asRecord(loop.carry))) {
-        const init = parseRef(asRecord(carryValue).init);
+        const init = outlineRef(asRecord(carryValue).init);
         if (init && names.has(init.stage)) {
           addEdge(init.stage, name, edgeLabel(init.output, carryName));
         }
@@ -181,7 +185,7 @@ function layoutLevel(
         y: 0,
       });
       for (const [port, value] of Object.entries(asRecord(stage.in))) {
-        const ref = parseRef(value);
+        const ref = outlineRef(value);
         if (!ref) continue;
         if (names.has(ref.stage) && ref.stage !== name) {
           addEdge(ref.stage, name, edgeLabel(ref.output, port));
@@ -193,7 +197,7 @@ function layoutLevel(
   }
   if (loopName !== undefined) {
     for (const [carryName, carryValue] of Object.entries(carry ?? {})) {
-      const next = parseRef(asRecord(carryValue).next);
+      const next = outlineRef(asRecord(carryValue).next);
       if (next && names.has(next.stage)) addEdge(next.stage, carryId, carryName, true);
     }
   }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { StageContext } from "../../mod.ts";
+import { errorMessage, type StageContext } from "../../mod.ts";
 import { join } from "node:path";
 
 /** Metrics of a run as the runner writes `metrics.json`: stage label to steps. */
@@ -78,7 +78,7 @@ export async function readJsonFile(path: string): Promise<unknown> {
     return JSON.parse(await Deno.readTextFile(path));
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(`Cannot read "${path}": ${error instanceof Error ? error.message : error}`);
+    throw new Error(`Cannot read "${path}": ${errorMessage(error)}`);
   }
 }
 

@@ -7,28 +7,29 @@
  * @module
  */
 
-import type { ArtifactCodec } from "../../mod.ts";
+import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { asBytes, assertLittleEndian, readIndex, readSized } from "../../mod.ts";
-import type { TensorData } from "../_tf/model.ts";
-import { packTensors } from "../_tf/checkpoint.ts";
+import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
+import { packTensors, type TensorEntry, unpackTensors } from "../_tf/checkpoint.ts";
 import { type Critic, type CriticConfig, criticParamShapes } from "./_critic.ts";
 
-const FORMAT = "harmonyrl-critic";
-const VERSION = 1;
-const OPT_M = "optimizer/m/";
-const OPT_V = "optimizer/v/";
+const FORMAT: BinaryFormat = {
+  format: "harmonyrl/critic",
+  version: 1,
+  // The name critics were written under before every format was "harmonyrl/<thing>".
+  aliases: ["harmonyrl-critic"],
+};
 
 interface CriticIndex {
-  format: typeof FORMAT;
-  version: typeof VERSION;
+  format: string;
+  version: number;
   config: CriticConfig;
   tokenizer: Critic["tokenizerSpec"];
   step: number;
   optimizerStep: number | null;
   metrics: Record<string, number>;
-  /** Offsets and lengths count float32 values of `weights.bin`. */
-  tensors: { name: string; shape: number[]; offset: number; length: number }[];
+  /** Where each tensor lies in `weights.bin`. */
+  tensors: TensorEntry[];
 }
 
 /**
@@ -38,11 +39,10 @@ interface CriticIndex {
  */
 export const criticCodec: ArtifactCodec<Critic> = {
   async save(critic, dir) {
-    assertLittleEndian("critic");
     const { tensors, data } = packTensors(critic.weights, critic.optimizer);
     const index: CriticIndex = {
-      format: FORMAT,
-      version: VERSION,
+      format: FORMAT.format,
+      version: FORMAT.version,
       config: critic.config,
       tokenizer: critic.tokenizerSpec,
       step: critic.step,
@@ -50,34 +50,18 @@ export const criticCodec: ArtifactCodec<Critic> = {
       metrics: critic.metrics,
       tensors,
     };
-    await Deno.writeFile(`${dir}/weights.bin`, asBytes(data));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+    await writeBlocks(dir, index, { "weights.bin": data });
   },
   async load(dir, context) {
-    assertLittleEndian("critic");
     const where = `Cannot load critic from "${dir}"`;
-    const index = await readIndex<CriticIndex>(dir, { format: FORMAT, version: VERSION }, where);
+    const index = await readIndex<CriticIndex>(dir, FORMAT, where);
     const total = index.tensors.reduce((n, t) => n + t.length, 0);
-    const bytes = await readSized(
+    const data = await readBlock(
       dir,
-      { name: "weights.bin", bytesPerItem: 4, items: total },
+      { name: "weights.bin", type: Float32Array, items: total },
       where,
     );
-    const data = new Float32Array(bytes.buffer, bytes.byteOffset, total);
-    const weights: Record<string, TensorData> = {};
-    const m: Record<string, TensorData> = {};
-    const v: Record<string, TensorData> = {};
-    for (const t of index.tensors) {
-      if (t.shape.reduce((a, b) => a * b, 1) !== t.length || t.offset + t.length > total) {
-        throw new Error(
-          `${where}: tensor "${t.name}" does not match its shape or runs past the data`,
-        );
-      }
-      const td = { shape: t.shape, data: data.slice(t.offset, t.offset + t.length) };
-      if (t.name.startsWith(OPT_M)) m[t.name.slice(OPT_M.length)] = td;
-      else if (t.name.startsWith(OPT_V)) v[t.name.slice(OPT_V.length)] = td;
-      else weights[t.name] = td;
-    }
+    const { weights, m, v } = unpackTensors(index.tensors, data, where);
     for (const [name, shape] of criticParamShapes(index.config)) {
       if (weights[name]?.shape.join(",") !== shape.join(",")) {
         throw new Error(`${where}: weight "${name}" is missing or not of shape [${shape}]`);

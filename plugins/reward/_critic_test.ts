@@ -209,6 +209,17 @@ Deno.test("criticCodec round-trips a critic: same scores, weights, optimizer sta
   assert.ok(Math.abs(criticLogits(critic, [pieces[1]])[0] - scores[1]) < 1e-5);
   assert.equal(tf.memory().numTensors, before);
 
+  // Critics written before the format was renamed "harmonyrl/critic" still load.
+  const indexText = await Deno.readTextFile(`${dir}/index.json`);
+  assert.ok(indexText.includes('"format":"harmonyrl/critic"'));
+  await Deno.writeTextFile(
+    `${dir}/index.json`,
+    indexText.replace('"format":"harmonyrl/critic"', '"format":"harmonyrl-critic"'),
+  );
+  const old = await criticCodec.load(dir, testContext());
+  assert.deepEqual(old.weights, critic.weights);
+  assert.deepEqual(old.optimizer, critic.optimizer);
+
   const bytes = await Deno.readFile(`${dir}/weights.bin`);
   await Deno.writeFile(`${dir}/weights.bin`, bytes.subarray(0, bytes.length - 4));
   await assert.rejects(
@@ -216,5 +227,8 @@ Deno.test("criticCodec round-trips a critic: same scores, weights, optimizer sta
     /Cannot load critic from ".*": "weights\.bin" holds \d+ bytes, expected \d+/,
   );
   await Deno.writeTextFile(`${dir}/index.json`, "{}");
-  await assert.rejects(() => criticCodec.load(dir), /is not a harmonyrl-critic index of version 1/);
+  await assert.rejects(
+    () => criticCodec.load(dir),
+    /is not a harmonyrl\/critic index of version 1/,
+  );
 });

@@ -1,7 +1,8 @@
 /**
  * `rollout/sample`: samples token sequences from a model (with
  * `plugins/_tf/sampler.ts`), decodes them into pieces with the checkpoint's
- * tokenizer, and stores them with their log-probabilities (`rolloutsCodec`).
+ * tokenizer, and stores them with their log-probabilities (`rolloutsCodec`,
+ * in `_codec.ts`).
  *
  * @module
  */
@@ -11,7 +12,6 @@ import {
   type ComponentRef,
   definePlugin,
   p,
-  type Piece,
   port,
   type Rng,
   type StageContext,
@@ -23,160 +23,10 @@ import type { Rollouts } from "../_music/artifacts.ts";
 import { liveModelOf } from "../_tf/checkpoint.ts";
 import { type ModelCheckpoint } from "../_tf/model.ts";
 import { samplePolicy } from "../_tf/sampler.ts";
+import { rolloutsCodec } from "./_codec.ts";
 
 export type { Rollouts };
-
-interface RolloutsIndex {
-  format: "harmonyrl-rollouts";
-  version: 1;
-  primerLen: number;
-  sampling: Rollouts["sampling"];
-  tokenizer: unknown;
-  modelStep: number;
-  /** Sequence i is `tokens[tokenOffsets[i] .. tokenOffsets[i+1]]`; log-probs likewise. */
-  tokenOffsets: number[];
-  logProbOffsets: number[];
-  pieces: {
-    id: string;
-    tempoBpm: number;
-    beatsPerBar: number;
-    source?: string;
-    notes: number;
-    beats: number;
-  }[];
-}
-
-function concat<T extends Int32Array | Float32Array | Float64Array>(
-  parts: ArrayLike<number>[],
-  make: (n: number) => T,
-): { data: T; offsets: number[] } {
-  const offsets = [0];
-  for (const part of parts) offsets.push(offsets[offsets.length - 1] + part.length);
-  const data = make(offsets[offsets.length - 1]);
-  parts.forEach((part, i) => data.set(part, offsets[i]));
-  return { data, offsets };
-}
-
-function bytesOf(a: Int32Array | Float32Array | Float64Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-async function readTyped<T>(
-  path: string,
-  width: number,
-  make: (b: ArrayBuffer, n: number) => T,
-): Promise<T> {
-  const bytes = await Deno.readFile(path);
-  if (bytes.byteLength % width !== 0) {
-    throw new Error(`Cannot read "${path}": its size is not a multiple of ${width} bytes`);
-  }
-  const copy = bytes.slice().buffer;
-  return make(copy, bytes.byteLength / width);
-}
-
-/**
- * Codec of the `rollouts` artifact: `index.json` plus little-endian binaries:
- * `tokens.i32`, `logprobs.f32`, `sampling_logprobs.f32`, `notes.f64` (pitch,
- * velocity, startSec, endSec per note) and `beats.f64`.
- */
-export const rolloutsCodec: ArtifactCodec<Rollouts> = {
-  async save(r, dir) {
-    const tokens = concat(r.tokens, (n) => new Int32Array(n));
-    const lp = concat(r.logProbs, (n) => new Float32Array(n));
-    const slp = concat(r.samplingLogProbs, (n) => new Float32Array(n));
-    const notes = concat(
-      r.pieces.map((piece) =>
-        piece.notes.flatMap((n) => [n.pitch, n.velocity, n.startSec, n.endSec])
-      ),
-      (n) => new Float64Array(n),
-    );
-    const beats = concat(r.pieces.map((piece) => piece.beatsSec), (n) => new Float64Array(n));
-    const index: RolloutsIndex = {
-      format: "harmonyrl-rollouts",
-      version: 1,
-      primerLen: r.primerLen,
-      sampling: r.sampling,
-      tokenizer: r.tokenizer ?? null,
-      modelStep: r.modelStep,
-      tokenOffsets: tokens.offsets,
-      logProbOffsets: lp.offsets,
-      pieces: r.pieces.map((piece) => ({
-        id: piece.id,
-        tempoBpm: piece.tempoBpm,
-        beatsPerBar: piece.beatsPerBar,
-        ...(piece.source === undefined ? {} : { source: piece.source }),
-        notes: piece.notes.length,
-        beats: piece.beatsSec.length,
-      })),
-    };
-    await Deno.writeFile(`${dir}/tokens.i32`, bytesOf(tokens.data));
-    await Deno.writeFile(`${dir}/logprobs.f32`, bytesOf(lp.data));
-    await Deno.writeFile(`${dir}/sampling_logprobs.f32`, bytesOf(slp.data));
-    await Deno.writeFile(`${dir}/notes.f64`, bytesOf(notes.data));
-    await Deno.writeFile(`${dir}/beats.f64`, bytesOf(beats.data));
-    await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
-  },
-  async load(dir) {
-    const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`)) as RolloutsIndex;
-    if (index?.format !== "harmonyrl-rollouts" || index.version !== 1) {
-      throw new Error(`Cannot read rollouts "${dir}": not a harmonyrl-rollouts version 1 index`);
-    }
-    const tokens = await readTyped(`${dir}/tokens.i32`, 4, (b, n) => new Int32Array(b, 0, n));
-    const lp = await readTyped(`${dir}/logprobs.f32`, 4, (b, n) => new Float32Array(b, 0, n));
-    const slp = await readTyped(
-      `${dir}/sampling_logprobs.f32`,
-      4,
-      (b, n) => new Float32Array(b, 0, n),
-    );
-    const notes = await readTyped(`${dir}/notes.f64`, 8, (b, n) => new Float64Array(b, 0, n));
-    const beats = await readTyped(`${dir}/beats.f64`, 8, (b, n) => new Float64Array(b, 0, n));
-    const count = index.tokenOffsets.length - 1;
-    const last = (o: number[]) => o[o.length - 1];
-    const noteTotal = index.pieces.reduce((a, q) => a + q.notes, 0);
-    const beatTotal = index.pieces.reduce((a, q) => a + q.beats, 0);
-    if (
-      last(index.tokenOffsets) !== tokens.length || last(index.logProbOffsets) !== lp.length ||
-      lp.length !== slp.length || noteTotal * 4 !== notes.length || beatTotal !== beats.length ||
-      index.logProbOffsets.length !== count + 1
-    ) {
-      throw new Error(`Cannot read rollouts "${dir}": the binary files do not match index.json`);
-    }
-    let noteAt = 0, beatAt = 0;
-    const pieces: Piece[] = index.pieces.map((q) => {
-      const piece: Piece = {
-        id: q.id,
-        tempoBpm: q.tempoBpm,
-        beatsPerBar: q.beatsPerBar,
-        notes: Array.from({ length: q.notes }, (_, i) => {
-          const o = (noteAt + i) * 4;
-          return {
-            pitch: notes[o],
-            velocity: notes[o + 1],
-            startSec: notes[o + 2],
-            endSec: notes[o + 3],
-          };
-        }),
-        beatsSec: Array.from(beats.subarray(beatAt, beatAt + q.beats)),
-      };
-      if (q.source !== undefined) piece.source = q.source;
-      noteAt += q.notes;
-      beatAt += q.beats;
-      return piece;
-    });
-    const slices = <T extends Int32Array | Float32Array>(a: T, o: number[]) =>
-      Array.from({ length: count }, (_, i) => a.slice(o[i], o[i + 1]) as T);
-    return {
-      tokens: slices(tokens, index.tokenOffsets),
-      primerLen: index.primerLen,
-      logProbs: slices(lp, index.logProbOffsets),
-      samplingLogProbs: slices(slp, index.logProbOffsets),
-      sampling: index.sampling,
-      pieces,
-      tokenizer: index.tokenizer,
-      modelStep: index.modelStep,
-    };
-  },
-};
+export { rolloutsCodec };
 
 /** Primer prompts: BOS-first beginnings of `count` sequences of the split, drawn with `rng`. */
 function primerPrompts(

@@ -216,6 +216,19 @@ Deno.test("rollout/sample runs on a checkpoint, primes from a corpus and round-t
   await rolloutsCodec.save(rollouts, dir);
   const loaded = await rolloutsCodec.load(dir);
   assert.deepEqual(loaded, rollouts);
+  // Rollouts cached before the format was renamed "harmonyrl/rollouts" still load.
+  const index = JSON.parse(Deno.readTextFileSync(`${dir}/index.json`));
+  assert.equal(index.format, "harmonyrl/rollouts");
+  Deno.writeTextFileSync(
+    `${dir}/index.json`,
+    JSON.stringify({ ...index, format: "harmonyrl-rollouts" }),
+  );
+  assert.deepEqual(await rolloutsCodec.load(dir), rollouts);
+  Deno.writeTextFileSync(`${dir}/index.json`, JSON.stringify({ ...index, version: 2 }));
+  await assert.rejects(
+    () => rolloutsCodec.load(dir),
+    /Cannot load rollouts from ".*": "index.json" is not a harmonyrl\/rollouts index of version 1 \(found format "harmonyrl\/rollouts", version 2\)/,
+  );
   Deno.removeSync(dir, { recursive: true });
 
   await assert.rejects(

@@ -23,7 +23,8 @@
  *
  * Notes are placed on the piece's own beat grid (`beatsSec`): a time in
  * seconds becomes a beat position by interpolating between beat onsets, and
- * past the last beat by extrapolating with the last interval.
+ * past the last beat by extrapolating with the last interval (`beatGrid` of
+ * `plugins/_music/theory.ts`, the one grid every plugin shares).
  *
  * Tempo bins are geometric between `minTempoBpm` and `maxTempoBpm`, shifted so
  * that 120 bpm is exactly a bin (MIDI's default tempo, and MAESTRO's). Because
@@ -41,6 +42,7 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
+import { beatGrid } from "../_music/theory.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import { binToVelocity, velocityToBin } from "./performance.ts";
 
@@ -147,59 +149,6 @@ function nearestTempoBin(bins: number[], bpm: number): number {
   return best;
 }
 
-/**
- * Maps between seconds and beat positions on a piece's beat grid.
- * Interpolates between beat onsets and extrapolates with the first and last
- * intervals. Falls back to a uniform grid at `tempoBpm` when the piece has
- * fewer than two usable beats.
- */
-export class BeatGrid {
-  #beats: Float64Array;
-
-  /**
-   * @param beatsSec Beat onsets in seconds; unsorted or repeated values are dropped.
-   * @param tempoBpm Tempo of the fallback grid.
-   */
-  constructor(beatsSec: readonly number[], tempoBpm: number) {
-    const beats: number[] = [];
-    for (const t of beatsSec) {
-      if (Number.isFinite(t) && (beats.length === 0 || t > beats[beats.length - 1])) beats.push(t);
-    }
-    if (beats.length < 2) {
-      const first = beats[0] ?? 0;
-      const bpm = Number.isFinite(tempoBpm) && tempoBpm > 0 ? tempoBpm : DEFAULT_TEMPO_BPM;
-      beats.length = 0;
-      beats.push(first, first + 60 / bpm);
-    }
-    this.#beats = Float64Array.from(beats);
-  }
-
-  /** Beat position (0 = first beat) of a time in seconds. */
-  secToBeat(sec: number): number {
-    const b = this.#beats;
-    const n = b.length;
-    if (sec <= b[0]) return (sec - b[0]) / (b[1] - b[0]);
-    if (sec >= b[n - 1]) return n - 1 + (sec - b[n - 1]) / (b[n - 1] - b[n - 2]);
-    let lo = 0, hi = n - 1; // b[lo] <= sec < b[hi]
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (b[mid] <= sec) lo = mid;
-      else hi = mid;
-    }
-    return lo + (sec - b[lo]) / (b[hi] - b[lo]);
-  }
-
-  /** Time in seconds of a beat position. */
-  beatToSec(beat: number): number {
-    const b = this.#beats;
-    const n = b.length;
-    if (beat <= 0) return b[0] + beat * (b[1] - b[0]);
-    if (beat >= n - 1) return b[n - 1] + (beat - (n - 1)) * (b[n - 1] - b[n - 2]);
-    const i = Math.floor(beat);
-    return b[i] + (beat - i) * (b[i + 1] - b[i]);
-  }
-}
-
 /** A REMI tokenizer: the `Tokenizer` interface plus its params, layout and tempo bins. */
 export interface RemiTokenizer extends Tokenizer {
   params: RemiParams;
@@ -267,7 +216,7 @@ export function createRemiTokenizer(params: Partial<RemiParams> = {}): RemiToken
       ? Math.min(maxBeatsPerBar, Math.max(1, Math.round(piece.beatsPerBar)))
       : DEFAULT_BEATS_PER_BAR;
     const stepsPerBar = beatsPerBar * stepsPerBeat;
-    const grid = new BeatGrid(piece.beatsSec, piece.tempoBpm);
+    const grid = beatGrid(piece);
     type Q = { step: number; pitch: number; duration: number; bin: number };
     const quantised: Q[] = [];
     for (const note of piece.notes) {
@@ -276,8 +225,8 @@ export function createRemiTokenizer(params: Partial<RemiParams> = {}): RemiToken
         !Number.isFinite(note.startSec) || !Number.isFinite(note.endSec) ||
         !(note.endSec > note.startSec)
       ) continue;
-      const step = Math.max(0, Math.round(grid.secToBeat(note.startSec) * stepsPerBeat));
-      const endStep = Math.round(grid.secToBeat(note.endSec) * stepsPerBeat);
+      const step = Math.max(0, Math.round(grid.position(note.startSec) * stepsPerBeat));
+      const endStep = Math.round(grid.position(note.endSec) * stepsPerBeat);
       const duration = Math.min(maxDurationSteps, Math.max(1, endStep - step));
       quantised.push({
         step,
@@ -293,7 +242,7 @@ export function createRemiTokenizer(params: Partial<RemiParams> = {}): RemiToken
       return Int32Array.from(out);
     }
     const lastBar = Math.floor(quantised[quantised.length - 1].step / stepsPerBar);
-    const origin = grid.beatToSec(0);
+    const origin = grid.time(0);
     let decodedBarStartSec = 0;
     let tempoBin = -1;
     let next = 0;
@@ -302,8 +251,8 @@ export function createRemiTokenizer(params: Partial<RemiParams> = {}): RemiToken
       if (bar === 0) out.push(layout.timeSig + beatsPerBar - 1);
       // Choose this bar's tempo so that the decoded start of the next bar
       // stays near the real one (see the module doc).
-      const realStart = grid.beatToSec(bar * beatsPerBar) - origin;
-      const realEnd = grid.beatToSec((bar + 1) * beatsPerBar) - origin;
+      const realStart = grid.time(bar * beatsPerBar) - origin;
+      const realEnd = grid.time((bar + 1) * beatsPerBar) - origin;
       const halfStepSec = (realEnd - realStart) / (2 * stepsPerBar);
       const landing = (bin: number) => decodedBarStartSec + (60 * beatsPerBar) / tempos[bin];
       if (!full.trackTempo) {

@@ -4,12 +4,7 @@ import { createRng } from "../../pipeline/rng.ts";
 import { matchNotes, measureFidelity } from "./_fidelity.ts";
 import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import type { Note, Piece } from "../_music/types.ts";
-import plugin, {
-  BeatGrid,
-  createRemiTokenizer,
-  type RemiTokenizer,
-  tempoBinValues,
-} from "./remi.ts";
+import plugin, { createRemiTokenizer, type RemiTokenizer, tempoBinValues } from "./remi.ts";
 
 function uniformBeats(bpm: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => (i * 60) / bpm);
@@ -73,16 +68,22 @@ Deno.test("tempo bins are geometric with 120 bpm exactly on a bin", () => {
   assert.ok(bins[0] > 38 && bins[0] < 40 && bins[31] > 240 && bins[31] < 250);
 });
 
-Deno.test("BeatGrid interpolates between beats and extrapolates past both ends", () => {
-  const grid = new BeatGrid([0, 0.5, 1.5], 120);
-  assert.equal(grid.secToBeat(0.25), 0.5);
-  assert.equal(grid.secToBeat(1), 1.5);
-  assert.equal(grid.secToBeat(2.5), 3); // last interval is 1 s
-  assert.equal(grid.secToBeat(-0.25), -0.5); // first interval is 0.5 s
-  assert.equal(grid.beatToSec(1.5), 1);
-  assert.equal(grid.beatToSec(3), 2.5);
-  // Fewer than two beats: a uniform grid at the piece's tempo.
-  assert.equal(new BeatGrid([], 60).secToBeat(3), 3);
+Deno.test("encode() reads a repeated beat time as theory.ts's beatGrid() does: dropped", () => {
+  const tokenizer = createRemiTokenizer();
+  const notes: Note[] = [
+    { pitch: 60, startSec: 0.25, endSec: 0.75, velocity: 80 },
+    { pitch: 64, startSec: 1.25, endSec: 2, velocity: 90 },
+    { pitch: 67, startSec: 2.6, endSec: 3.1, velocity: 100 },
+  ];
+  // An uneven grid (beat 2 lasts 1 s), once clean and once with beat 1 written twice.
+  const beatsSec = [0, 0.5, 1, 2, 2.5, 3, 3.5, 4];
+  const clean: Piece = { ...pieceOf(notes), beatsSec };
+  const repeated: Piece = { ...clean, beatsSec: [0, 0.5, 0.5, 1, 2, 2.5, 3, 3.5, 4] };
+  const tokens = names(tokenizer, tokenizer.encode(clean));
+  assert.deepEqual(names(tokenizer, tokenizer.encode(repeated)), tokens);
+  // The 1 s beat shows: the note at 1.25 s is on beat 2.25 (step 9), not 2.5 as on an even grid.
+  assert.ok(tokens.includes("POSITION_9"), tokens.join(" "));
+  assert.notDeepEqual(names(tokenizer, tokenizer.encode(pieceOf(notes))), tokens);
 });
 
 Deno.test("encode() writes the hand-computed events of a two-bar piece", () => {
