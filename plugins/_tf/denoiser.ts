@@ -15,8 +15,8 @@
  * plus the cell's own noisy values to its ε: without it the 176 independent
  * noise values of a step must squeeze through the trunk's width, and the loss
  * hardly falls. Convs are im2col + matMul (the stock wasm backend has no
- * `Conv2DBackpropFilter`), and matMul gradients use explicit transposes,
- * which stock wasm runs much faster than `transposeA`/`transposeB` (TECH_NOTES).
+ * `Conv2DBackpropFilter`); every product is `model.ts`'s `linear`, the one
+ * matMul with a custom gradient that the sequence models use too.
  *
  * @module
  */
@@ -31,6 +31,7 @@ import {
   writeBlocks,
 } from "../../mod.ts";
 import type { EpsModel } from "./diffusion.ts";
+import { linear } from "./model.ts";
 
 // ---------------------------------------------------------------------------
 // The denoiser network
@@ -229,26 +230,13 @@ export function timestepEmbedding(t: ArrayLike<number>, dim: number): tf.Tensor2
 }
 
 /**
- * x · w with a gradient that uses explicit transposes: the wasm backend's
- * `BatchMatMul` is 15–40× slower with `transposeA`/`transposeB`, which is what
- * the stock matMul gradient uses.
+ * Dense layer over the last axis: `[..., in] → [..., out]`. The bias is added
+ * after the reshape, not fused into `linear`, so that its gradient stays the
+ * broadcast sum it has always been (the trained weights do not move by a bit).
  */
-const matMulT = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [x, w, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-  save([x, w]);
-  return {
-    value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-      tf.matMul(dy as tf.Tensor2D, tf.transpose(saved[1]) as tf.Tensor2D),
-      tf.matMul(tf.transpose(saved[0]) as tf.Tensor2D, dy as tf.Tensor2D),
-    ],
-  };
-});
-
-/** Dense layer over the last axis: `[..., in] → [..., out]`. */
 function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const inDim = x.shape[x.rank - 1];
-  const y = matMulT(tf.reshape(x, [-1, inDim]), w); // [N, out]
+  const y = linear(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, w); // [N, out]
   const shaped = tf.reshape(y, [...x.shape.slice(0, -1), w.shape[1]] as number[]);
   return b ? tf.add(shaped, b) : shaped;
 }

@@ -186,17 +186,18 @@ export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
 
 const linearOp = tf.customGrad(
   ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, kernel, bias] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-    (args[3] as tf.GradSaveFunc)([x, kernel]);
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const [x, kernel, bias] = args.slice(0, -1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D?];
+    save([x, kernel]);
     return {
       value: tf.fused.matMul({ a: x, b: kernel, bias }),
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [sx, sk] = saved as [tf.Tensor2D, tf.Tensor2D];
-        return [
+        const grads = [
           tf.matMul(dy, sk, false, true), // [rows, in]
           tf.matMul(sx, dy, true, false), // [in, out]
-          sumRows(dy), // [out]
         ];
+        return bias === undefined ? grads : [...grads, sumRows(dy)]; // bias: [out]
       },
     };
   }) as Parameters<typeof tf.customGrad<tf.Tensor2D>>[0],
@@ -204,10 +205,20 @@ const linearOp = tf.customGrad(
 
 /**
  * `x @ kernel + bias`: `[rows, in] -> [rows, out]`, one fused op forward and a
- * gradient whose bias part is a product with ones (see {@link sumRows}).
+ * gradient whose bias part is a product with ones (see {@link sumRows}). The
+ * gradient passes `transposeA`/`transposeB` rather than transposing first:
+ * OpenBLAS (`wasm-openblas`) reads transposed operands in place, and on the
+ * backends tried (`wasm-openblas`, `cpu`) both give the same bits. Without
+ * `bias` it is a plain product with that gradient (the denoiser adds its
+ * biases itself).
+ *
+ * @param x `[rows, in]`
+ * @param kernel `[in, out]`
+ * @param bias `[out]`, optional
+ * @returns `[rows, out]`
  */
-export function linear(x: tf.Tensor2D, kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  return linearOp(x, kernel, bias) as tf.Tensor2D;
+export function linear(x: tf.Tensor2D, kernel: tf.Tensor, bias?: tf.Tensor): tf.Tensor2D {
+  return (bias === undefined ? linearOp(x, kernel) : linearOp(x, kernel, bias)) as tf.Tensor2D;
 }
 
 const LN_EPSILON = 1e-5;

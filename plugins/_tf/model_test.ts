@@ -4,6 +4,7 @@ import { initBackend } from "./backend.ts";
 import { AdamW, clipByGlobalNorm, learningRateAt } from "./optim.ts";
 import {
   assignWeights,
+  linear,
   nextTokenLoss,
   type SequenceModel,
   tanhViaSigmoid,
@@ -81,6 +82,33 @@ Deno.test("clipByGlobalNorm() scales gradients to the norm limit", async () => {
   const kept = await clipByGlobalNorm(grads, 10);
   assert.equal(kept.grads.get("b")!.dataSync()[0], 4);
   tf.dispose([...grads.values(), ...clipped.grads.values(), ...kept.grads.values()]);
+});
+
+Deno.test("linear() with and without a bias has the value and gradients of tfjs's own ops", () => {
+  const before = tf.memory().numTensors;
+  const x = tf.tensor2d([[1, -2, 0.5], [3, 0.25, -1]]); // [rows 2, in 3]
+  const w = tf.tensor2d([[0.5, -1], [2, 0.125], [-0.75, 1.5]]); // [in 3, out 2]
+  const b = tf.tensor1d([0.1, -0.2]);
+  const dy = tf.tensor2d([[1, -3], [0.5, 2]]); // upstream gradient
+  const maxDiff = (p: tf.Tensor, q: tf.Tensor) =>
+    tf.tidy(() => tf.max(tf.abs(tf.sub(p, q))).dataSync()[0]);
+  for (const withBias of [true, false]) {
+    const ours = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+      withBias ? linear(xx as tf.Tensor2D, ww, bb) : tf.add(linear(xx as tf.Tensor2D, ww), bb);
+    const stock = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+      tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb);
+    const got = tf.grads(ours)([x, w, b], dy);
+    const want = tf.grads(stock)([x, w, b], dy);
+    const valueDiff = tf.tidy(() => maxDiff(ours(x, w, b), stock(x, w, b)));
+    assert.ok(valueDiff < 1e-6, `value, bias ${withBias}: off by ${valueDiff}`);
+    got.forEach((g, i) => {
+      const diff = maxDiff(g, want[i]);
+      assert.ok(diff < 1e-6, `gradient ${i}, bias ${withBias}: off by ${diff}`);
+    });
+    tf.dispose([...got, ...want]);
+  }
+  tf.dispose([x, w, b, dy]);
+  assert.equal(tf.memory().numTensors, before);
 });
 
 Deno.test("tokenNll() of uniform logits is ln(vocab) and of a sure guess is 0", () => {
