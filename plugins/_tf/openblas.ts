@@ -21,6 +21,12 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import {
+  type KernelFn,
+  replaceKernel,
+  runWasmKernel,
+  type WasmKernelArgs,
+} from "./wasm_kernels.ts";
 import { errorMessage } from "../../mod.ts";
 
 const CBLAS_ROW_MAJOR = 101;
@@ -244,15 +250,6 @@ export function setOpenBlasThreads(threads: number): boolean {
   return true;
 }
 
-/** Arguments tfjs passes to a kernel function, typed for the wasm backend. */
-interface WasmKernelArgs {
-  inputs: Record<string, tf.TensorInfo>;
-  backend: BackendWasm;
-  attrs?: tf.NamedAttrMap;
-}
-
-type KernelFn = (args: WasmKernelArgs) => tf.TensorInfo;
-
 /** The stock wasm kernels, kept while ours are installed. */
 let originals: { batchMatMul: tf.KernelConfig; fusedMatMul: tf.KernelConfig } | null = null;
 
@@ -312,19 +309,6 @@ export function uninstallOpenBlasMatMul(): void {
   tf.unregisterKernel("_FusedMatMul", "wasm");
   tf.registerKernel(originals.fusedMatMul);
   originals = null;
-}
-
-function replaceKernel(original: tf.KernelConfig, kernelFunc: KernelFn): void {
-  tf.unregisterKernel(original.kernelName, "wasm");
-  // Keep setupFunc: the stock kernel's cwrap must exist for our fallbacks,
-  // and a backend initialised later still runs it.
-  tf.registerKernel({
-    kernelName: original.kernelName,
-    backendName: "wasm",
-    setupFunc: original.setupFunc,
-    disposeFunc: original.disposeFunc,
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-  });
 }
 
 /** Flat index into a broadcast operand's batch for each flat output batch index. */
@@ -466,20 +450,6 @@ const ACTIVATION_KERNELS: Record<string, string> = {
   leakyrelu: "LeakyRelu",
   prelu: "Prelu",
 };
-
-function runWasmKernel(
-  kernelName: string,
-  inputs: Record<string, tf.TensorInfo | undefined>,
-  backend: BackendWasm,
-  attrs: tf.NamedAttrMap = {},
-): tf.TensorInfo {
-  const kernel = tf.getKernel(kernelName, "wasm")!;
-  return (kernel.kernelFunc as unknown as KernelFn)({
-    inputs: inputs as Record<string, tf.TensorInfo>,
-    backend,
-    attrs,
-  });
-}
 
 function blasFusedMatMul(args: WasmKernelArgs): tf.TensorInfo {
   const { a, b } = args.inputs;

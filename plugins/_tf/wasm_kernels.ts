@@ -27,10 +27,44 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 export const WASM_EXTRA_KERNELS: readonly string[] = ["UnsortedSegmentSum", "Conv2DBackpropFilter"];
 
 /** Arguments tfjs passes to a kernel function, typed for the wasm backend. */
-interface WasmKernelArgs {
+export interface WasmKernelArgs {
   inputs: Record<string, tf.TensorInfo>;
   backend: BackendWasm;
   attrs?: tf.NamedAttrMap;
+}
+
+/** A wasm kernel function. */
+export type KernelFn = (args: WasmKernelArgs) => tf.TensorInfo;
+
+/**
+ * Registers `kernelFunc` in place of the wasm backend's `original` kernel, keeping its
+ * setupFunc (the stock kernel's cwrap must exist for fallbacks, and a backend initialised
+ * later still runs it).
+ */
+export function replaceKernel(original: tf.KernelConfig, kernelFunc: KernelFn): void {
+  tf.unregisterKernel(original.kernelName, "wasm");
+  tf.registerKernel({
+    kernelName: original.kernelName,
+    backendName: "wasm",
+    setupFunc: original.setupFunc,
+    disposeFunc: original.disposeFunc,
+    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  });
+}
+
+/** Runs the wasm backend's currently registered `kernelName` kernel. */
+export function runWasmKernel(
+  kernelName: string,
+  inputs: Record<string, tf.TensorInfo | undefined>,
+  backend: BackendWasm,
+  attrs: tf.NamedAttrMap = {},
+): tf.TensorInfo {
+  const kernel = tf.getKernel(kernelName, "wasm")!;
+  return (kernel.kernelFunc as unknown as KernelFn)({
+    inputs: inputs as Record<string, tf.TensorInfo>,
+    backend,
+    attrs,
+  });
 }
 
 /**

@@ -25,15 +25,12 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
-
-/** Arguments tfjs passes to a kernel function, typed for the wasm backend. */
-interface WasmKernelArgs {
-  inputs: Record<string, tf.TensorInfo>;
-  backend: BackendWasm;
-  attrs?: tf.NamedAttrMap;
-}
-
-type KernelFn = (args: WasmKernelArgs) => tf.TensorInfo;
+import {
+  type KernelFn,
+  replaceKernel,
+  runWasmKernel,
+  type WasmKernelArgs,
+} from "./wasm_kernels.ts";
 
 /** The stock wasm kernels, kept while ours are installed. */
 let originals: { batchMatMul: tf.KernelConfig; fusedMatMul: tf.KernelConfig } | null = null;
@@ -81,28 +78,6 @@ export function uninstallWasmMatMul(): void {
     tf.registerKernel(original);
   }
   originals = null;
-}
-
-function replaceKernel(original: tf.KernelConfig, kernelFunc: KernelFn): void {
-  tf.unregisterKernel(original.kernelName, "wasm");
-  // Keep setupFunc: the stock kernel's cwrap must exist for the calls below.
-  tf.registerKernel({
-    kernelName: original.kernelName,
-    backendName: "wasm",
-    setupFunc: original.setupFunc,
-    disposeFunc: original.disposeFunc,
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-  });
-}
-
-function runWasmKernel(
-  kernelName: string,
-  inputs: Record<string, tf.TensorInfo>,
-  backend: BackendWasm,
-  attrs: tf.NamedAttrMap,
-): tf.TensorInfo {
-  const kernel = tf.getKernel(kernelName, "wasm")!;
-  return (kernel.kernelFunc as unknown as KernelFn)({ inputs, backend, attrs });
 }
 
 /** `x` with its last two dimensions swapped (a new tensor the caller disposes). */
