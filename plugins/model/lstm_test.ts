@@ -45,11 +45,19 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-for (const [backend, time] of [["cpu", 1], ["cpu", 6], ["wasm", 6]] as const) {
-  Deno.test(`lstmSequence() output and gradients equal autodiff through ${time} step(s) on ${backend}`, async () => {
+const CASES = [
+  ["cpu", 1, true],
+  ["cpu", 6, true],
+  ["wasm", 6, true],
+  ["cpu", 6, false],
+  ["wasm", 6, false],
+] as const;
+for (const [backend, time, fused] of CASES) {
+  const how = fused ? "fused kernels" : "composite ops";
+  Deno.test(`lstmSequence() with ${how} equals autodiff through ${time} step(s) on ${backend}`, async () => {
     await initBackend(backend);
     try {
-      checkAgainstAutodiff(time);
+      checkAgainstAutodiff(time, fused);
     } finally {
       await initBackend("cpu");
     }
@@ -57,7 +65,7 @@ for (const [backend, time] of [["cpu", 1], ["cpu", 6], ["wasm", 6]] as const) {
 }
 
 /** Checks lstmSequence() against referenceLstm() on the current backend. */
-function checkAgainstAutodiff(time: number) {
+function checkAgainstAutodiff(time: number, fused: boolean) {
   const before = tf.memory().numTensors;
   tf.tidy(() => {
     const rng = createRng(9);
@@ -68,6 +76,8 @@ function checkAgainstAutodiff(time: number) {
     const b = n([16]) as tf.Tensor1D;
     // A weighted sum makes every output position matter differently.
     const weight = n([time, 3, 4]);
+    const ours = (...t: Parameters<typeof lstmSequence>) =>
+      lstmSequence(t[0], t[1], t[2], t[3], { fused });
     const loss = (f: typeof lstmSequence) => (...t: tf.Tensor[]) =>
       tf.sum(
         tf.mul(
@@ -75,11 +85,11 @@ function checkAgainstAutodiff(time: number) {
           weight,
         ),
       );
-    assert.ok(maxAbsDiff(lstmSequence(x, wx, wh, b), referenceLstm(x, wx, wh, b)) < 1e-5);
-    const ours = tf.grads(loss(lstmSequence))([x, wx, wh, b]);
+    assert.ok(maxAbsDiff(ours(x, wx, wh, b), referenceLstm(x, wx, wh, b)) < 1e-5);
+    const grads = tf.grads(loss(ours))([x, wx, wh, b]);
     const ref = tf.grads(loss(referenceLstm as typeof lstmSequence))([x, wx, wh, b]);
     for (let i = 0; i < 4; i++) {
-      assert.ok(maxAbsDiff(ours[i], ref[i]) < 1e-4, `gradient ${i} differs`);
+      assert.ok(maxAbsDiff(grads[i], ref[i]) < 1e-4, `gradient ${i} differs`);
       // With one step the recurrent kernel only ever meets h0 = 0.
       const trivial = time === 1 && i === 2;
       assert.equal(tf.max(tf.abs(ref[i])).dataSync()[0] > 1e-3, !trivial, `gradient ${i} size`);
@@ -178,3 +188,36 @@ Deno.test("model/lstm dropout without an rng fails with a clear message", () => 
   tokens.dispose();
   model.dispose();
 });
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`lstmSequence(): fused kernels equal the composite ops bit for bit on ${backend}`, async () => {
+    await initBackend(backend);
+    try {
+      tf.tidy(() => {
+        const rng = createRng(21);
+        const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
+        const [time, batch, inDim, hidden] = [7, 5, 6, 9];
+        const inputs = [
+          n([time, batch, inDim]),
+          n([inDim, 4 * hidden]),
+          n([hidden, 4 * hidden]),
+          n([4 * hidden]),
+        ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const weight = n([time, batch, hidden]);
+        const run = (fused: boolean) => {
+          const f = (...t: tf.Tensor[]) =>
+            tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
+          const { value, grads } = tf.valueAndGrads(f)(inputs);
+          return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
+        };
+        const fused = run(true), composite = run(false);
+        const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
+        fused.forEach((values, i) =>
+          assert.deepEqual(values, composite[i], `${names[i]} differs between fused and composite`)
+        );
+      });
+    } finally {
+      await initBackend("cpu");
+    }
+  });
+}

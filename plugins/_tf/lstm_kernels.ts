@@ -1,0 +1,307 @@
+/**
+ * Fused LSTM cell kernels for the `wasm` and `cpu` backends: one kernel call
+ * per time step forward and one backward, in place of about 14 and 7 small
+ * elementwise ops. On the default graph's LSTM (batch 16, 192 units) those small
+ * ops, each a trip through the tfjs engine, cost more than the matrix products.
+ *
+ * - `HarmonyLstmCell`: inputs `xp` `[T, B, 4H]` (input projection plus bias of
+ *   every step), optional `zh` `[B, 4H]` (h·Wh; absent when h is zero) and
+ *   optional `c` `[B, H]` (absent when zero); attr `t` (the step). Outputs the
+ *   gate activations `a` `[B, 4H]` (i, f, g, o: sigmoid, sigmoid, tanh, sigmoid),
+ *   the cell state, the hidden state and tanh of the cell state (each `[B, H]`).
+ * - `HarmonyLstmCellGrad`: inputs `dy` `[T, B, H]` (gradient of the outputs),
+ *   optional `dhRec` `[B, H]` (dz of step t + 1 times Whᵀ), `a` `[T, B, 4H]`,
+ *   `c` and `tc` `[T, B, H]` (every step's activations, cell states and their
+ *   tanh), optional `dcNext` `[B, H]`; attr `t`. Outputs dz `[B, 4H]` (gradient
+ *   of the gate pre-activations) and the cell-state gradient for step t − 1.
+ *
+ * Each kernel does the composite ops' arithmetic in the same order, rounding to
+ * float32 where they round, and takes its sigmoids from the backend's own
+ * `Sigmoid` kernel: the results equal the composite ops' bit for bit
+ * (`lstm_test.ts` checks it), so a run gives the same numbers with or without
+ * them. Other backends have no such kernels; {@link hasLstmKernels} tells the
+ * model to use the composite ops there.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs-core";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+
+/** Kernel name of the fused forward step. */
+export const LSTM_CELL = "HarmonyLstmCell";
+/** Kernel name of the fused backward step. */
+export const LSTM_CELL_GRAD = "HarmonyLstmCellGrad";
+
+const BACKENDS = ["wasm", "cpu"] as const;
+type FusedBackend = (typeof BACKENDS)[number];
+
+const f32 = Math.fround;
+
+/** Batch size and hidden units of a step. */
+interface CellShape {
+  batch: number;
+  hidden: number;
+}
+
+/**
+ * Reads, allocates and frees tensors of one backend as Float32Arrays, and runs
+ * its own `Sigmoid` kernel (so that the values are that backend's sigmoid, bit
+ * for bit).
+ */
+interface Memory {
+  /** Allocates a float32 tensor (take views only after the last allocation). */
+  output(shape: number[]): tf.TensorInfo;
+  /** The values of a tensor, without a copy. */
+  view(info: tf.TensorInfo): Float32Array;
+  /** The backend's sigmoid of `info`, as a new tensor. */
+  sigmoid(info: tf.TensorInfo): tf.TensorInfo;
+  /** Frees a tensor made by `output` or `sigmoid`. */
+  free(info: tf.TensorInfo): void;
+}
+
+function memoryOf(backendName: FusedBackend, backend: unknown): Memory {
+  const sigmoidKernel = tf.getKernel("Sigmoid", backendName)!.kernelFunc;
+  const sigmoid = (info: tf.TensorInfo) =>
+    sigmoidKernel({
+      inputs: { x: info },
+      backend: backend as tf.KernelBackend,
+      attrs: {},
+    }) as tf.TensorInfo;
+  if (backendName === "wasm") {
+    const wasm = backend as BackendWasm;
+    return {
+      output: (shape) => wasm.makeOutput(shape, "float32"),
+      // A view is taken after every allocation: one may grow the heap and detach earlier views.
+      view: (info) => wasm.typedArrayFromHeap(info) as Float32Array,
+      sigmoid,
+      free: (info) => wasm.disposeData(info.dataId, true),
+    };
+  }
+  const cpu = backend as MathBackendCPU;
+  return {
+    output: (shape) =>
+      cpu.makeTensorInfo(shape, "float32", new Float32Array(tf.util.sizeFromShape(shape))),
+    view: (info) => cpu.data.get(info.dataId)!.values as Float32Array,
+    sigmoid,
+    free: (info) => cpu.disposeData(info.dataId, true),
+  };
+}
+
+/**
+ * The forward step, as the composite ops compute it: z = zh + xp[t]; gate
+ * activations σ(z) for i, f, o and 2σ(2z) − 1 for g; c' = f·c + i·g;
+ * tanh(c') = 2σ(2c') − 1; h' = o·tanh(c'). Every operation is rounded to
+ * float32 where the composite op would round it (`Math.fround` of a double
+ * result of float32 operands is the float32 result), and the sigmoid is the
+ * backend's own, so the outputs equal the composite ops' bit for bit.
+ */
+function forwardStep(
+  memory: Memory,
+  { batch, hidden }: CellShape,
+  xp: tf.TensorInfo,
+  t: number,
+  zh: tf.TensorInfo | undefined,
+  c: tf.TensorInfo | undefined,
+): tf.TensorInfo[] {
+  const H = hidden, fourH = 4 * hidden;
+  const xpOffset = t * batch * fourH;
+  // z with the g columns doubled, then one sigmoid over all four gates.
+  const scaled = memory.output([batch, fourH]);
+  {
+    const zs = memory.view(scaled), xps = memory.view(xp);
+    const zhs = zh === undefined ? null : memory.view(zh);
+    for (let k = 0; k < batch * fourH; k++) {
+      const z = zhs === null ? xps[xpOffset + k] : f32(zhs[k] + xps[xpOffset + k]);
+      zs[k] = (k % fourH) >= 2 * H && (k % fourH) < 3 * H ? 2 * z : z;
+    }
+  }
+  const sig = memory.sigmoid(scaled);
+  memory.free(scaled);
+  const a = memory.output([batch, fourH]);
+  const cOut = memory.output([batch, H]);
+  const doubled = memory.output([batch, H]);
+  {
+    const s = memory.view(sig), as = memory.view(a), cs = memory.view(cOut);
+    const c2 = memory.view(doubled);
+    const cPrev = c === undefined ? null : memory.view(c);
+    for (let b = 0; b < batch; b++) {
+      const row = b * fourH;
+      for (let j = 0; j < H; j++) {
+        const k = row + j, u = b * H + j;
+        const i = s[k], f = s[k + H], g = f32(2 * s[k + 2 * H] - 1), o = s[k + 3 * H];
+        as[k] = i;
+        as[k + H] = f;
+        as[k + 2 * H] = g;
+        as[k + 3 * H] = o;
+        const cNext = cPrev === null ? f32(i * g) : f32(f32(f * cPrev[u]) + f32(i * g));
+        cs[u] = cNext;
+        c2[u] = 2 * cNext;
+      }
+    }
+  }
+  memory.free(sig);
+  const sigC = memory.sigmoid(doubled);
+  memory.free(doubled);
+  const hOut = memory.output([batch, H]);
+  const tcOut = memory.output([batch, H]);
+  {
+    const s = memory.view(sigC), as = memory.view(a);
+    const hs = memory.view(hOut), tcs = memory.view(tcOut);
+    for (let b = 0; b < batch; b++) {
+      for (let j = 0; j < H; j++) {
+        const u = b * H + j;
+        const tc = f32(2 * s[u] - 1);
+        tcs[u] = tc;
+        hs[u] = f32(as[b * fourH + 3 * H + j] * tc);
+      }
+    }
+  }
+  memory.free(sigC);
+  return [a, cOut, hOut, tcOut];
+}
+
+/**
+ * The backward step, as the composite backward pass computes it (rounded where
+ * it rounds): with P = o·(1 − tanh²c) and R = [g, c₋₁, i, tanh c]·(1 − a)(a + m)
+ * (m = 1 on g columns), dh = dy + dhRec, dc = dcNext + dh·P,
+ * dz = [dc, dc, dc, dh]·R, and dc₋₁ = dc·f.
+ */
+function backwardStep(
+  memory: Memory,
+  { batch, hidden }: CellShape,
+  t: number,
+  inputs: Record<string, tf.TensorInfo | undefined>,
+): tf.TensorInfo[] {
+  const H = hidden, fourH = 4 * hidden;
+  const dzOut = memory.output([batch, fourH]);
+  const dcOut = memory.output([batch, H]);
+  const dy = memory.view(inputs.dy!), a = memory.view(inputs.a!);
+  const c = memory.view(inputs.c!), tcs = memory.view(inputs.tc!);
+  const dhRec = inputs.dhRec === undefined ? null : memory.view(inputs.dhRec);
+  const dcNext = inputs.dcNext === undefined ? null : memory.view(inputs.dcNext);
+  const dz = memory.view(dzOut), dcs = memory.view(dcOut);
+  const state = t * batch * H, previous = (t - 1) * batch * H, gates = t * batch * fourH;
+  /** R of one gate: x·(1 − a)(a + m). */
+  const r = (x: number, act: number, m: number) => f32(x * f32(f32(1 - act) * f32(act + m)));
+  for (let b = 0; b < batch; b++) {
+    for (let j = 0; j < H; j++) {
+      const u = b * H + j, k = gates + b * fourH + j;
+      const i = a[k], f = a[k + H], g = a[k + 2 * H], o = a[k + 3 * H];
+      const tc = tcs[state + u];
+      const cPrev = t === 0 ? 0 : c[previous + u];
+      const p = f32(o * f32(1 - f32(tc * tc)));
+      const dh = dhRec === null ? dy[state + u] : f32(dy[state + u] + dhRec[u]);
+      const dcLocal = f32(dh * p);
+      const dc = dcNext === null ? dcLocal : f32(dcNext[u] + dcLocal);
+      const row = b * fourH + j;
+      dz[row] = f32(dc * r(g, i, 0));
+      dz[row + H] = f32(dc * r(cPrev, f, 0));
+      dz[row + 2 * H] = f32(dc * r(i, g, 1));
+      dz[row + 3 * H] = f32(dh * r(tc, o, 0));
+      dcs[u] = f32(dc * f);
+    }
+  }
+  return [dzOut, dcOut];
+}
+
+interface KernelArgs {
+  inputs: Record<string, tf.TensorInfo | undefined>;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}
+
+function checkFloat32(kernel: string, inputs: Record<string, tf.TensorInfo | undefined>): void {
+  for (const [name, info] of Object.entries(inputs)) {
+    if (info !== undefined && info.dtype !== "float32") {
+      throw new Error(`${kernel}: input "${name}" is ${info.dtype}, expected float32`);
+    }
+  }
+}
+
+function forwardKernel(backendName: FusedBackend) {
+  return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
+    checkFloat32(LSTM_CELL, inputs);
+    const [, batch, fourH] = inputs.xp!.shape;
+    return forwardStep(
+      memoryOf(backendName, backend),
+      { batch, hidden: fourH / 4 },
+      inputs.xp!,
+      attrs!.t as number,
+      inputs.zh,
+      inputs.c,
+    );
+  };
+}
+
+function backwardKernel(backendName: FusedBackend) {
+  return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
+    checkFloat32(LSTM_CELL_GRAD, inputs);
+    const [, batch, hidden] = inputs.dy!.shape;
+    return backwardStep(
+      memoryOf(backendName, backend),
+      { batch, hidden },
+      attrs!.t as number,
+      inputs,
+    );
+  };
+}
+
+/** Registers both kernels for the `wasm` and `cpu` backends (once; safe to call again). */
+export function registerLstmKernels(): void {
+  for (const backendName of BACKENDS) {
+    if (tf.getKernel(LSTM_CELL, backendName) !== undefined) continue;
+    tf.registerKernel({
+      kernelName: LSTM_CELL,
+      backendName,
+      kernelFunc: forwardKernel(backendName) as unknown as tf.KernelFunc,
+    });
+    tf.registerKernel({
+      kernelName: LSTM_CELL_GRAD,
+      backendName,
+      kernelFunc: backwardKernel(backendName) as unknown as tf.KernelFunc,
+    });
+  }
+}
+
+/** Whether the active backend runs the fused kernels (registering them first). */
+export function hasLstmKernels(): boolean {
+  registerLstmKernels();
+  return tf.getKernel(LSTM_CELL, tf.getBackend()) !== undefined;
+}
+
+/**
+ * Runs the fused forward step t: gate activations `a` `[B, 4H]`, cell state `c`,
+ * hidden state `h` and `tc` = tanh(c) (`[B, H]`). `zh` and `c` are null (zero) at
+ * the first step.
+ */
+export function lstmCellStep(
+  xp: tf.Tensor3D,
+  zh: tf.Tensor2D | null,
+  c: tf.Tensor2D | null,
+  t: number,
+): { a: tf.Tensor2D; c: tf.Tensor2D; h: tf.Tensor2D; tc: tf.Tensor2D } {
+  const inputs: Record<string, tf.Tensor> = { xp };
+  if (zh !== null) inputs.zh = zh;
+  if (c !== null) inputs.c = c;
+  const out = tf.engine().runKernel(LSTM_CELL, inputs, { t }) as unknown as tf.Tensor2D[];
+  return { a: out[0], c: out[1], h: out[2], tc: out[3] };
+}
+
+/**
+ * Runs the fused backward step t: dz `[B, 4H]` and the cell-state gradient for
+ * step t − 1 `[B, H]`. `dhRec` and `dcNext` are null at the last step.
+ */
+export function lstmCellGradStep(
+  saved: { dy: tf.Tensor3D; a: tf.Tensor3D; c: tf.Tensor3D; tc: tf.Tensor3D },
+  dhRec: tf.Tensor2D | null,
+  dcNext: tf.Tensor2D | null,
+  t: number,
+): { dz: tf.Tensor2D; dc: tf.Tensor2D } {
+  const inputs: Record<string, tf.Tensor> = { ...saved };
+  if (dhRec !== null) inputs.dhRec = dhRec;
+  if (dcNext !== null) inputs.dcNext = dcNext;
+  const out = tf.engine().runKernel(LSTM_CELL_GRAD, inputs, { t }) as unknown as tf.Tensor2D[];
+  return { dz: out[0], dc: out[1] };
+}
