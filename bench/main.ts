@@ -9,8 +9,10 @@
  *   two workers (files/s, notes/s, wall time, peak memory). Target: all of
  *   MAESTRO in 10 s or less on two cores.
  * - models: training and sampling tokens/s and peak memory for the
- *   configurations of the models issue, beside PyTorch 1.13 measured on the
- *   same kind of 2-core machine (`shared/bench/torch_reference.py`).
+ *   configurations of the models issue, beside PyTorch running the same
+ *   workloads (`bench/torch_reference.py`) on the same machine just before,
+ *   when `--python` (default `python3`) imports torch; `--python none` skips
+ *   it. Without PyTorch the ratios use recorded figures, and say so.
  * - backends: the default graph's own model work (its LSTM's training step
  *   and its rollout sampling) and a 1024² matMul, each in a fresh process
  *   (the wasm build is chosen once per process), on plain wasm with one
@@ -29,7 +31,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
 import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
-import { type BenchResult, benchSample, benchTrain } from "./model_bench.ts";
+import { type BenchResult, benchSample, benchTrain, type KernelSplit } from "./model_bench.ts";
+import { pytorchReference, RECORDED } from "./pytorch.ts";
 import type { ModelSpec } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
@@ -45,6 +48,7 @@ const args = parseArgs({
     backend: { type: "string", default: "auto" },
     "wasm-threads": { type: "string", default: "0" },
     out: { type: "string", default: "bench/results.jsonl" },
+    python: { type: "string", default: "python3" },
   },
 });
 const sections = args.positionals.length > 0
@@ -63,7 +67,7 @@ async function record(
   const shown = value >= 100 ? value.toFixed(0) : value.toPrecision(3);
   const ref = reference === undefined
     ? ""
-    : `   (PyTorch 1.13: ${reference}; ratio ${(value / reference).toFixed(2)})`;
+    : `   (PyTorch: ${reference.toFixed(0)}; ratio ${(value / reference).toFixed(2)})`;
   console.log(`  ${name.padEnd(58)} ${shown.padStart(10)} ${unit}${ref}`);
   const line = JSON.stringify({ name, value, unit, backend: backendName, date }) + "\n";
   await Deno.writeTextFile(args.values.out!, line, { append: true });
@@ -135,17 +139,23 @@ function spec(
   return plugin.create(defaultParams(plugin, params) as never) as ModelSpec;
 }
 
-/** PyTorch 1.13 on this kind of 2-core machine, tokens/s (from the models issue). */
-const TORCH = {
-  transformerTrain: 2828,
-  lstmSmallTrain: 2001,
-  lstmSeedTrain: 219,
-  lstmSmallSample: 3763,
-  lstmSeedSample: 1276,
-  transformerSample: 715,
-};
-
 async function benchModels(): Promise<void> {
+  let reference = RECORDED;
+  if (args.values.python === "none") {
+    console.log(`\nPyTorch not run (--python none): ratios use ${RECORDED.label}`);
+  } else {
+    console.log(
+      `\nPyTorch on the same workloads first (${args.values.python} bench/torch_reference.py)`,
+    );
+    const run = await pytorchReference(args.values.python!);
+    reference = run.reference;
+    console.log(
+      run.note === undefined
+        ? `  ${reference.label}`
+        : `  ${run.note}: ratios use ${reference.label}`,
+    );
+  }
+  const TORCH = reference.tokensPerSec;
   console.log(`\nModels on ${backendName} (vocab 388)`);
   const transformerSpec = spec(transformer, {
     dModel: 256,
@@ -156,9 +166,18 @@ async function benchModels(): Promise<void> {
   });
   const lstmSmall = spec(lstm, { embedDim: 256, hiddenDim: 512, layers: 2, dropout: 0 });
   const lstmSeed = spec(lstm, { embedDim: 512, hiddenDim: 768, layers: 3, dropout: 0.2 });
+  const peak = await matMulRate(2048);
+  await record("matmul/2048x2048", peak, "GFLOP/s");
+  const splits: string[] = [];
   const show = async (name: string, r: BenchResult, reference: number) => {
     await record(`${name}/tokens-per-sec`, r.tokensPerSec, "tok/s", reference);
     await record(`${name}/peak-tensor-memory`, r.peakBytes / 2 ** 20, "MiB");
+    if (r.split === undefined) return;
+    // Matrix-product FLOPs of a step over the step's median time.
+    const rate = r.split.matMulFlops / r.medianSec / 1e9;
+    await record(`${name}/matmul-rate`, rate, "GFLOP/s");
+    await record(`${name}/share-of-2048-matmul`, (100 * rate) / peak, "%");
+    splits.push(formatSplit(name, r.split));
   };
   await show(
     "train/transformer-d256-l4-h4-ff1024/b16-t256",
@@ -190,6 +209,45 @@ async function benchModels(): Promise<void> {
     await benchSample(transformerSpec, { batch: 16, length: 512 }),
     TORCH.transformerSample,
   );
+  console.log("\nWhere one training step's time goes (tf.profile, kernel time per kernel)");
+  for (const split of splits) console.log(split);
+}
+
+/** GFLOP/s of an n × n matMul on the current backend (best of 3 after a warm-up). */
+async function matMulRate(n: number): Promise<number> {
+  const a = tf.randomUniform([n, n], -1, 1);
+  let best = Infinity;
+  for (let i = 0; i < 4; i++) {
+    const t0 = performance.now();
+    const c = tf.matMul(a, a);
+    await c.data();
+    c.dispose();
+    if (i > 0) best = Math.min(best, performance.now() - t0);
+  }
+  a.dispose();
+  return (2 * n ** 3) / (best / 1000) / 1e9;
+}
+
+/** A Markdown table of a step's kernel time split (the top 8, the rest, and time outside kernels). */
+function formatSplit(name: string, split: KernelSplit): string {
+  const lines = [
+    `\n${name}: step ${split.stepMs.toFixed(0)} ms while profiled`,
+    "",
+    "| kernel | calls | ms | share |",
+    "| --- | ---: | ---: | ---: |",
+  ];
+  const row = (label: string, calls: string, ms: number) =>
+    lines.push(
+      `| ${label} | ${calls} | ${ms.toFixed(1)} | ${((100 * ms) / split.stepMs).toFixed(1)}% |`,
+    );
+  const top = split.kernels.slice(0, 8);
+  for (const k of top) row(k.name, `${k.calls}`, k.ms);
+  const rest = split.kernels.slice(8);
+  const restMs = rest.reduce((sum, k) => sum + k.ms, 0);
+  row(`${rest.length} other kernels`, `${rest.reduce((sum, k) => sum + k.calls, 0)}`, restMs);
+  const inKernels = split.kernels.reduce((sum, k) => sum + k.ms, 0);
+  row("outside kernels (JavaScript, tfjs engine)", "", Math.max(0, split.stepMs - inKernels));
+  return lines.join("\n");
 }
 
 /** One figure of {@link benchDefaultModels}: its value and the process CPU seconds it took. */

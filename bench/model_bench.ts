@@ -2,7 +2,7 @@
  * Timing of sequence-model training and sampling on the current tfjs
  * backend, for the project's bench script. Not tests: nothing here asserts.
  *
- * The workloads mirror `shared/bench/torch_reference.py` (vocabulary 388,
+ * The workloads mirror `bench/torch_reference.py` (vocabulary 388,
  * random tokens, Adam-style update per step; sampling from a start token
  * with the model's incremental state), so figures compare with PyTorch's.
  *
@@ -56,6 +56,51 @@ export interface BenchResult {
   peakBytes: number;
   /** Size of the wasm heap afterwards (it only grows), on the wasm backend. */
   wasmHeapBytes?: number;
+  /** Where one profiled training step spent its time (training only). */
+  split?: KernelSplit;
+}
+
+/** The per-kernel time split of one profiled step. */
+export interface KernelSplit {
+  /** Wall time of the profiled step (profiling adds a little), ms. */
+  stepMs: number;
+  /** Time per kernel name, most first. */
+  kernels: { name: string; ms: number; calls: number }[];
+  /** Floating-point operations of the step's matrix products (2·M·N·K each). */
+  matMulFlops: number;
+}
+
+const MATMUL_KERNELS = new Set(["BatchMatMul", "_FusedMatMul"]);
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Sums a profile's kernels by name. Leaves out the entries of composite ops
+ * (`…__op`) and custom-gradient scopes (`unnamed scope`): their time is that
+ * of kernels already counted inside them.
+ */
+export async function kernelSplit(
+  profile: Awaited<ReturnType<typeof tf.profile>>,
+  stepMs: number,
+): Promise<KernelSplit> {
+  const byName = new Map<string, { ms: number; calls: number }>();
+  let matMulFlops = 0;
+  for (const k of profile.kernels) {
+    if (k.name.endsWith("__op") || k.name === "unnamed scope") continue;
+    const ms = await (k.kernelTimeMs as unknown as Promise<number | { error: string }>);
+    const entry = byName.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += typeof ms === "number" ? ms : 0;
+    entry.calls++;
+    byName.set(k.name, entry);
+    if (MATMUL_KERNELS.has(k.name)) {
+      // out [..., M, N]; a is [..., M, K] or [..., K, M]: K = size(a) / (batch(a) · M).
+      const out = k.outputShapes[0], a = k.inputShapes[0];
+      const m = out[out.length - 2];
+      matMulFlops += 2 * size(out) * (size(a) / (size(a.slice(0, -2)) * m));
+    }
+  }
+  const kernels = [...byName].map(([name, e]) => ({ name, ...e })).sort((x, y) => y.ms - x.ms);
+  return { stepMs, kernels, matMulFlops };
 }
 
 function describe(spec: ModelSpec): string {
@@ -109,9 +154,11 @@ export async function benchTrain(
       await step();
       runsSec.push((performance.now() - t0) / 1000);
     }
+    const t0 = performance.now();
     const profile = await tf.profile(async () => {
       await step();
     });
+    const split = await kernelSplit(profile, performance.now() - t0);
     const medianSec = median(runsSec);
     return {
       model: describe(spec),
@@ -122,6 +169,7 @@ export async function benchTrain(
       runsSec,
       peakBytes: profile.peakBytes,
       wasmHeapBytes: wasmHeapBytes(),
+      split,
     };
   } finally {
     windows.dispose();
