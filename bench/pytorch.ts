@@ -106,8 +106,9 @@ export async function pytorchReference(
   let output: Deno.CommandOutput;
   try {
     output = await new Deno.Command(python, {
+      // PyTorch's own threading defaults (its OpenMP threads spin while waiting, which is
+      // what makes its small per-step ops fast: OMP_WAIT_POLICY=passive halves its sampling).
       args: [script, ...SECTIONS],
-      env: { OMP_WAIT_POLICY: "passive" },
       stdout: "piped",
       stderr: "piped",
     }).output();
