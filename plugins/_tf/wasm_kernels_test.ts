@@ -144,3 +144,26 @@ Deno.test("the wasm SplitV replacement equals cpu on every axis, even and uneven
       })(tf.tensor2d([[1, 2, 3, 4], [5, 6, 7, 8]])));
   assert.deepEqual(await grad("wasm"), await grad("cpu"));
 });
+
+Deno.test("the wasm Slice replacement equals cpu for contiguous, strided, int32, empty and rank-5 slices", async () => {
+  const x = (shape: number[], dtype: "float32" | "int32" = "float32") =>
+    tf.tensor(
+      Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i - 11),
+      shape,
+      dtype,
+    );
+  const cases: [number[], number[], number[], ("float32" | "int32")?][] = [
+    [[8, 5], [2, 0], [3, -1]], // contiguous rows
+    [[8, 5], [1, 2], [4, 2]], // a block
+    [[3, 4, 5], [1, 1, 1], [2, 2, 3], "int32"],
+    [[2, 3, 4, 5], [0, 1, 2, 0], [2, 2, 1, 5]],
+    [[2, 2, 3, 2, 3], [1, 0, 1, 1, 0], [1, 2, 2, 1, 2]],
+    [[6], [2], [3]],
+    [[4, 4], [1, 1], [0, 3]], // empty
+  ];
+  for (const [shape, begin, size, dtype] of cases) {
+    const cpu = await runOn("cpu", () => tf.slice(x(shape, dtype), begin, size));
+    const wasm = await runOn("wasm", () => tf.slice(x(shape, dtype), begin, size));
+    assert.deepEqual(wasm, cpu, `slice of ${shape} at ${begin} size ${size}`);
+  }
+});
