@@ -291,6 +291,9 @@ export function registerWasmKernels(): string[] {
     tf.registerKernel({
       kernelName,
       backendName: "wasm",
+      // The stock kernel's setup (its cwrap) still runs: the fallback to it needs it.
+      setupFunc: current?.setupFunc,
+      disposeFunc: current?.disposeFunc,
       kernelFunc: kernelFunc as unknown as tf.KernelFunc,
     });
     added.push(kernelName);
