@@ -171,12 +171,13 @@ function weightGradients(
       tf.concat([tf.zeros([1, batch, H]), tf.slice(out, [0], [time - 1])], 0),
       [time * batch, H],
     ); // [T*B, H]
-    // Explicit transposes: products with transposeA are slow on stock wasm.
-    const dWx = tf.matMul(tf.transpose(x2), dZ); // [In, 4H]
-    const dWh = tf.matMul(tf.transpose(hPrev), dZ); // [H, 4H]
+    // Transposed operands as flags: OpenBLAS reads them in place, and on plain wasm
+    // wasm_matmul.ts makes them explicit (the same values either way, bit for bit).
+    const dWx = tf.matMul(x2, dZ, true, false); // [In, 4H]
+    const dWh = tf.matMul(hPrev, dZ, true, false); // [H, 4H]
     // A product with ones: wasm sums over a leading axis by transposing first.
     const dB = tf.reshape(tf.matMul(tf.ones([1, time * batch]), dZ), [fourH]); // [4H]
-    const dX = tf.reshape(tf.matMul(dZ, tf.transpose(wx)), [time, batch, inDim]);
+    const dX = tf.reshape(tf.matMul(dZ, wx, false, true), [time, batch, inDim]);
     return [dX, dWx, dWh, dB];
   });
 }
