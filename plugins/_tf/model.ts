@@ -125,7 +125,7 @@ export interface ModelCheckpoint {
   spec: { type: ModelType; config: ModelConfig; component?: FullComponentRef };
   vocabSize: number;
   /** The tokenizer spec of the training corpus (`TokenCorpus.tokenizer`), passed through. */
-  tokenizer: unknown;
+  tokenizer: FullComponentRef;
   /** Optimizer updates done so far. */
   step: number;
   /** Weights by variable name. */
