@@ -128,16 +128,16 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       );
     }
 
-    const read = <T extends ArrayBufferView>(
+    const block = <T extends ArrayBufferView>(
       name: string,
       type: TypedArrayClass<T>,
       items: number,
     ) => readBlock(dir, { name, type, items }, where);
-    const pitch = await read("pitch.u8", Uint8Array, noteTotal);
-    const velocity = await read("velocity.u8", Uint8Array, noteTotal);
-    const start = await read("start.f64", Float64Array, noteTotal);
-    const end = await read("end.f64", Float64Array, noteTotal);
-    const beats = await read("beats.f64", Float64Array, beatTotal);
+    const pitch = await block("pitch.u8", Uint8Array, noteTotal);
+    const velocity = await block("velocity.u8", Uint8Array, noteTotal);
+    const start = await block("start.f64", Float64Array, noteTotal);
+    const end = await block("end.f64", Float64Array, noteTotal);
+    const beats = await block("beats.f64", Float64Array, beatTotal);
 
     const pieces: MidiCorpus["pieces"] = [];
     let n = 0, b = 0;

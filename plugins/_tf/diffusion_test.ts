@@ -192,14 +192,24 @@ Deno.test("trainStep() lowers the denoising loss on a tiny batch without leaking
   assert.equal(tf.memory().numTensors, before);
 });
 
-Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", async () => {
-  const before = tf.memory().numTensors;
+/**
+ * A tiny denoiser trained one step, and its checkpoint `d` (weights and Adam moments) saved in
+ * a new temporary folder `dir`.
+ */
+async function savedCheckpoint() {
   const trainer = createTrainer(createDenoiser(TINY, createRng(4)));
   const x0 = triadBatch();
   await trainStep(trainer, x0, createRng(1), { lr: 1e-3 });
+  x0.dispose();
   const d = await trainerCheckpoint(trainer);
   const dir = await Deno.makeTempDir();
   await denoiserCodec.save(d, dir);
+  return { trainer, d, dir };
+}
+
+Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", async () => {
+  const before = tf.memory().numTensors;
+  const { trainer, d, dir } = await savedCheckpoint();
   const bytes = (await Deno.stat(`${dir}/weights.bin`)).size;
   assert.equal(bytes, 3 * 4 * denoiserParamCount(TINY)); // weights + m + v, float32
   const back: Denoiser = await denoiserCodec.load(dir);
@@ -234,7 +244,6 @@ Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", as
     () => denoiserCodec.load(dir),
     /Cannot load denoiser from ".*": tensor "in\/w" has shape \[528,16\], the config expects \[528,32\]/,
   );
-  tf.dispose(x0);
   disposeTrainer(trainer);
   disposeDenoiser(back);
   await Deno.remove(dir, { recursive: true });
@@ -243,12 +252,7 @@ Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", as
 
 Deno.test("denoiserCodec loads a checkpoint written with the old adam/m/, adam/v/ names", async () => {
   const before = tf.memory().numTensors;
-  const trainer = createTrainer(createDenoiser(TINY, createRng(4)));
-  const x0 = triadBatch();
-  await trainStep(trainer, x0, createRng(1), { lr: 1e-3 });
-  const d = await trainerCheckpoint(trainer);
-  const dir = await Deno.makeTempDir();
-  await denoiserCodec.save(d, dir);
+  const { trainer, d, dir } = await savedCheckpoint();
   // Rewrite the index as denoisers wrote it before they shared the model checkpoints' layout:
   // moments named "adam/m/<name>", "adam/v/<name>", entries without "length".
   const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
@@ -269,7 +273,6 @@ Deno.test("denoiserCodec loads a checkpoint written with the old adam/m/, adam/v
   // Training goes on from the old checkpoint as from the new one.
   const resumed = createTrainer(old);
   assert.equal(resumed.optimizer.step, 1);
-  tf.dispose(x0);
   disposeTrainer(trainer);
   disposeTrainer(resumed);
   await Deno.remove(dir, { recursive: true });
