@@ -106,6 +106,7 @@ export type {
   Tokenizer,
 } from "./plugins/_music/components.ts";
 export type {
+  AdamWState,
   ForwardOptions,
   ModelCheckpoint,
   ModelConfig,
@@ -113,4 +114,5 @@ export type {
   ModelState,
   SequenceModel,
   StepResult,
+  TensorData,
 } from "./plugins/_tf/model.ts";

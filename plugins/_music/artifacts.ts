@@ -10,9 +10,9 @@
  * @module
  */
 
+import type { AdamWState, FullComponentRef, TensorData } from "../../mod.ts";
 import type { Tokenizer } from "./components.ts";
 import type { Piece } from "./types.ts";
-import type { AdamWState, TensorData } from "../_tf/model.ts";
 
 /** The `rollouts` artifact: sampled sequences, their log-probabilities and pieces. */
 export interface Rollouts {
@@ -29,7 +29,7 @@ export interface Rollouts {
   /** The sequences decoded with the checkpoint's tokenizer. */
   pieces: Piece[];
   /** The tokenizer spec (`{use, with}`) the tokens belong to. */
-  tokenizer: unknown;
+  tokenizer: FullComponentRef;
   /** Optimizer step of the checkpoint that sampled them. */
   modelStep: number;
 }
@@ -102,7 +102,7 @@ export interface CriticConfig {
 export interface Critic {
   config: CriticConfig;
   /** The tokenizer plugin and its params (`{use, with}`) that encodes pieces for it. */
-  tokenizerSpec: { use: string; with: Record<string, unknown> };
+  tokenizerSpec: FullComponentRef;
   /** The tokenizer itself (rebuilt from `tokenizerSpec` when loaded). */
   tokenizer: Tokenizer;
   /** Optimizer steps so far, over every run that trained it. */

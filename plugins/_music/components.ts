@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { FullComponentRef } from "../../mod.ts";
 import type { ReferenceCorpus } from "./reference.ts";
 import type { Piece, Split } from "./types.ts";
 
@@ -18,7 +19,7 @@ export interface Tokenizer {
    * The plugin name and full params that built this tokenizer, so that a
    * worker or a later stage can rebuild it (`{use, with}` as in YAML).
    */
-  spec?: { use: string; with: Record<string, unknown> };
+  spec?: FullComponentRef;
   /** Special token ids. `bos` starts every encoded sequence, `eos` ends it. */
   special: { pad: number; bos: number; eos: number };
   /** Encodes a piece as `[bos, ...events, eos]`. */
@@ -35,7 +36,7 @@ export interface Tokenizer {
 /** Token sequences of a corpus, stored compactly (see the token-corpus codec). */
 export interface TokenCorpus {
   /** The tokenizer plugin name and its params, so decoding can rebuild it. */
-  tokenizer: { use: string; with: Record<string, unknown> };
+  tokenizer: FullComponentRef;
   vocabSize: number;
   /** All sequences concatenated. */
   tokens: Int32Array;

@@ -21,7 +21,7 @@
  */
 
 import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
-import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
+import type { ArtifactCodec, BinaryFormat, TypedArrayClass } from "../../mod.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 
 const FORMAT: BinaryFormat = { format: "harmonyrl/midi-corpus", version: 1 };
@@ -128,31 +128,16 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       );
     }
 
-    const pitch = await readBlock(
-      dir,
-      { name: "pitch.u8", type: Uint8Array, items: noteTotal },
-      where,
-    );
-    const velocity = await readBlock(
-      dir,
-      { name: "velocity.u8", type: Uint8Array, items: noteTotal },
-      where,
-    );
-    const start = await readBlock(
-      dir,
-      { name: "start.f64", type: Float64Array, items: noteTotal },
-      where,
-    );
-    const end = await readBlock(
-      dir,
-      { name: "end.f64", type: Float64Array, items: noteTotal },
-      where,
-    );
-    const beats = await readBlock(
-      dir,
-      { name: "beats.f64", type: Float64Array, items: beatTotal },
-      where,
-    );
+    const block = <T extends ArrayBufferView>(
+      name: string,
+      type: TypedArrayClass<T>,
+      items: number,
+    ) => readBlock(dir, { name, type, items }, where);
+    const pitch = await block("pitch.u8", Uint8Array, noteTotal);
+    const velocity = await block("velocity.u8", Uint8Array, noteTotal);
+    const start = await block("start.f64", Float64Array, noteTotal);
+    const end = await block("end.f64", Float64Array, noteTotal);
+    const beats = await block("beats.f64", Float64Array, beatTotal);
 
     const pieces: MidiCorpus["pieces"] = [];
     let n = 0, b = 0;

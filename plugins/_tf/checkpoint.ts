@@ -41,7 +41,7 @@ export async function checkpointFromModel(
   extra: {
     /** The model component's spec (`ModelSpec.component`); derived from the config when absent. */
     component?: FullComponentRef;
-    tokenizer: unknown;
+    tokenizer: FullComponentRef;
     step?: number;
     optimizer?: AdamW;
     rngState?: number[];
@@ -136,7 +136,7 @@ interface CheckpointIndex {
   version: number;
   spec: ModelCheckpoint["spec"];
   vocabSize: number;
-  tokenizer: unknown;
+  tokenizer: FullComponentRef;
   step: number;
   optimizerStep: number | null;
   rngState: number[] | null;
@@ -223,7 +223,7 @@ function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: 
     version: FORMAT.version,
     spec: ckpt.spec,
     vocabSize: ckpt.vocabSize,
-    tokenizer: ckpt.tokenizer ?? null,
+    tokenizer: ckpt.tokenizer,
     step: ckpt.step,
     optimizerStep: ckpt.optimizer?.step ?? null,
     rngState: ckpt.rngState ?? null,

@@ -16,7 +16,8 @@
  * noise values of a step must squeeze through the trunk's width, and the loss
  * hardly falls. Convs are im2col + matMul (the stock wasm backend has no
  * `Conv2DBackpropFilter`); every product is `model.ts`'s `linear`, the one
- * matMul with a custom gradient that the sequence models use too.
+ * matMul with a custom gradient that the sequence models use too, and every
+ * norm its `layerNorm`.
  *
  * @module
  */
@@ -30,8 +31,9 @@ import {
   type Rng,
   writeBlocks,
 } from "../../mod.ts";
+import { packTensors, type TensorEntry, unpackTensors } from "./checkpoint.ts";
 import type { EpsModel } from "./diffusion.ts";
-import { linear } from "./model.ts";
+import { type AdamWState, layerNorm, linear, type TensorData } from "./model.ts";
 
 // ---------------------------------------------------------------------------
 // The denoiser network
@@ -87,13 +89,6 @@ export function stepFeatures(config: DenoiserConfig): number {
   return config.pitches * config.rollChannels;
 }
 
-/** Adam moments and step count, kept for resuming training. */
-export interface AdamState {
-  step: number;
-  m: Record<string, tf.Tensor>;
-  v: Record<string, tf.Tensor>;
-}
-
 /** A denoiser checkpoint: config, weights and training step (and, for resuming, Adam state). */
 export interface Denoiser {
   config: DenoiserConfig;
@@ -101,7 +96,8 @@ export interface Denoiser {
   params: Record<string, tf.Tensor>;
   /** Training steps taken. */
   step: number;
-  optimizer?: AdamState;
+  /** The optimizer's moments, in the training work directory's checkpoints only. */
+  optimizer?: AdamWState;
 }
 
 /**
@@ -192,13 +188,9 @@ export function createDenoiser(config: DenoiserConfig, rng: Rng): Denoiser {
   return { config, params, step: 0 };
 }
 
-/** Frees a denoiser's tensors (weights and optimizer state). */
+/** Frees a denoiser's weights. */
 export function disposeDenoiser(denoiser: Denoiser): void {
   for (const t of Object.values(denoiser.params)) t.dispose();
-  if (denoiser.optimizer) {
-    for (const t of Object.values(denoiser.optimizer.m)) t.dispose();
-    for (const t of Object.values(denoiser.optimizer.v)) t.dispose();
-  }
 }
 
 /** Number of weights. */
@@ -250,12 +242,6 @@ function conv1d(x: tf.Tensor3D, w: tf.Tensor, b: tf.Tensor, dilation: number): t
   return dense(stacked, w, b) as tf.Tensor3D; // [B, T, out]
 }
 
-/** LayerNorm over the last axis. */
-function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5))), g), b);
-}
-
 function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
@@ -297,7 +283,7 @@ export function denoiserForward(
     let h = conv1d(x, params["in/w"], params["in/b"], 1); // [B, T, C]
     for (let i = 0; i < config.blocks; i++) {
       const p = (name: string) => params[`block${i}/${name}`];
-      let a = layerNorm(h, p("norm/g"), p("norm/b")); // [B, T, C]
+      let a: tf.Tensor = layerNorm(h, p("norm/g"), p("norm/b")); // [B, T, C]
       const timeBias = dense(temb, p("time/w"), p("time/b")); // [B, C]
       const context = dense(tf.mean(a, 1), p("global/w")); // [B, C]
       a = tf.add(a, tf.expandDims(tf.add(timeBias, context), 1)); // [B, T, C]
@@ -345,12 +331,8 @@ const FORMAT: BinaryFormat = {
   aliases: ["harmonyrl-denoiser"],
 };
 
-interface TensorEntry {
-  name: string;
-  shape: number[];
-  /** Offset in float32 values into `weights.bin`. */
-  offset: number;
-}
+/** A tensor entry as read from an index: denoisers written before they shared the layout lack `length`. */
+type StoredEntry = Omit<TensorEntry, "length"> & { length?: number };
 
 interface DenoiserIndex {
   format: string;
@@ -359,14 +341,30 @@ interface DenoiserIndex {
   step: number;
   /** Byte order of `weights.bin`. */
   endian: "little";
-  tensors: TensorEntry[];
+  /** Where each tensor lies in `weights.bin` (see `packTensors`). */
+  tensors: StoredEntry[];
   optimizer?: { step: number };
+}
+
+/**
+ * The tensor entries of an index in today's form. Denoisers written before
+ * they shared the model checkpoints' layout name their Adam moments
+ * `adam/m/<name>` and `adam/v/<name>` (now `optimizer/m/`, `optimizer/v/`) and
+ * give no `length`.
+ */
+function currentEntries(tensors: readonly StoredEntry[]): TensorEntry[] {
+  return tensors.map((e) => ({
+    ...e,
+    name: e.name.replace(/^adam\/([mv])\//, "optimizer/$1/"),
+    length: e.length ?? e.shape.reduce((a, b) => a * b, 1),
+  }));
 }
 
 /**
  * Stores a denoiser as `index.json` (format, config, step, tensor names,
  * shapes and offsets) and `weights.bin` (float32, little-endian: weights,
- * then Adam m and v when present).
+ * then Adam moments `optimizer/m/<name>` and `optimizer/v/<name>` when
+ * present), the layout of the model checkpoints. Reads the older names too.
  *
  * @example
  * ```ts
@@ -377,37 +375,21 @@ interface DenoiserIndex {
  */
 export const denoiserCodec: ArtifactCodec<Denoiser> = {
   async save(value, dir) {
-    const groups: Array<[string, Record<string, tf.Tensor>]> = [["", value.params]];
-    if (value.optimizer) {
-      groups.push(["adam/m/", value.optimizer.m], ["adam/v/", value.optimizer.v]);
+    const weights: Record<string, TensorData> = {};
+    for (const [name, tensor] of Object.entries(value.params)) {
+      weights[name] = { shape: tensor.shape, data: (await tensor.data()) as Float32Array };
     }
-    const entries: TensorEntry[] = [];
-    const chunks: Float32Array[] = [];
-    let offset = 0;
-    for (const [prefix, record] of groups) {
-      for (const [name, tensor] of Object.entries(record)) {
-        const data = tensor.dataSync() as Float32Array;
-        entries.push({ name: prefix + name, shape: tensor.shape, offset });
-        chunks.push(data);
-        offset += data.length;
-      }
-    }
-    const all = new Float32Array(offset);
-    let at = 0;
-    for (const c of chunks) {
-      all.set(c, at);
-      at += c.length;
-    }
+    const { tensors, data } = packTensors(weights, value.optimizer);
     const index: DenoiserIndex = {
       format: FORMAT.format,
       version: FORMAT.version,
       config: value.config,
       step: value.step,
       endian: "little",
-      tensors: entries,
+      tensors,
       ...(value.optimizer ? { optimizer: { step: value.optimizer.step } } : {}),
     };
-    await writeBlocks(dir, index, { "weights.bin": all }, { space: 1 });
+    await writeBlocks(dir, index, { "weights.bin": data }, { space: 1 });
   },
   async load(dir) {
     const where = `Cannot load denoiser from "${dir}"`;
@@ -415,42 +397,32 @@ export const denoiserCodec: ArtifactCodec<Denoiser> = {
     if (!Array.isArray(index.tensors)) {
       throw new Error(`${where}: "index.json" lacks its "tensors" list`);
     }
+    const entries = currentEntries(index.tensors);
     // Tensors lie end to end: the file ends where the furthest one does.
-    const total = index.tensors.reduce(
-      (end, e) => Math.max(end, e.offset + e.shape.reduce((a, b) => a * b, 1)),
-      0,
-    );
+    const total = entries.reduce((end, e) => Math.max(end, e.offset + e.length), 0);
     const all = await readBlock(
       dir,
       { name: "weights.bin", type: Float32Array, items: total },
       where,
     );
+    const { weights, m, v } = unpackTensors(entries, all, where);
     const expected = new Map(denoiserParamShapes(index.config));
-    const params: Record<string, tf.Tensor> = {};
-    const m: Record<string, tf.Tensor> = {}, v: Record<string, tf.Tensor> = {};
-    for (const e of index.tensors) {
-      const size = e.shape.reduce((a, b) => a * b, 1);
-      const values = all.slice(e.offset, e.offset + size);
-      const base = e.name.replace(/^adam\/[mv]\//, "");
-      const want = expected.get(base);
+    for (const e of entries) {
+      const want = expected.get(e.name.replace(/^optimizer\/[mv]\//, ""));
       if (!want || want.join(",") !== e.shape.join(",")) {
         throw new Error(
           `${where}: tensor "${e.name}" has shape [${e.shape}], the config expects [${want}]`,
         );
       }
-      const tensor = tf.tensor(values, e.shape);
-      if (e.name.startsWith("adam/m/")) m[base] = tensor;
-      else if (e.name.startsWith("adam/v/")) v[base] = tensor;
-      else params[e.name] = tensor;
+    }
+    const params: Record<string, tf.Tensor> = {};
+    for (const name of expected.keys()) {
+      if (!weights[name]) throw new Error(`${where}: weight "${name}" is missing`);
     }
     for (const name of expected.keys()) {
-      if (!params[name]) {
-        throw new Error(`${where}: weight "${name}" is missing`);
-      }
+      params[name] = tf.tensor(weights[name].data, weights[name].shape);
     }
-    const ordered: Record<string, tf.Tensor> = {};
-    for (const name of expected.keys()) ordered[name] = params[name];
-    const denoiser: Denoiser = { config: index.config, params: ordered, step: index.step };
+    const denoiser: Denoiser = { config: index.config, params, step: index.step };
     if (index.optimizer) denoiser.optimizer = { step: index.optimizer.step, m, v };
     return denoiser;
   },

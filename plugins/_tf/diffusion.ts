@@ -15,14 +15,22 @@
  *
  * The network that predicts ε is in `denoiser.ts`; this file is the
  * algorithm around it: the schedule, the forward process, the samplers,
- * refinement and the training step.
+ * refinement and the training step (with `optim.ts`'s AdamW and clipping,
+ * the optimizer the sequence models use).
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../../mod.ts";
-import { type Denoiser, denoiserForward, denoiserModel, stepFeatures } from "./denoiser.ts";
+import {
+  type Denoiser,
+  denoiserForward,
+  denoiserModel,
+  disposeDenoiser,
+  stepFeatures,
+} from "./denoiser.ts";
+import { AdamW, type AdamWOptions, clipByGlobalNorm } from "./optim.ts";
 
 // ---------------------------------------------------------------------------
 // Noise schedule and the forward process
@@ -324,23 +332,92 @@ export function denoiseLoss(
 }
 
 /**
- * One Adam step on the DDPM loss (Kingma & Ba 2015; bias-corrected moments,
- * β1 = 0.9, β2 = 0.999, ε = 1e−8, global-norm gradient clipping). Timesteps
- * and noise come from `rng`, so runs are reproducible. Replaces the
- * denoiser's weight tensors (the old ones are disposed) and increments `step`.
+ * The optimizer of denoiser training: Adam (Kingma & Ba 2015) with β1 = 0.9,
+ * β2 = 0.999, ε = 1e−8, which is the shared AdamW without weight decay. Its
+ * bias correction and ε are Adam's (ε added to √v̂); AdamW multiplies by the
+ * learning rate after dividing by √v̂ + ε, where the denoiser's own Adam did
+ * so before: the same update, rounded differently in the last bits. Likewise
+ * `clipByGlobalNorm` computes its scale in float64 where the old step did so
+ * in float32, and leaves gradients within the limit as they are.
+ */
+const ADAM: AdamWOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0 };
+
+/** A denoiser being trained: its weights as variables (in `denoiser.params`) and their optimizer. */
+export interface DenoiserTrainer {
+  denoiser: Denoiser;
+  optimizer: AdamW;
+}
+
+/**
+ * Starts or resumes training a denoiser: its weights become variables and
+ * an Adam optimizer is made for them, with the moments of
+ * `denoiser.optimizer` when a checkpoint stored them. The trainer takes the
+ * denoiser's tensors over; free it with {@linkcode disposeTrainer}.
  *
- * @param denoiser Model to train; gains an `optimizer` state on first use.
+ * @param denoiser A new denoiser or one loaded from a checkpoint.
+ * @returns The trainer; `trainer.denoiser` has no `optimizer` field.
+ * @throws {Error} When the stored moments do not fit the weights (the tensors are freed).
+ */
+export function createTrainer(denoiser: Denoiser): DenoiserTrainer {
+  const variables = new Map<string, tf.Variable>();
+  for (const [name, tensor] of Object.entries(denoiser.params)) {
+    variables.set(name, tf.variable(tensor, true));
+    tensor.dispose();
+  }
+  const trainer = {
+    denoiser: {
+      config: denoiser.config,
+      params: Object.fromEntries(variables),
+      step: denoiser.step,
+    },
+    optimizer: new AdamW(variables, ADAM),
+  };
+  if (denoiser.optimizer) {
+    try {
+      trainer.optimizer.setState(denoiser.optimizer);
+    } catch (error) {
+      disposeTrainer(trainer);
+      throw error;
+    }
+  }
+  return trainer;
+}
+
+/** Frees a trainer's weights and optimizer moments. */
+export function disposeTrainer(trainer: DenoiserTrainer): void {
+  trainer.optimizer.dispose();
+  disposeDenoiser(trainer.denoiser);
+}
+
+/**
+ * The trainer's denoiser with its optimizer's moments: what a resumable
+ * checkpoint stores. Shares the weight tensors with the trainer.
+ *
+ * @param trainer The denoiser being trained.
+ * @returns A denoiser whose `optimizer` holds copies of the moments.
+ */
+export async function trainerCheckpoint(trainer: DenoiserTrainer): Promise<Denoiser> {
+  return { ...trainer.denoiser, optimizer: await trainer.optimizer.getState() };
+}
+
+/**
+ * One Adam step on the DDPM loss, with global-norm gradient clipping.
+ * Timesteps and noise come from `rng`, so runs are reproducible. Updates the
+ * weights in place and increments `trainer.denoiser.step`.
+ *
+ * @param trainer The denoiser being trained and its optimizer.
  * @param x0 Clean rolls in [−1, 1] `[B, T, 88, 2]` (not disposed).
  * @param rng Seeded generator for timesteps and noise.
- * @param options Learning rate, warm-up and clipping.
+ * @param options Learning rate, warm-up and clipping (`maxGradNorm` 0: none).
  * @returns The batch loss before the update.
  */
-export function trainStep(
-  denoiser: Denoiser,
+export async function trainStep(
+  trainer: DenoiserTrainer,
   x0: tf.Tensor,
   rng: Rng,
   options: TrainStepOptions,
-): number {
+): Promise<number> {
+  const { denoiser, optimizer } = trainer;
   const schedule = cosineSchedule(denoiser.config.diffusionSteps);
   const batch = x0.shape[0];
   const t = new Int32Array(batch);
@@ -348,20 +425,9 @@ export function trainStep(
   const noiseValues = new Float32Array(x0.size);
   for (let i = 0; i < noiseValues.length; i++) noiseValues[i] = rng.normal();
   const names = Object.keys(denoiser.params);
-  if (!denoiser.optimizer) {
-    denoiser.optimizer = { step: 0, m: {}, v: {} };
-    for (const name of names) {
-      denoiser.optimizer.m[name] = tf.zerosLike(denoiser.params[name]);
-      denoiser.optimizer.v[name] = tf.zerosLike(denoiser.params[name]);
-    }
-  }
-  const opt = denoiser.optimizer;
-  const step = opt.step + 1;
   const warmup = options.warmupSteps ?? 100;
-  const lr = options.lr * Math.min(1, step / Math.max(1, warmup));
-  const maxNorm = options.maxGradNorm ?? 1;
-  const beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
-  const result = tf.tidy(() => {
+  const lr = options.lr * Math.min(1, (optimizer.step + 1) / Math.max(1, warmup));
+  const { value, grads } = tf.tidy(() => {
     const noise = tf.tensor(noiseValues, x0.shape);
     const lossFn = (...weights: tf.Tensor[]) => {
       const params: Record<string, tf.Tensor> = {};
@@ -370,35 +436,13 @@ export function trainStep(
       const eps = denoiserForward(denoiser.config, params, xt, t);
       return tf.mean(tf.squaredDifference(eps, noise)) as tf.Scalar;
     };
-    const { value, grads } = tf.valueAndGrads(lossFn)(names.map((n) => denoiser.params[n]));
-    // A chain of adds: the webgpu backend's AddN is wrong past a few inputs (see model.ts).
-    const sumSquares = grads.map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b));
-    const scale = tf.minimum(1, tf.div(maxNorm, tf.add(tf.sqrt(sumSquares), 1e-6)));
-    const newParams: tf.Tensor[] = [], newM: tf.Tensor[] = [], newV: tf.Tensor[] = [];
-    names.forEach((name, i) => {
-      const g = tf.mul(grads[i], scale);
-      const m = tf.add(tf.mul(opt.m[name], beta1), tf.mul(g, 1 - beta1));
-      const v = tf.add(tf.mul(opt.v[name], beta2), tf.mul(tf.square(g), 1 - beta2));
-      const mHat = tf.div(m, 1 - beta1 ** step);
-      const vHat = tf.div(v, 1 - beta2 ** step);
-      const update = tf.div(tf.mul(mHat, lr), tf.add(tf.sqrt(vHat), epsilon));
-      newParams.push(tf.sub(denoiser.params[name], update));
-      newM.push(m);
-      newV.push(v);
-    });
-    return { value, newParams, newM, newV };
+    return tf.valueAndGrads(lossFn)(names.map((n) => denoiser.params[n]));
   });
-  names.forEach((name, i) => {
-    denoiser.params[name].dispose();
-    opt.m[name].dispose();
-    opt.v[name].dispose();
-    denoiser.params[name] = result.newParams[i];
-    opt.m[name] = result.newM[i];
-    opt.v[name] = result.newV[i];
-  });
-  opt.step = step;
+  const byName = new Map(names.map((name, i) => [name, grads[i]]));
+  const { grads: clipped } = await clipByGlobalNorm(byName, options.maxGradNorm ?? 1);
+  optimizer.apply(clipped, lr);
   denoiser.step += 1;
-  const loss = result.value.dataSync()[0];
-  result.value.dispose();
+  const loss = (await value.data())[0];
+  tf.dispose([value, ...grads, ...clipped.values()]);
   return loss;
 }

@@ -4,15 +4,18 @@ import { createRng } from "../../pipeline/rng.ts";
 import { initBackend } from "./backend.ts";
 import {
   cosineSchedule,
+  createTrainer,
   ddimSample,
   ddimTimesteps,
   denoiseLoss,
+  disposeTrainer,
   type EpsModel,
   type NoiseSchedule,
   qSample,
   refineRolls,
   sdeditRefine,
   sdeditStart,
+  trainerCheckpoint,
   trainStep,
 } from "./diffusion.ts";
 import {
@@ -159,9 +162,10 @@ function triadBatch(): tf.Tensor {
   return tf.tensor(values, [4, 8, 88, 2]);
 }
 
-Deno.test("trainStep() lowers the denoising loss on a tiny batch without leaking tensors", () => {
+Deno.test("trainStep() lowers the denoising loss on a tiny batch without leaking tensors", async () => {
   const before = tf.memory().numTensors;
-  const d = createDenoiser(TINY, createRng(2));
+  const trainer = createTrainer(createDenoiser(TINY, createRng(2)));
+  const d = trainer.denoiser;
   const x0 = triadBatch();
   const s = cosineSchedule(TINY.diffusionSteps);
   const rng = createRng(9);
@@ -175,26 +179,37 @@ Deno.test("trainStep() lowers the denoising loss on a tiny batch without leaking
   };
   const initial = lossOf();
   assert.ok(Math.abs(initial - 1) < 0.05, `an ε = 0 model scores mean(ε²) ≈ 1, got ${initial}`);
-  trainStep(d, x0, rng, { lr: 3e-3, warmupSteps: 1 });
+  await trainStep(trainer, x0, rng, { lr: 3e-3, warmupSteps: 1 });
   const afterFirst = tf.memory().numTensors;
-  for (let i = 0; i < 40; i++) trainStep(d, x0, rng, { lr: 3e-3, warmupSteps: 1 });
+  for (let i = 0; i < 40; i++) await trainStep(trainer, x0, rng, { lr: 3e-3, warmupSteps: 1 });
   assert.equal(tf.memory().numTensors, afterFirst, "a step leaves as many tensors as it found");
   const final = lossOf();
   assert.ok(final < 0.5 * initial, `loss ${initial} -> ${final}`);
   assert.equal(d.step, 41);
-  assert.equal(d.optimizer?.step, 41);
+  assert.equal(trainer.optimizer.step, 41);
   tf.dispose([x0, noise]);
-  disposeDenoiser(d);
+  disposeTrainer(trainer);
   assert.equal(tf.memory().numTensors, before);
 });
 
-Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", async () => {
-  const before = tf.memory().numTensors;
-  const d = createDenoiser(TINY, createRng(4));
+/**
+ * A tiny denoiser trained one step, and its checkpoint `d` (weights and Adam moments) saved in
+ * a new temporary folder `dir`.
+ */
+async function savedCheckpoint() {
+  const trainer = createTrainer(createDenoiser(TINY, createRng(4)));
   const x0 = triadBatch();
-  trainStep(d, x0, createRng(1), { lr: 1e-3 });
+  await trainStep(trainer, x0, createRng(1), { lr: 1e-3 });
+  x0.dispose();
+  const d = await trainerCheckpoint(trainer);
   const dir = await Deno.makeTempDir();
   await denoiserCodec.save(d, dir);
+  return { trainer, d, dir };
+}
+
+Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", async () => {
+  const before = tf.memory().numTensors;
+  const { trainer, d, dir } = await savedCheckpoint();
   const bytes = (await Deno.stat(`${dir}/weights.bin`)).size;
   assert.equal(bytes, 3 * 4 * denoiserParamCount(TINY)); // weights + m + v, float32
   const back: Denoiser = await denoiserCodec.load(dir);
@@ -204,10 +219,14 @@ Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", as
   assert.deepEqual(Object.keys(back.params), Object.keys(d.params));
   for (const name of Object.keys(d.params)) {
     assert.equal(maxAbsDiff(back.params[name], d.params[name]), 0, name);
-    assert.equal(maxAbsDiff(back.optimizer!.v[name], d.optimizer!.v[name]), 0, name);
+    assert.deepEqual(back.optimizer!.m[name], d.optimizer!.m[name], name);
+    assert.deepEqual(back.optimizer!.v[name], d.optimizer!.v[name], name);
   }
-  // Denoisers written before the format was renamed "harmonyrl/denoiser" still load.
+  // The moments are stored under the model checkpoints' names.
   const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  const names = index.tensors.map((e: { name: string }) => e.name);
+  assert.ok(names.includes("optimizer/m/in/w") && names.includes("optimizer/v/in/w"));
+  // Denoisers written before the format was renamed "harmonyrl/denoiser" still load.
   assert.equal(index.format, "harmonyrl/denoiser");
   await Deno.writeTextFile(
     `${dir}/index.json`,
@@ -225,9 +244,37 @@ Deno.test("denoiserCodec round-trips weights, step and Adam state in binary", as
     () => denoiserCodec.load(dir),
     /Cannot load denoiser from ".*": tensor "in\/w" has shape \[528,16\], the config expects \[528,32\]/,
   );
-  tf.dispose(x0);
-  disposeDenoiser(d);
+  disposeTrainer(trainer);
   disposeDenoiser(back);
+  await Deno.remove(dir, { recursive: true });
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("denoiserCodec loads a checkpoint written with the old adam/m/, adam/v/ names", async () => {
+  const before = tf.memory().numTensors;
+  const { trainer, d, dir } = await savedCheckpoint();
+  // Rewrite the index as denoisers wrote it before they shared the model checkpoints' layout:
+  // moments named "adam/m/<name>", "adam/v/<name>", entries without "length".
+  const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  index.tensors = index.tensors.map((e: { name: string; shape: number[]; offset: number }) => ({
+    name: e.name.replace(/^optimizer\//, "adam/"),
+    shape: e.shape,
+    offset: e.offset,
+  }));
+  assert.ok(index.tensors.some((e: { name: string }) => e.name === "adam/v/in/w"));
+  await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
+  const old = await denoiserCodec.load(dir);
+  assert.equal(old.optimizer?.step, 1);
+  for (const name of Object.keys(d.params)) {
+    assert.equal(maxAbsDiff(old.params[name], d.params[name]), 0, name);
+    assert.deepEqual(old.optimizer!.m[name], d.optimizer!.m[name], name);
+    assert.deepEqual(old.optimizer!.v[name], d.optimizer!.v[name], name);
+  }
+  // Training goes on from the old checkpoint as from the new one.
+  const resumed = createTrainer(old);
+  assert.equal(resumed.optimizer.step, 1);
+  disposeTrainer(trainer);
+  disposeTrainer(resumed);
   await Deno.remove(dir, { recursive: true });
   assert.equal(tf.memory().numTensors, before);
 });

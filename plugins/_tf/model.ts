@@ -125,7 +125,7 @@ export interface ModelCheckpoint {
   spec: { type: ModelType; config: ModelConfig; component?: FullComponentRef };
   vocabSize: number;
   /** The tokenizer spec of the training corpus (`TokenCorpus.tokenizer`), passed through. */
-  tokenizer: unknown;
+  tokenizer: FullComponentRef;
   /** Optimizer updates done so far. */
   step: number;
   /** Weights by variable name. */
@@ -249,9 +249,18 @@ const layerNormOp = tf.customGrad(
   }) as Parameters<typeof tf.customGrad<tf.Tensor2D>>[0],
 );
 
-/** Layer normalisation over the last axis of `x` `[rows, n]`, with gain and bias `[n]`. */
-export function layerNorm(x: tf.Tensor2D, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  return layerNormOp(x, gain, bias) as tf.Tensor2D;
+/**
+ * Layer normalisation over the last axis of `x` `[..., n]`, with gain and bias
+ * `[n]`. Leading axes are flattened into rows for the op and restored after,
+ * so the sequence models (`[rows, n]`) and the denoiser (`[B, T, C]`) share it.
+ */
+export function layerNorm<T extends tf.Tensor>(x: T, gain: tf.Tensor, bias: tf.Tensor): T {
+  if (x.rank === 2) return layerNormOp(x, gain, bias) as T;
+  return tf.tidy(() => {
+    const n = x.shape[x.rank - 1];
+    const rows = tf.reshape(x, [-1, n]) as tf.Tensor2D; // [rows, n]
+    return tf.reshape(layerNormOp(rows, gain, bias), x.shape) as T;
+  });
 }
 
 /**

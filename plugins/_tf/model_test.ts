@@ -4,6 +4,7 @@ import { initBackend } from "./backend.ts";
 import { AdamW, clipByGlobalNorm, learningRateAt } from "./optim.ts";
 import {
   assignWeights,
+  layerNorm,
   linear,
   nextTokenLoss,
   type SequenceModel,
@@ -108,6 +109,37 @@ Deno.test("linear() with and without a bias has the value and gradients of tfjs'
     tf.dispose([...got, ...want]);
   }
   tf.dispose([x, w, b, dy]);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("layerNorm() of [rows, n] and of [B, T, n] has the value and gradients of tfjs's own ops", () => {
+  const before = tf.memory().numTensors;
+  const rng = createRng(6);
+  const random = (shape: number[]) =>
+    tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, rng.normal), shape);
+  const gain = random([5]), bias = random([5]);
+  const stock = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => {
+    const { mean, variance } = tf.moments(xx, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(xx, mean), tf.rsqrt(tf.add(variance, 1e-5))), gg), bb);
+  };
+  const maxDiff = (p: tf.Tensor, q: tf.Tensor) =>
+    tf.tidy(() => tf.max(tf.abs(tf.sub(p, q))).dataSync()[0]);
+  for (const shape of [[4, 5], [2, 3, 5]]) {
+    tf.tidy(() => {
+      const x = random(shape), dy = random(shape);
+      const value = layerNorm(x, gain, bias);
+      assert.deepEqual(value.shape, shape);
+      const diff = maxDiff(value, stock(x, gain, bias));
+      assert.ok(diff < 1e-5, `value of [${shape}]: off by ${diff}`);
+      const got = tf.grads(layerNorm)([x, gain, bias], dy);
+      const want = tf.grads(stock)([x, gain, bias], dy);
+      got.forEach((g, i) => {
+        const diff = maxDiff(g, want[i]);
+        assert.ok(diff < 1e-5, `gradient ${i} of [${shape}]: off by ${diff}`);
+      });
+    });
+  }
+  tf.dispose([gain, bias]);
   assert.equal(tf.memory().numTensors, before);
 });
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
-import { assertClose, CASES, lcg, referenceMatMul, runOn } from "./testdata/matmul_cases.ts";
+import { CASES, referenceMatMul } from "./testdata/matmul_cases.ts";
+import { assertClose, lcg, runOn } from "./testdata/numeric.ts";
 import {
   installOpenBlasMatMul,
   isOpenBlasMatMulInstalled,

@@ -2,43 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
 import { registerWasmKernels, WASM_EXTRA_KERNELS } from "./wasm_kernels.ts";
-
-/** Runs `f` on a backend and returns its outputs as plain arrays, checking for leaks. */
-async function runOn(
-  backend: "cpu" | "wasm",
-  f: () => tf.Tensor | tf.Tensor[],
-): Promise<number[][]> {
-  await initBackend(backend);
-  const before = tf.memory().numTensors;
-  const out = tf.tidy(f);
-  const outs = Array.isArray(out) ? out : [out];
-  const values = await Promise.all(outs.map(async (t) => Array.from(await t.data())));
-  tf.dispose(outs);
-  assert.equal(tf.memory().numTensors, before, `tensors leaked on ${backend}`);
-  return values;
-}
-
-function assertClose(actual: number[], expected: number[], tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const diff = Math.abs(actual[i] - expected[i]);
-    assert.ok(
-      diff <= tol * Math.max(1, Math.abs(expected[i])),
-      `${what}[${i}]: ${actual[i]} vs ${expected[i]}`,
-    );
-  }
-}
-
-/** Deterministic values in [-1, 1) from a linear congruential generator. */
-function lcg(n: number, seed: number): number[] {
-  const out: number[] = [];
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out.push(s / 2 ** 31 - 1);
-  }
-  return out;
-}
+import { assertClose, lcg, runOn } from "./testdata/numeric.ts";
 
 Deno.test("registerWasmKernels() registers the missing kernels once", async () => {
   await initBackend("wasm");

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
 import { isWasmMatMulInstalled, uninstallWasmMatMul } from "./wasm_matmul.ts";
-import { assertClose, CASES, lcg, referenceMatMul, runOn } from "./testdata/matmul_cases.ts";
+import { CASES, referenceMatMul } from "./testdata/matmul_cases.ts";
+import { assertClose, lcg, runOn } from "./testdata/numeric.ts";
 
 const size = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
 

@@ -28,7 +28,13 @@ import {
   pieceToGridNotes,
 } from "../_music/pianoroll.ts";
 import type { MidiCorpus, Piece } from "../_music/types.ts";
-import { trainStep } from "../_tf/diffusion.ts";
+import {
+  createTrainer,
+  type DenoiserTrainer,
+  disposeTrainer,
+  trainerCheckpoint,
+  trainStep,
+} from "../_tf/diffusion.ts";
 import {
   createDenoiser,
   type Denoiser,
@@ -129,13 +135,13 @@ interface TrainState {
   lossCount: number;
 }
 
-async function saveCheckpoint(workDir: string, denoiser: Denoiser, state: TrainState) {
+async function saveCheckpoint(workDir: string, trainer: DenoiserTrainer, state: TrainState) {
   const final = `${workDir}/checkpoint`;
   const temp = `${workDir}/checkpoint.tmp`;
   const old = `${workDir}/checkpoint.old`;
   await Deno.remove(temp, { recursive: true }).catch(() => {});
   await Deno.mkdir(temp, { recursive: true });
-  await denoiserCodec.save(denoiser, temp);
+  await denoiserCodec.save(await trainerCheckpoint(trainer), temp);
   await Deno.writeTextFile(`${temp}/state.json`, JSON.stringify(state));
   // Keep one complete checkpoint on disk at every moment: old aside, new in, old gone.
   await Deno.remove(old, { recursive: true }).catch(() => {});
@@ -265,17 +271,18 @@ export default definePlugin({
       }-weight denoiser on ${pieces.length} pieces (${sum} windows of ${windowSteps} steps)`,
     );
 
+    const trainer = createTrainer(denoiser);
     const logEvery = Math.max(1, Math.min(10, params.checkpointEvery));
     try {
-      while (denoiser.step < params.trainSteps) {
+      while (trainer.denoiser.step < params.trainSteps) {
         if (ctx.signal.aborted) {
-          await saveCheckpoint(ctx.workDir, denoiser, {
+          await saveCheckpoint(ctx.workDir, trainer, {
             rngState: ctx.rng.getState(),
             lossSum,
             lossCount,
           });
           throw new Error(
-            `Cannot finish training: aborted at step ${denoiser.step}; rerun to resume from the checkpoint`,
+            `Cannot finish training: aborted at step ${trainer.denoiser.step}; rerun to resume from the checkpoint`,
           );
         }
         const values = sampleBatch(
@@ -287,7 +294,7 @@ export default definePlugin({
         const x0 = tf.tensor(values, [params.batchSize, windowSteps, 88, 2]); // [B, T, 88, 2]
         let loss: number;
         try {
-          loss = trainStep(denoiser, x0, ctx.rng, {
+          loss = await trainStep(trainer, x0, ctx.rng, {
             lr: params.lr,
             warmupSteps: params.warmupSteps,
           });
@@ -296,12 +303,12 @@ export default definePlugin({
         }
         if (!Number.isFinite(loss)) {
           throw new Error(
-            `Cannot train denoiser: the loss became ${loss} at step ${denoiser.step}; lower "lr"`,
+            `Cannot train denoiser: the loss became ${loss} at step ${trainer.denoiser.step}; lower "lr"`,
           );
         }
         lossSum += loss;
         lossCount++;
-        const step = denoiser.step;
+        const step = trainer.denoiser.step;
         if (step % logEvery === 0 || step === params.trainSteps) {
           ctx.metrics(step, { "loss/denoise": lossSum / lossCount });
           ctx.progress({
@@ -314,7 +321,7 @@ export default definePlugin({
           lossCount = 0;
         }
         if (step % params.checkpointEvery === 0 && step < params.trainSteps) {
-          await saveCheckpoint(ctx.workDir, denoiser, {
+          await saveCheckpoint(ctx.workDir, trainer, {
             rngState: ctx.rng.getState(),
             lossSum,
             lossCount,
@@ -322,21 +329,17 @@ export default definePlugin({
         }
       }
     } catch (e) {
-      disposeDenoiser(denoiser);
+      disposeTrainer(trainer);
       throw e;
     }
     // A rerun after a crash between here and the artifact being stored returns at once.
-    await saveCheckpoint(ctx.workDir, denoiser, {
+    await saveCheckpoint(ctx.workDir, trainer, {
       rngState: ctx.rng.getState(),
       lossSum,
       lossCount,
     });
     // The artifact is config + weights + step; Adam state stays in the work directory only.
-    if (denoiser.optimizer) {
-      for (const t of Object.values(denoiser.optimizer.m)) t.dispose();
-      for (const t of Object.values(denoiser.optimizer.v)) t.dispose();
-      delete denoiser.optimizer;
-    }
-    return { denoiser };
+    trainer.optimizer.dispose();
+    return { denoiser: trainer.denoiser };
   },
 });

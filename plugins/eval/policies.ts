@@ -15,7 +15,7 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import { type ComponentRef, definePlugin, p, port } from "../../mod.ts";
+import { definePlugin, p, port } from "../../mod.ts";
 import { createRng } from "../../mod.ts";
 import { writeFileAtomic } from "../../mod.ts";
 import type { RewardTerm, TokenCorpus, Tokenizer } from "../_music/components.ts";
@@ -212,7 +212,7 @@ export default definePlugin({
   async run(ctx, inputs, params) {
     const { pretrained: pretrainedCkpt, finetuned: finetunedCkpt } = inputs;
     const tokenizer = await ctx.component<Tokenizer>(
-      finetunedCkpt.tokenizer as ComponentRef,
+      finetunedCkpt.tokenizer,
       "tokenizer",
     );
     const reference = await liveModelOf(ctx, pretrainedCkpt);

@@ -20,7 +20,9 @@ await initBackend("cpu");
 Deno.test("load/model reads a stored checkpoint back with the same weights", async () => {
   const spec = lstm.create(defaultParams(lstm, { embedDim: 4, hiddenDim: 8, layers: 1 }) as never);
   const model = spec.build(20, 1);
-  const ckpt = await checkpointFromModel(model, { tokenizer: { use: "tokenizer/performance" } });
+  const ckpt = await checkpointFromModel(model, {
+    tokenizer: { use: "tokenizer/performance", with: {} },
+  });
   model.dispose();
   const dir = await Deno.makeTempDir();
   await modelCodec.save(ckpt, dir);

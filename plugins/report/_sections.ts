@@ -7,7 +7,7 @@
 
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { Piece, StageContext } from "../../mod.ts";
+import type { Metrics, Piece, StageContext } from "../../mod.ts";
 import { readMidiFile, safeFileName, writeMidi } from "../_music/midi.ts";
 import { renderWav } from "./_audio.ts";
 import { graphSvg } from "./_dag.ts";
@@ -207,21 +207,24 @@ export async function curvesSection(ctx: StageContext, saveFigure: SaveFigure): 
   };
 }
 
-/** The evaluation section: eval/metrics, eval/policies and refinement tables; none without them. */
+/**
+ * The evaluation section: eval/metrics, eval/policies and refinement tables; none without them.
+ *
+ * @param inputs report/html's `metrics`, `evaluation` and `refinement` inputs, those given.
+ */
 export function evaluationSection(
-  inputs: { metrics?: unknown; evaluation?: unknown; refinement?: unknown },
+  inputs: { metrics?: Metrics; evaluation?: Metrics; refinement?: Metrics },
 ): Section | undefined {
   const parts: string[] = [];
-  const blocks: Array<[string, string, unknown]> = [
+  const blocks: Array<[string, string, Metrics | undefined]> = [
     ["metrics", "Objective metrics", inputs.metrics],
     ["evaluation", "RL evaluation", inputs.evaluation],
     ["refinement", "Refinement", inputs.refinement],
   ];
   const termTable = rewardTermTable(inputs.evaluation);
   if (termTable) parts.push(termTable);
-  for (const [, heading, value] of blocks) {
-    if (value === undefined) continue;
-    const metrics = value as Record<string, unknown>;
+  for (const [, heading, metrics] of blocks) {
+    if (metrics === undefined) continue;
     // eval/metrics' two parts get readable headings; anything else is shown generically.
     if (isObject(metrics.sets) || isObject(metrics.comparisons)) {
       parts.push(`<h3>${escapeXml(heading)}</h3>`);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Metrics } from "../../mod.ts";
 import { escapeXml } from "./_svg.ts";
 import { isObject } from "./_run_files.ts";
 
@@ -146,13 +147,13 @@ export function tablesHtml(value: unknown, depth = 0): string {
  * scores a term well above real music (it may be gaming the term) or falls
  * below the pretrained policy. Undefined without a `real` row.
  */
-export function rewardTermTable(evaluation: unknown): string | undefined {
+export function rewardTermTable(evaluation: Metrics | undefined): string | undefined {
   const value = evaluation as {
     real?: Record<string, number>;
     policies?: Record<string, Record<string, number>>;
   } | undefined;
   const real = value?.real, pre = value?.policies?.pretrained, fine = value?.policies?.finetuned;
-  const collapse = (evaluation as { collapse?: unknown } | undefined)?.collapse;
+  const collapse = evaluation?.collapse;
   const warning = typeof collapse === "string"
     ? `<p><strong>The fine-tuned policy looks collapsed: ${escapeXml(collapse)}.</strong></p>`
     : "";

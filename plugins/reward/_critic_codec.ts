@@ -71,7 +71,7 @@ export const criticCodec: ArtifactCodec<Critic> = {
       throw new Error(`${where}: the critic's tokenizer cannot be rebuilt without a codec context`);
     }
     const tokenizer = await context.component<Tokenizer>(
-      index.tokenizer as Critic["tokenizerSpec"],
+      index.tokenizer,
       "tokenizer",
     );
     return {

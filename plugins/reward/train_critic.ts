@@ -29,14 +29,7 @@
  * @module
  */
 
-import {
-  type ComponentRef,
-  definePlugin,
-  p,
-  type Piece,
-  port,
-  type StageContext,
-} from "../../mod.ts";
+import { definePlugin, p, type Piece, port, type StageContext } from "../../mod.ts";
 import type { RolloutPieces } from "../_music/artifacts.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import { cropPiece, pieceEndSec } from "../_music/theory.ts";
@@ -253,7 +246,7 @@ export default definePlugin({
       }
     }
     const policyTokenizer = params.roundTrip && rollouts.tokenizer !== undefined
-      ? await ctx.component<Tokenizer>(rollouts.tokenizer as ComponentRef, "tokenizer")
+      ? await ctx.component<Tokenizer>(rollouts.tokenizer, "tokenizer")
       : undefined;
 
     // Generated examples do not change during the run: encode them once.

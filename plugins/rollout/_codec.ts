@@ -35,7 +35,7 @@ interface RolloutsIndex {
   version: number;
   primerLen: number;
   sampling: Rollouts["sampling"];
-  tokenizer: unknown;
+  tokenizer: Rollouts["tokenizer"];
   modelStep: number;
   /** Sequence i is `tokens[tokenOffsets[i] .. tokenOffsets[i+1]]`; log-probs likewise. */
   tokenOffsets: number[];
@@ -82,7 +82,7 @@ function validOffsets(offsets: unknown, total: number): boolean {
  *   logProbs: [Float32Array.of(-0.5, -0.25)], samplingLogProbs: [Float32Array.of(-0.5, -0.25)],
  *   sampling: { temperature: 1, topK: 0, topP: 1 },
  *   pieces: [{ id: "a", tempoBpm: 120, beatsPerBar: 4, beatsSec: [0, 0.5], notes: [] }],
- *   tokenizer: null, modelStep: 3,
+ *   tokenizer: { use: "tokenizer/performance", with: {} }, modelStep: 3,
  * }, dir);
  * console.log((await rolloutsCodec.load(dir)).tokens[0][1]); // 60
  * ```
@@ -104,7 +104,7 @@ export const rolloutsCodec: ArtifactCodec<Rollouts> = {
       version: FORMAT.version,
       primerLen: r.primerLen,
       sampling: r.sampling,
-      tokenizer: r.tokenizer ?? null,
+      tokenizer: r.tokenizer,
       modelStep: r.modelStep,
       tokenOffsets: tokens.offsets,
       logProbOffsets: lp.offsets,

@@ -9,7 +9,6 @@
 
 import {
   type ArtifactCodec,
-  type ComponentRef,
   definePlugin,
   p,
   port,
@@ -130,7 +129,7 @@ export default definePlugin({
         `Cannot sample: the primer corpus has ${primer.vocabSize} token ids, the model ${ckpt.vocabSize}`,
       );
     }
-    const tokenizer = await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer");
+    const tokenizer = await ctx.component<Tokenizer>(ckpt.tokenizer, "tokenizer");
     const prompts = primer === undefined
       ? Array.from({ length: params.count }, () => Int32Array.of(tokenizer.special.bos))
       : primerPrompts(primer, params.primerSplit as Split, params.primerLen, params.count, ctx.rng);

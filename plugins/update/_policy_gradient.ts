@@ -16,7 +16,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
-import type { ComponentRef, Logger, StageContext } from "../../mod.ts";
+import type { Logger, StageContext } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
 import type { PartialRewards, PartialRollouts } from "../_music/artifacts.ts";
 import { AdamW, clipByGlobalNorm } from "../_tf/optim.ts";
@@ -430,8 +430,7 @@ export async function prepareUpdate(
 ): Promise<PreparedUpdate> {
   const { model: ckpt, rollouts, rewards } = inputs;
   checkBatch(rollouts, rewards);
-  const eos =
-    (await ctx.component<Tokenizer>(ckpt.tokenizer as ComponentRef, "tokenizer")).special.eos;
+  const eos = (await ctx.component<Tokenizer>(ckpt.tokenizer, "tokenizer")).special.eos;
   const { advantages, baselines } = computeAdvantages(rewards, storedBaselines(ckpt), {
     mode: params.advantage as AdvantageMode,
     baselineBeta: params.baselineBeta,
