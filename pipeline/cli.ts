@@ -37,7 +37,8 @@ Options:
   --dry-run         Same as the plan command
   --force           Ignore the cache: re-run every selected stage
   --only STAGE      Run only STAGE (its inputs must be cached)
-  --from STAGE      Re-run STAGE and run everything after it
+  --from STAGE      Re-run STAGE; the stages after it re-run where their inputs changed
+                    (add --force to re-run them all, e.g. after changing plugin code)
   --until STAGE     Run STAGE and what it needs, nothing after it
   --runs-dir DIR    Where run directories and the cache go (default: runs)
   --keep N          gc: runs kept per graph, newest first (default 10; the latest and

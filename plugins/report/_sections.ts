@@ -48,13 +48,15 @@ function linkTo(runDir: string, path: string): string {
   return rel.split(/[\\/]/).map(encodeURIComponent).join("/");
 }
 
-function durationText(seconds: unknown): string {
+/** A duration as "4.21 s", "12.5 s", "5 min 0 s" or "2 h 3 min" (rounded before it is split, never "4 min 60 s"). */
+export function durationText(seconds: unknown): string {
   if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "";
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
-  const minutes = Math.floor(seconds / 60);
-  return minutes < 60
-    ? `${minutes} min ${Math.round(seconds % 60)} s`
-    : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  if (seconds < 59.95) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  const whole = Math.round(seconds);
+  const minutes = Math.floor(whole / 60);
+  if (minutes < 60) return `${minutes} min ${whole % 60} s`;
+  const wholeMinutes = Math.round(seconds / 60);
+  return `${Math.floor(wholeMinutes / 60)} h ${wholeMinutes % 60} min`;
 }
 
 function pieceEndSec(piece: Piece): number {
