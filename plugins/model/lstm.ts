@@ -87,6 +87,17 @@ export function lstmSequence(
   return (fused ? lstmSequenceFusedOp : lstmSequenceOp)(x, wx, wh, b) as tf.Tensor3D;
 }
 
+/** The input projection x·Wx + b of all steps in one product: `[T, B, In]` → `[T, B, 4H]`. */
+function inputProjection(x: tf.Tensor3D, wx: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor3D {
+  const [time, batch, inDim] = x.shape;
+  return tf.tidy(() =>
+    tf.reshape(
+      tf.fused.matMul({ a: tf.reshape(x, [time * batch, inDim]), b: wx, bias: b }),
+      [time, batch, wx.shape[1]],
+    )
+  );
+}
+
 /**
  * {@link lstmSequence} with the fused cell kernels of `lstm_kernels.ts`: per step,
  * one product and one kernel forward, one kernel and one product backward.
@@ -95,15 +106,8 @@ const lstmSequenceFusedOp = tf.customGrad(
   ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, wx, wh, b] = args as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
     const save = args[4] as tf.GradSaveFunc;
-    const [time, batch, inDim] = x.shape;
-    const hidden = wh.shape[0];
-    // Input projection of all steps in one product.
-    const xp = tf.tidy(() =>
-      tf.reshape(
-        tf.fused.matMul({ a: tf.reshape(x, [time * batch, inDim]), b: wx, bias: b }),
-        [time, batch, 4 * hidden],
-      )
-    ) as tf.Tensor3D; // [T, B, 4H]
+    const time = x.shape[0];
+    const xp = inputProjection(x, wx, b); // [T, B, 4H]
     const hs: tf.Tensor2D[] = [], cs: tf.Tensor2D[] = [], as: tf.Tensor2D[] = [];
     const tcs: tf.Tensor2D[] = [];
     for (let t = 0; t < time; t++) {
@@ -187,14 +191,10 @@ const lstmSequenceOp = tf.customGrad(
   ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, wx, wh, b] = args as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
     const save = args[4] as tf.GradSaveFunc;
-    const [time, batch, inDim] = x.shape;
+    const [time, batch] = x.shape;
     const hidden = wh.shape[0];
     const { scale, shift } = gateScales(hidden);
-    // Input projection of all steps in one product.
-    const xp = tf.reshape(
-      tf.fused.matMul({ a: tf.reshape(x, [time * batch, inDim]), b: wx, bias: b }),
-      [time, batch, 4 * hidden],
-    ); // [T, B, 4H]
+    const xp = inputProjection(x, wx, b); // [T, B, 4H]
     const xps = unstackTime(xp) as tf.Tensor2D[]; // T x [B, 4H]
     xp.dispose();
     let h = tf.zeros([batch, hidden]) as tf.Tensor2D;
