@@ -15,6 +15,9 @@
  * - `Slice` is replaced: the stock kernel copies its whole input out of the heap
  *   (`readSync`) before taking the slice, which made the Transformer's
  *   per-step slices of its rotary tables cost 13% of sampling.
+ * - `Identity` (`tf.clone`, and the gradients of many ops) shares its input's
+ *   memory, as `Reshape` does and the cpu backend's `Identity` does, instead of
+ *   copying it: the copies were 4–5% of a Transformer training step.
  *
  * Heap rule: `backend.makeOutput()` may grow the wasm memory, which detaches
  * every view taken before it, so all views are taken after the last
@@ -256,10 +259,23 @@ function slice({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo {
   return out;
 }
 
+/**
+ * `Identity` sharing the input's memory (reference-counted, like `Reshape`):
+ * tensors never change in place, so a copy buys nothing. String tensors go to
+ * the stock kernel.
+ */
+function identity({ inputs, backend, attrs }: WasmKernelArgs): tf.TensorInfo {
+  const x = inputs.x;
+  if (x.dtype === "string") return ORIGINALS.get("Identity")!({ inputs, backend, attrs });
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 /** Stock wasm kernels replaced by faster ones (the originals are kept for fallback). */
 const REPLACED: Record<string, (args: WasmKernelArgs) => tf.TensorInfo | tf.TensorInfo[]> = {
   SplitV: splitV,
   Slice: slice,
+  Identity: identity,
 };
 
 const KERNELS: Record<string, (args: WasmKernelArgs) => tf.TensorInfo> = {

@@ -131,3 +131,19 @@ Deno.test("the wasm Slice replacement equals cpu for contiguous, strided, int32,
     assert.deepEqual(wasm, cpu, `slice of ${shape} at ${begin} size ${size}`);
   }
 });
+
+Deno.test("the wasm Identity replacement shares memory safely: a clone outlives its source, and variables still update", async () => {
+  await initBackend("wasm");
+  const before = tf.memory().numTensors;
+  const x = tf.tensor2d([[1, 2], [3, 4]]);
+  const y = tf.clone(x);
+  x.dispose();
+  assert.deepEqual(Array.from(await y.data()), [1, 2, 3, 4]);
+  const v = tf.variable(y);
+  const doubled = tf.mul(v, 2) as tf.Tensor2D;
+  v.assign(doubled);
+  assert.deepEqual(Array.from(await v.data()), [2, 4, 6, 8]);
+  assert.deepEqual(Array.from(await y.data()), [1, 2, 3, 4], "the clone changed with the variable");
+  tf.dispose([y, v, doubled]);
+  assert.equal(tf.memory().numTensors, before);
+});
