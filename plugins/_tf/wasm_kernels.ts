@@ -300,18 +300,17 @@ export function registerWasmKernels(): string[] {
   for (const [kernelName, kernelFunc] of Object.entries(REPLACED)) {
     const current = tf.getKernel(kernelName, "wasm");
     if (current?.kernelFunc === (kernelFunc as unknown)) continue;
-    if (current !== undefined) {
+    if (current === undefined) {
+      tf.registerKernel({
+        kernelName,
+        backendName: "wasm",
+        kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+      });
+    } else {
+      // replaceKernel keeps the stock kernel's setup (its cwrap): the fallback to it needs it.
       ORIGINALS.set(kernelName, current.kernelFunc as unknown as KernelFn);
-      tf.unregisterKernel(kernelName, "wasm");
+      replaceKernel(current, kernelFunc as KernelFn);
     }
-    tf.registerKernel({
-      kernelName,
-      backendName: "wasm",
-      // The stock kernel's setup (its cwrap) still runs: the fallback to it needs it.
-      setupFunc: current?.setupFunc,
-      disposeFunc: current?.disposeFunc,
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
     added.push(kernelName);
   }
   for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
