@@ -112,9 +112,12 @@ function forwardStep(
   {
     const zs = memory.view(scaled), xps = memory.view(xp);
     const zhs = zh === undefined ? null : memory.view(zh);
-    for (let k = 0; k < batch * fourH; k++) {
-      const z = zhs === null ? xps[xpOffset + k] : f32(zhs[k] + xps[xpOffset + k]);
-      zs[k] = (k % fourH) >= 2 * H && (k % fourH) < 3 * H ? 2 * z : z;
+    for (let b = 0; b < batch; b++) {
+      for (let col = 0; col < fourH; col++) {
+        const k = b * fourH + col;
+        const z = zhs === null ? xps[xpOffset + k] : f32(zhs[k] + xps[xpOffset + k]);
+        zs[k] = col >= 2 * H && col < 3 * H ? 2 * z : z;
+      }
     }
   }
   const sig = memory.sigmoid(scaled);
