@@ -166,7 +166,7 @@ async function benchModels(): Promise<void> {
   });
   const lstmSmall = spec(lstm, { embedDim: 256, hiddenDim: 512, layers: 2, dropout: 0 });
   const lstmSeed = spec(lstm, { embedDim: 512, hiddenDim: 768, layers: 3, dropout: 0.2 });
-  const peak = await matMulRate(2048);
+  const peak = await matMulRate(2048, 3);
   await record("matmul/2048x2048", peak, "GFLOP/s");
   const splits: string[] = [];
   const show = async (name: string, r: BenchResult, reference: number) => {
@@ -213,19 +213,19 @@ async function benchModels(): Promise<void> {
   for (const split of splits) console.log(split);
 }
 
-/** GFLOP/s of an n × n matMul on the current backend (best of 3 after a warm-up). */
-async function matMulRate(n: number): Promise<number> {
+/** GFLOP/s of an n × n matMul on the current backend: the mean of `reps` runs after a warm-up. */
+async function matMulRate(n: number, reps: number): Promise<number> {
   const a = tf.randomUniform([n, n], -1, 1);
-  let best = Infinity;
-  for (let i = 0; i < 4; i++) {
-    const t0 = performance.now();
+  const run = async () => {
     const c = tf.matMul(a, a);
     await c.data();
     c.dispose();
-    if (i > 0) best = Math.min(best, performance.now() - t0);
-  }
+  };
+  await run();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run();
   a.dispose();
-  return (2 * n ** 3) / (best / 1000) / 1e9;
+  return (reps * 2 * n ** 3) / ((performance.now() - t0) / 1000) / 1e9;
 }
 
 /** A Markdown table of a step's kernel time split (the top 8, the rest, and time outside kernels). */
@@ -291,19 +291,7 @@ async function benchDefaultModels(): Promise<DefaultFigure[]> {
     "tok/s",
     async () => (await benchSample(model, { batch: 32, length: 256, reps: 2 })).tokensPerSec,
   );
-  await add("matmul/1024x1024", "GFLOP/s", async () => {
-    const a = tf.randomUniform([1024, 1024], -1, 1);
-    const run = async () => {
-      const c = tf.matMul(a, a);
-      await c.data();
-      c.dispose();
-    };
-    await run();
-    const t0 = performance.now();
-    for (let i = 0; i < 5; i++) await run();
-    a.dispose();
-    return (5 * 2 * 1024 ** 3) / ((performance.now() - t0) / 1000) / 1e9;
-  });
+  await add("matmul/1024x1024", "GFLOP/s", () => matMulRate(1024, 5));
   return figures;
 }
 
