@@ -62,6 +62,7 @@ export type {
 export {
   asBytes,
   assertLittleEndian,
+  blockReader,
   checkIndex,
   readBlock,
   readIndex,

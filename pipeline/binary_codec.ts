@@ -216,3 +216,27 @@ export async function readBlock<T extends ArrayBufferView>(
   const bytes = await readSized(dir, { name: block.name, bytesPerItem, items: block.items }, where);
   return new block.type(bytes.buffer as ArrayBuffer, bytes.byteOffset, block.items);
 }
+
+/**
+ * {@linkcode readBlock} bound to one artifact directory and error prefix, for
+ * codecs that read several blocks.
+ *
+ * @example
+ * ```ts
+ * import { blockReader } from "../mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(`${dir}/a.u8`, new Uint8Array([1, 2, 3]));
+ * const block = blockReader(dir, "Cannot load");
+ * const a = await block("a.u8", Uint8Array, 3);
+ * ```
+ */
+export function blockReader(
+  dir: string,
+  where: string,
+): <T extends ArrayBufferView>(
+  name: string,
+  type: TypedArrayClass<T>,
+  items: number,
+) => Promise<T> {
+  return (name, type, items) => readBlock(dir, { name, type, items }, where);
+}

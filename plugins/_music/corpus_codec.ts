@@ -20,8 +20,8 @@
  * @module
  */
 
-import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
-import type { ArtifactCodec, BinaryFormat, TypedArrayClass } from "../../mod.ts";
+import { blockReader, readIndex, writeBlocks } from "../../mod.ts";
+import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
 import type { MidiCorpus, Note, Piece, Split } from "./types.ts";
 
 const FORMAT: BinaryFormat = { format: "harmonyrl/midi-corpus", version: 1 };
@@ -128,11 +128,7 @@ export const midiCorpusCodec: ArtifactCodec<MidiCorpus> = {
       );
     }
 
-    const block = <T extends ArrayBufferView>(
-      name: string,
-      type: TypedArrayClass<T>,
-      items: number,
-    ) => readBlock(dir, { name, type, items }, where);
+    const block = blockReader(dir, where);
     const pitch = await block("pitch.u8", Uint8Array, noteTotal);
     const velocity = await block("velocity.u8", Uint8Array, noteTotal);
     const start = await block("start.f64", Float64Array, noteTotal);

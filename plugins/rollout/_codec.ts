@@ -15,10 +15,9 @@
 import {
   type ArtifactCodec,
   type BinaryFormat,
+  blockReader,
   type Piece,
-  readBlock,
   readIndex,
-  type TypedArrayClass,
   writeBlocks,
 } from "../../mod.ts";
 import type { Rollouts } from "../_music/artifacts.ts";
@@ -61,13 +60,13 @@ function concat<T extends Int32Array | Float32Array | Float64Array>(
   return { data, offsets };
 }
 
-/** True when `offsets` starts at 0, never decreases and ends at `total`. */
-function validOffsets(offsets: unknown, total: number): boolean {
-  if (!Array.isArray(offsets) || offsets.length === 0 || offsets[0] !== 0) return false;
+/** True when `offsets` starts at 0 and never decreases. */
+function validOffsets(offsets: number[]): boolean {
+  if (offsets.length === 0 || offsets[0] !== 0) return false;
   for (let i = 1; i < offsets.length; i++) {
     if (!(offsets[i] >= offsets[i - 1])) return false;
   }
-  return offsets[offsets.length - 1] === total;
+  return true;
 }
 
 /**
@@ -141,17 +140,10 @@ export const rolloutsCodec: ArtifactCodec<Rollouts> = {
     const logProbTotal = last(index.logProbOffsets);
     const noteTotal = index.pieces.reduce((a, q) => a + q.notes, 0);
     const beatTotal = index.pieces.reduce((a, q) => a + q.beats, 0);
-    if (
-      !validOffsets(index.tokenOffsets, tokenTotal) ||
-      !validOffsets(index.logProbOffsets, logProbTotal)
-    ) {
+    if (!validOffsets(index.tokenOffsets) || !validOffsets(index.logProbOffsets)) {
       throw new Error(`${where}: "index.json" has offsets that do not start at 0 or decrease`);
     }
-    const block = <T extends ArrayBufferView>(
-      name: string,
-      type: TypedArrayClass<T>,
-      items: number,
-    ) => readBlock(dir, { name, type, items }, where);
+    const block = blockReader(dir, where);
     const tokens = await block("tokens.i32", Int32Array, tokenTotal);
     const lp = await block("logprobs.f32", Float32Array, logProbTotal);
     const slp = await block("sampling_logprobs.f32", Float32Array, logProbTotal);
