@@ -216,6 +216,24 @@ export function unpackTensors(
   return { weights, m, v };
 }
 
+/**
+ * Reads `weights.bin` of a directory artifact whose `index.json` lists its
+ * tensors (model, critic, denoiser): exactly the floats the tensors span.
+ *
+ * @throws {Error} `<where>: "index.json" lacks its "tensors" list`, or as {@linkcode readBlock}.
+ */
+export async function readWeightsBlock(
+  dir: string,
+  tensors: readonly TensorEntry[] | undefined,
+  where: string,
+): Promise<Float32Array> {
+  if (!Array.isArray(tensors)) {
+    throw new Error(`${where}: "index.json" lacks its "tensors" list`);
+  }
+  const total = tensors.reduce((n, t) => n + t.length, 0);
+  return await readBlock(dir, { name: "weights.bin", type: Float32Array, items: total }, where);
+}
+
 function toIndexAndData(ckpt: ModelCheckpoint): { index: CheckpointIndex; data: Float32Array } {
   const { tensors, data } = packTensors(ckpt.weights, ckpt.optimizer);
   const index: CheckpointIndex = {
@@ -264,16 +282,7 @@ export const modelCodec: ArtifactCodec<ModelCheckpoint> = {
   async load(dir) {
     const where = `Cannot load model checkpoint from "${dir}"`;
     const index = await readIndex<CheckpointIndex>(dir, FORMAT, where);
-    if (!Array.isArray(index.tensors)) {
-      throw new Error(`${where}: "index.json" lacks its "tensors" list`);
-    }
-    const total = index.tensors.reduce((n, t) => n + t.length, 0);
-    const data = await readBlock(
-      dir,
-      { name: "weights.bin", type: Float32Array, items: total },
-      where,
-    );
-    return fromIndexAndData(index, data, where);
+    return fromIndexAndData(index, await readWeightsBlock(dir, index.tensors, where), where);
   },
 };
 

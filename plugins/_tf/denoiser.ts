@@ -26,12 +26,11 @@ import * as tf from "@tensorflow/tfjs-core";
 import {
   type ArtifactCodec,
   type BinaryFormat,
-  readBlock,
   readIndex,
   type Rng,
   writeBlocks,
 } from "../../mod.ts";
-import { packTensors, type TensorEntry, unpackTensors } from "./checkpoint.ts";
+import { packTensors, readWeightsBlock, type TensorEntry, unpackTensors } from "./checkpoint.ts";
 import type { EpsModel } from "./diffusion.ts";
 import { type AdamWState, layerNorm, linear, type TensorData } from "./model.ts";
 
@@ -398,13 +397,7 @@ export const denoiserCodec: ArtifactCodec<Denoiser> = {
       throw new Error(`${where}: "index.json" lacks its "tensors" list`);
     }
     const entries = currentEntries(index.tensors);
-    // Tensors lie end to end: the file ends where the furthest one does.
-    const total = entries.reduce((end, e) => Math.max(end, e.offset + e.length), 0);
-    const all = await readBlock(
-      dir,
-      { name: "weights.bin", type: Float32Array, items: total },
-      where,
-    );
+    const all = await readWeightsBlock(dir, entries, where);
     const { weights, m, v } = unpackTensors(entries, all, where);
     const expected = new Map(denoiserParamShapes(index.config));
     for (const e of entries) {

@@ -9,8 +9,13 @@
 
 import type { ArtifactCodec, BinaryFormat } from "../../mod.ts";
 import type { Tokenizer } from "../_music/components.ts";
-import { readBlock, readIndex, writeBlocks } from "../../mod.ts";
-import { packTensors, type TensorEntry, unpackTensors } from "../_tf/checkpoint.ts";
+import { readIndex, writeBlocks } from "../../mod.ts";
+import {
+  packTensors,
+  readWeightsBlock,
+  type TensorEntry,
+  unpackTensors,
+} from "../_tf/checkpoint.ts";
 import { type Critic, type CriticConfig, criticParamShapes } from "./_critic.ts";
 
 const FORMAT: BinaryFormat = {
@@ -55,12 +60,7 @@ export const criticCodec: ArtifactCodec<Critic> = {
   async load(dir, context) {
     const where = `Cannot load critic from "${dir}"`;
     const index = await readIndex<CriticIndex>(dir, FORMAT, where);
-    const total = index.tensors.reduce((n, t) => n + t.length, 0);
-    const data = await readBlock(
-      dir,
-      { name: "weights.bin", type: Float32Array, items: total },
-      where,
-    );
+    const data = await readWeightsBlock(dir, index.tensors, where);
     const { weights, m, v } = unpackTensors(index.tensors, data, where);
     for (const [name, shape] of criticParamShapes(index.config)) {
       if (weights[name]?.shape.join(",") !== shape.join(",")) {

@@ -232,3 +232,15 @@ Deno.test("criticCodec round-trips a critic: same scores, weights, optimizer sta
     /is not a harmonyrl\/critic index of version 1/,
   );
 });
+
+Deno.test("criticCodec names an index.json without its tensor list instead of failing inside it", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/index.json`,
+    JSON.stringify({ format: "harmonyrl/critic", version: 1 }),
+  );
+  await assert.rejects(
+    () => criticCodec.load(dir),
+    /Cannot load critic from ".*": "index.json" lacks its "tensors" list/,
+  );
+});
