@@ -30,9 +30,9 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 
 /** Kernel name of the fused forward step. */
-export const LSTM_CELL = "HarmonyLstmCell";
+const LSTM_CELL = "HarmonyLstmCell";
 /** Kernel name of the fused backward step. */
-export const LSTM_CELL_GRAD = "HarmonyLstmCellGrad";
+const LSTM_CELL_GRAD = "HarmonyLstmCellGrad";
 
 const BACKENDS = ["wasm", "cpu"] as const;
 type FusedBackend = (typeof BACKENDS)[number];
@@ -61,7 +61,19 @@ interface Memory {
   free(info: tf.TensorInfo): void;
 }
 
-function memoryOf(backendName: FusedBackend, backend: unknown): Memory {
+/** One Memory per backend instance: kernels run thousands of times a training step. */
+const memories = new WeakMap<object, Memory>();
+
+function memoryOf(backendName: FusedBackend, backend: object): Memory {
+  let memory = memories.get(backend);
+  if (memory === undefined) {
+    memory = makeMemory(backendName, backend);
+    memories.set(backend, memory);
+  }
+  return memory;
+}
+
+function makeMemory(backendName: FusedBackend, backend: object): Memory {
   const sigmoidKernel = tf.getKernel("Sigmoid", backendName)!.kernelFunc;
   const sigmoid = (info: tf.TensorInfo) =>
     sigmoidKernel({
@@ -100,17 +112,15 @@ function memoryOf(backendName: FusedBackend, backend: unknown): Memory {
 function forwardStep(
   memory: Memory,
   { batch, hidden }: CellShape,
-  xp: tf.TensorInfo,
   t: number,
-  zh: tf.TensorInfo | undefined,
-  c: tf.TensorInfo | undefined,
+  { xp, zh, c }: Record<string, tf.TensorInfo | undefined>,
 ): tf.TensorInfo[] {
   const H = hidden, fourH = 4 * hidden;
   const xpOffset = t * batch * fourH;
   // z with the g columns doubled, then one sigmoid over all four gates.
   const scaled = memory.output([batch, fourH]);
   {
-    const zs = memory.view(scaled), xps = memory.view(xp);
+    const zs = memory.view(scaled), xps = memory.view(xp!);
     const zhs = zh === undefined ? null : memory.view(zh);
     for (let b = 0; b < batch; b++) {
       for (let col = 0; col < fourH; col++) {
@@ -211,66 +221,55 @@ function backwardStep(
 
 interface KernelArgs {
   inputs: Record<string, tf.TensorInfo | undefined>;
-  backend: unknown;
+  backend: object;
   attrs?: tf.NamedAttrMap;
 }
 
-function checkFloat32(kernel: string, inputs: Record<string, tf.TensorInfo | undefined>): void {
-  for (const [name, info] of Object.entries(inputs)) {
-    if (info !== undefined && info.dtype !== "float32") {
-      throw new Error(`${kernel}: input "${name}" is ${info.dtype}, expected float32`);
+/**
+ * A kernel function for `backendName` that checks the inputs are float32 and
+ * runs `step` at attr `t` with the batch and hidden size `shapeOf` reads from
+ * them.
+ */
+function fusedKernel(
+  kernelName: string,
+  backendName: FusedBackend,
+  shapeOf: (inputs: Record<string, tf.TensorInfo | undefined>) => CellShape,
+  step: typeof forwardStep,
+): tf.KernelFunc {
+  const kernel = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
+    for (const [name, info] of Object.entries(inputs)) {
+      if (info !== undefined && info.dtype !== "float32") {
+        throw new Error(`${kernelName}: input "${name}" is ${info.dtype}, expected float32`);
+      }
     }
-  }
-}
-
-function forwardKernel(backendName: FusedBackend) {
-  return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
-    checkFloat32(LSTM_CELL, inputs);
-    const [, batch, fourH] = inputs.xp!.shape;
-    return forwardStep(
-      memoryOf(backendName, backend),
-      { batch, hidden: fourH / 4 },
-      inputs.xp!,
-      attrs!.t as number,
-      inputs.zh,
-      inputs.c,
-    );
+    return step(memoryOf(backendName, backend), shapeOf(inputs), attrs!.t as number, inputs);
   };
+  return kernel as unknown as tf.KernelFunc;
 }
 
-function backwardKernel(backendName: FusedBackend) {
-  return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
-    checkFloat32(LSTM_CELL_GRAD, inputs);
-    const [, batch, hidden] = inputs.dy!.shape;
-    return backwardStep(
-      memoryOf(backendName, backend),
-      { batch, hidden },
-      attrs!.t as number,
-      inputs,
-    );
-  };
+// Registered for both backends when this module loads (as tfjs's backends register theirs); a
+// backend started later finds them.
+for (const backendName of BACKENDS) {
+  tf.registerKernel({
+    kernelName: LSTM_CELL,
+    backendName,
+    kernelFunc: fusedKernel(LSTM_CELL, backendName, (inputs) => {
+      const [, batch, fourH] = inputs.xp!.shape; // xp: [T, B, 4H]
+      return { batch, hidden: fourH / 4 };
+    }, forwardStep),
+  });
+  tf.registerKernel({
+    kernelName: LSTM_CELL_GRAD,
+    backendName,
+    kernelFunc: fusedKernel(LSTM_CELL_GRAD, backendName, (inputs) => {
+      const [, batch, hidden] = inputs.dy!.shape; // dy: [T, B, H]
+      return { batch, hidden };
+    }, backwardStep),
+  });
 }
 
-/** Registers both kernels for the `wasm` and `cpu` backends (once; safe to call again). */
-export function registerLstmKernels(): void {
-  for (const backendName of BACKENDS) {
-    if (tf.getKernel(LSTM_CELL, backendName) !== undefined) continue;
-    tf.registerKernel({
-      kernelName: LSTM_CELL,
-      backendName,
-      kernelFunc: forwardKernel(backendName) as unknown as tf.KernelFunc,
-    });
-    tf.registerKernel({
-      kernelName: LSTM_CELL_GRAD,
-      backendName,
-      kernelFunc: backwardKernel(backendName) as unknown as tf.KernelFunc,
-    });
-  }
-}
-
-/** Whether the active backend runs the fused kernels (registering them first). */
+/** Whether the active backend runs the fused kernels. */
 export function hasLstmKernels(): boolean {
-  registerLstmKernels();
   return tf.getKernel(LSTM_CELL, tf.getBackend()) !== undefined;
 }
 
