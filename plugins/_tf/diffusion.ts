@@ -30,7 +30,7 @@ import {
   disposeDenoiser,
   stepFeatures,
 } from "./denoiser.ts";
-import { AdamW, type AdamWOptions, clipByGlobalNorm } from "./optim.ts";
+import { AdamW, type AdamWOptions, optimizeStep } from "./optim.ts";
 
 // ---------------------------------------------------------------------------
 // Noise schedule and the forward process
@@ -345,6 +345,8 @@ const ADAM: AdamWOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDeca
 /** A denoiser being trained: its weights as variables (in `denoiser.params`) and their optimizer. */
 export interface DenoiserTrainer {
   denoiser: Denoiser;
+  /** The denoiser's weights by name (the same variables as `denoiser.params`). */
+  variables: Map<string, tf.Variable>;
   optimizer: AdamW;
 }
 
@@ -370,6 +372,7 @@ export function createTrainer(denoiser: Denoiser): DenoiserTrainer {
       params: Object.fromEntries(variables),
       step: denoiser.step,
     },
+    variables,
     optimizer: new AdamW(variables, ADAM),
   };
   if (denoiser.optimizer) {
@@ -401,9 +404,11 @@ export async function trainerCheckpoint(trainer: DenoiserTrainer): Promise<Denoi
 }
 
 /**
- * One Adam step on the DDPM loss, with global-norm gradient clipping.
- * Timesteps and noise come from `rng`, so runs are reproducible. Updates the
- * weights in place and increments `trainer.denoiser.step`.
+ * One Adam step on the DDPM loss, with global-norm gradient clipping
+ * ({@linkcode optimizeStep}: a loss or gradient that is not finite leaves the
+ * weights as they were). Timesteps and noise come from `rng`, so runs are
+ * reproducible. Updates the weights in place and increments
+ * `trainer.denoiser.step`.
  *
  * @param trainer The denoiser being trained and its optimizer.
  * @param x0 Clean rolls in [−1, 1] `[B, T, 88, 2]` (not disposed).
@@ -424,25 +429,19 @@ export async function trainStep(
   for (let b = 0; b < batch; b++) t[b] = 1 + rng.int(schedule.steps);
   const noiseValues = new Float32Array(x0.size);
   for (let i = 0; i < noiseValues.length; i++) noiseValues[i] = rng.normal();
-  const names = Object.keys(denoiser.params);
   const warmup = options.warmupSteps ?? 100;
   const lr = options.lr * Math.min(1, (optimizer.step + 1) / Math.max(1, warmup));
-  const { value, grads } = tf.tidy(() => {
-    const noise = tf.tensor(noiseValues, x0.shape);
-    const lossFn = (...weights: tf.Tensor[]) => {
-      const params: Record<string, tf.Tensor> = {};
-      names.forEach((name, i) => (params[name] = weights[i]));
+  const noise = tf.tensor(noiseValues, x0.shape);
+  let loss: number;
+  try {
+    ({ loss } = await optimizeStep(trainer, optimizer, () => {
       const xt = qSample(x0, noise, t, schedule);
-      const eps = denoiserForward(denoiser.config, params, xt, t);
+      const eps = denoiserForward(denoiser.config, denoiser.params, xt, t);
       return tf.mean(tf.squaredDifference(eps, noise)) as tf.Scalar;
-    };
-    return tf.valueAndGrads(lossFn)(names.map((n) => denoiser.params[n]));
-  });
-  const byName = new Map(names.map((name, i) => [name, grads[i]]));
-  const { grads: clipped } = await clipByGlobalNorm(byName, options.maxGradNorm ?? 1);
-  optimizer.apply(clipped, lr);
+    }, { lr, clipNorm: options.maxGradNorm ?? 1 }));
+  } finally {
+    noise.dispose();
+  }
   denoiser.step += 1;
-  const loss = (await value.data())[0];
-  tf.dispose([value, ...grads, ...clipped.values()]);
   return loss;
 }

@@ -199,13 +199,13 @@ export interface OptimizeStepResult {
  * norm clipping, then an AdamW update, unless the loss or the gradient norm is
  * not finite (then nothing changes and `skipped` is true).
  *
- * @param model whose variables are trained
+ * @param model whose variables are trained (a sequence model, or anything with named variables)
  * @param optimizer an AdamW over `model.variables`
  * @param loss builds the scalar loss (called once, under gradient recording)
  * @param options learning rate and clipping norm (0 = no clipping)
  */
 export async function optimizeStep(
-  model: SequenceModel,
+  model: Pick<SequenceModel, "variables">,
   optimizer: AdamW,
   loss: () => tf.Scalar,
   options: { lr: number; clipNorm: number },
