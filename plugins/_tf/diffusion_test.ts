@@ -28,6 +28,7 @@ import {
   denoiserParamCount,
   disposeDenoiser,
 } from "./denoiser.ts";
+import { maxAbsDiff } from "./testdata/numeric.ts";
 
 await initBackend("wasm");
 
@@ -39,10 +40,6 @@ const TINY: DenoiserConfig = denoiserConfig({
   bars: 1,
   stepsPerBeat: 2,
 });
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 /** The ε a perfect model would predict for data `x0`: (x_t − √ᾱ_t x0)/√(1 − ᾱ_t). */
 function oracle(x0: tf.Tensor, schedule: NoiseSchedule): EpsModel {

@@ -23,6 +23,7 @@ import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams, testContext } from "../_testing.ts";
+import { maxAbsDiff } from "./testdata/numeric.ts";
 
 await initBackend("cpu");
 
@@ -91,8 +92,6 @@ Deno.test("linear() with and without a bias has the value and gradients of tfjs'
   const w = tf.tensor2d([[0.5, -1], [2, 0.125], [-0.75, 1.5]]); // [in 3, out 2]
   const b = tf.tensor1d([0.1, -0.2]);
   const dy = tf.tensor2d([[1, -3], [0.5, 2]]); // upstream gradient
-  const maxDiff = (p: tf.Tensor, q: tf.Tensor) =>
-    tf.tidy(() => tf.max(tf.abs(tf.sub(p, q))).dataSync()[0]);
   for (const withBias of [true, false]) {
     const ours = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
       withBias ? linear(xx as tf.Tensor2D, ww, bb) : tf.add(linear(xx as tf.Tensor2D, ww), bb);
@@ -100,10 +99,10 @@ Deno.test("linear() with and without a bias has the value and gradients of tfjs'
       tf.add(tf.matMul(xx as tf.Tensor2D, ww as tf.Tensor2D), bb);
     const got = tf.grads(ours)([x, w, b], dy);
     const want = tf.grads(stock)([x, w, b], dy);
-    const valueDiff = tf.tidy(() => maxDiff(ours(x, w, b), stock(x, w, b)));
+    const valueDiff = tf.tidy(() => maxAbsDiff(ours(x, w, b), stock(x, w, b)));
     assert.ok(valueDiff < 1e-6, `value, bias ${withBias}: off by ${valueDiff}`);
     got.forEach((g, i) => {
-      const diff = maxDiff(g, want[i]);
+      const diff = maxAbsDiff(g, want[i]);
       assert.ok(diff < 1e-6, `gradient ${i}, bias ${withBias}: off by ${diff}`);
     });
     tf.dispose([...got, ...want]);
@@ -122,19 +121,17 @@ Deno.test("layerNorm() of [rows, n] and of [B, T, n] has the value and gradients
     const { mean, variance } = tf.moments(xx, -1, true);
     return tf.add(tf.mul(tf.mul(tf.sub(xx, mean), tf.rsqrt(tf.add(variance, 1e-5))), gg), bb);
   };
-  const maxDiff = (p: tf.Tensor, q: tf.Tensor) =>
-    tf.tidy(() => tf.max(tf.abs(tf.sub(p, q))).dataSync()[0]);
   for (const shape of [[4, 5], [2, 3, 5]]) {
     tf.tidy(() => {
       const x = random(shape), dy = random(shape);
       const value = layerNorm(x, gain, bias);
       assert.deepEqual(value.shape, shape);
-      const diff = maxDiff(value, stock(x, gain, bias));
+      const diff = maxAbsDiff(value, stock(x, gain, bias));
       assert.ok(diff < 1e-5, `value of [${shape}]: off by ${diff}`);
       const got = tf.grads(layerNorm)([x, gain, bias], dy);
       const want = tf.grads(stock)([x, gain, bias], dy);
       got.forEach((g, i) => {
-        const diff = maxDiff(g, want[i]);
+        const diff = maxAbsDiff(g, want[i]);
         assert.ok(diff < 1e-5, `gradient ${i} of [${shape}]: off by ${diff}`);
       });
     });

@@ -6,6 +6,7 @@ import { nextTokenLoss } from "../_tf/model.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams } from "../_testing.ts";
 import lstm, { lstmSequence } from "./lstm.ts";
+import { maxAbsDiff } from "../_tf/testdata/numeric.ts";
 
 await initBackend("cpu");
 
@@ -39,10 +40,6 @@ function referenceLstm(x: tf.Tensor3D, wx: tf.Tensor2D, wh: tf.Tensor2D, b: tf.T
     hs.push(h);
   }
   return tf.stack(hs);
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 const CASES = [

@@ -6,6 +6,7 @@ import { nextTokenLoss } from "../_tf/model.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams } from "../_testing.ts";
 import transformer, { applyRotary, ropeTables } from "./transformer.ts";
+import { maxAbsDiff } from "../_tf/testdata/numeric.ts";
 
 await initBackend("cpu");
 
@@ -29,10 +30,6 @@ function randomTokens(batch: number, time: number, seed: number): tf.Tensor2D {
   const rng = createRng(seed);
   const data = Int32Array.from({ length: batch * time }, () => rng.int(VOCAB));
   return tf.tensor2d(data, [batch, time], "int32");
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 Deno.test("model/transformer forward gives [batch, time, vocab] logits and leaks nothing", () => {

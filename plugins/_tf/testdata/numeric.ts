@@ -45,3 +45,8 @@ export function lcg(n: number, seed: number): number[] {
   }
   return out;
 }
+
+/** The largest absolute difference between two tensors of the same shape. */
+export function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
