@@ -72,8 +72,6 @@ export interface KernelSplit {
 
 const MATMUL_KERNELS = new Set(["BatchMatMul", "_FusedMatMul"]);
 
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
 /**
  * Sums a profile's kernels by name. Leaves out the entries of composite ops
  * (`…__op`) and custom-gradient scopes (`unnamed scope`): their time is that
@@ -96,6 +94,7 @@ export async function kernelSplit(
       // out [..., M, N]; a is [..., M, K] or [..., K, M]: K = size(a) / (batch(a) · M).
       const out = k.outputShapes[0], a = k.inputShapes[0];
       const m = out[out.length - 2];
+      const size = tf.util.sizeFromShape;
       matMulFlops += 2 * size(out) * (size(a) / (size(a.slice(0, -2)) * m));
     }
   }
