@@ -36,14 +36,17 @@ function handMadePiece(): Piece {
   };
 }
 
+/** Beats 0.5 s, then 1 s long. */
+const UNEVEN: Piece = {
+  id: "g",
+  notes: [],
+  tempoBpm: 120,
+  beatsPerBar: 4,
+  beatsSec: [0, 0.5, 1.5],
+};
+
 Deno.test("secToStep() follows an uneven beat grid and extrapolates past its ends", () => {
-  const piece: Piece = {
-    id: "g",
-    notes: [],
-    tempoBpm: 120,
-    beatsPerBar: 4,
-    beatsSec: [0, 0.5, 1.5],
-  };
+  const piece = UNEVEN;
   assert.equal(secToStep(piece, 0.25, 4), 2); // half of beat 0
   assert.equal(secToStep(piece, 1, 4), 6); // half of beat 1 (1 s long)
   assert.equal(secToStep(piece, 2.5, 4), 12); // 1 s past the last beat at its 1 s length
@@ -58,13 +61,7 @@ Deno.test("secToStep() follows an uneven beat grid and extrapolates past its end
 });
 
 Deno.test("secToStep() drops a repeated beat time, as theory.ts's beatGrid() does", () => {
-  const clean: Piece = {
-    id: "c",
-    notes: [],
-    tempoBpm: 120,
-    beatsPerBar: 4,
-    beatsSec: [0, 0.5, 1.5],
-  };
+  const clean = UNEVEN;
   const repeated: Piece = { ...clean, beatsSec: [0, 0.5, 0.5, 1.5] };
   const grid = beatGrid(clean);
   for (const sec of [-0.25, 0.25, 0.5, 0.75, 1, 2.5]) {
