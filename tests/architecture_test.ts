@@ -38,7 +38,7 @@ const WORKER_URL = /\bnew URL\(\s*["']([^"']+\.ts)["']\s*,\s*import\.meta\.url\s
  * @param file The file's path from the project root ("/"-separated).
  * @param text The file's text.
  */
-export function importsOf(file: string, text: string): Import[] {
+function importsOf(file: string, text: string): Import[] {
   const found: Import[] = [];
   const lineAt = (index: number) => text.slice(0, index).split("\n").length;
   const inComment = (index: number) => {
@@ -78,7 +78,7 @@ function pluginFolder(file: string): string | undefined {
  * @param files Each file's text by its path from the project root ("/"-separated).
  * @returns One message per offending import: `file:line imports "specifier": why`.
  */
-export function violations(files: Map<string, string>): string[] {
+function violations(files: Map<string, string>): string[] {
   const problems: string[] = [];
   for (const [file, text] of files) {
     const from = file.split("/")[0];

@@ -9,7 +9,7 @@ import { runPipeline } from "../pipeline/run.ts";
 import { registry } from "../plugins/registry.ts";
 import { modelCodec } from "../plugins/_tf/checkpoint.ts";
 import { tokenCorpusCodec } from "../plugins/_music/token_corpus.ts";
-import { rolloutsCodec } from "../plugins/rollout/sample.ts";
+import { rolloutsCodec } from "../plugins/rollout/_codec.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const GRU = join(root, "tests", "fixtures", "gru.ts");

@@ -20,9 +20,6 @@ import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import { safeFileName, writeMidi } from "../_music/midi.ts";
 import type { Piece } from "../_music/types.ts";
 
-// The artifact's type lives with the other artifacts; re-exported for this plugin's users.
-export type { ExportedFiles };
-
 /** The record, in an export folder, of the files this plugin wrote there: name to SHA-256. */
 const RECORD = ".harmonyrl-export.json";
 

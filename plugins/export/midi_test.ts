@@ -6,7 +6,8 @@ import { generateSyntheticPiece } from "../load/_synthetic.ts";
 import type { TokenCorpus, Tokenizer } from "../_music/components.ts";
 import type { Note, Piece } from "../_music/types.ts";
 import performance from "../tokenizer/performance.ts";
-import plugin, { type ExportedFiles } from "./midi.ts";
+import plugin from "./midi.ts";
+import type { ExportedFiles } from "../_music/artifacts.ts";
 import { safeFileName } from "../_music/midi.ts";
 
 function pieces(count: number, seed = 1): Piece[] {

@@ -43,9 +43,6 @@ import type { Tokenizer } from "../_music/components.ts";
 import type { Piece } from "../_music/types.ts";
 import { constantVariable, dropout, normalVariable, sumRows } from "../_tf/model.ts";
 
-// The artifact's types live with the other artifacts; re-exported for this folder's files.
-export type { Critic, CriticConfig };
-
 /**
  * Names and shapes of a critic's weights, in a fixed order.
  *

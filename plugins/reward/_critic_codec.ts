@@ -16,7 +16,8 @@ import {
   type TensorEntry,
   unpackTensors,
 } from "../_tf/checkpoint.ts";
-import { type Critic, type CriticConfig, criticParamShapes } from "./_critic.ts";
+import { criticParamShapes } from "./_critic.ts";
+import type { Critic, CriticConfig } from "../_music/artifacts.ts";
 
 const FORMAT: BinaryFormat = {
   format: "harmonyrl/critic",

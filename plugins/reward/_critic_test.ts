@@ -13,14 +13,13 @@ import {
   disposeTrainer,
 } from "./_critic_train.ts";
 import {
-  type Critic,
-  type CriticConfig,
   criticConfig,
   criticForward,
   criticLogits,
   initCriticVariables,
   packBatch,
 } from "./_critic.ts";
+import type { Critic, CriticConfig } from "../_music/artifacts.ts";
 import { criticCodec } from "./_critic_codec.ts";
 
 await initBackend("wasm");

@@ -13,13 +13,12 @@ import type { TensorData } from "../_tf/model.ts";
 import { AdamW, clipByGlobalNorm } from "../_tf/optim.ts";
 import {
   binaryCrossEntropy,
-  type Critic,
   type CriticBatch,
-  type CriticConfig,
   criticForward,
   initCriticVariables,
   variablesFrom,
 } from "./_critic.ts";
+import type { Critic, CriticConfig } from "../_music/artifacts.ts";
 
 /** A critic being trained: live variables and their optimizer. */
 export interface CriticTrainer {

@@ -41,15 +41,8 @@ import {
   criticTrainStep,
   disposeTrainer,
 } from "./_critic_train.ts";
-import {
-  type Critic,
-  type CriticConfig,
-  criticConfig,
-  criticParamCount,
-  encodeForCritic,
-  isCritic,
-  packBatch,
-} from "./_critic.ts";
+import { criticConfig, criticParamCount, encodeForCritic, isCritic, packBatch } from "./_critic.ts";
+import type { Critic, CriticConfig } from "../_music/artifacts.ts";
 import { criticCodec } from "./_critic_codec.ts";
 
 /** Shortest real excerpt, in seconds: an empty or tiny generated piece still faces some music. */

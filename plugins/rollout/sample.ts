@@ -24,9 +24,6 @@ import { type ModelCheckpoint } from "../_tf/model.ts";
 import { samplePolicy } from "../_tf/sampler.ts";
 import { rolloutsCodec } from "./_codec.ts";
 
-export type { Rollouts };
-export { rolloutsCodec };
-
 /** Primer prompts: BOS-first beginnings of `count` sequences of the split, drawn with `rng`. */
 function primerPrompts(
   corpus: TokenCorpus,

@@ -9,7 +9,9 @@ import lstm from "../model/lstm.ts";
 import transformer from "../model/transformer.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams, testContext } from "../_testing.ts";
-import plugin, { type Rollouts, rolloutsCodec } from "./sample.ts";
+import plugin from "./sample.ts";
+import { rolloutsCodec } from "./_codec.ts";
+import type { Rollouts } from "../_music/artifacts.ts";
 import { chooseToken, samplePolicy } from "../_tf/sampler.ts";
 
 await initBackend("cpu");
