@@ -12,5 +12,5 @@ import { sandboxedMain } from "./pipeline/cli.ts";
 import { registry } from "./plugins/registry.ts";
 
 if (import.meta.main) {
-  Deno.exit(await sandboxedMain(Deno.args, registry, { entry: import.meta.url }));
+  Deno.exit(await sandboxedMain(Deno.args, registry, import.meta.url));
 }

@@ -376,16 +376,15 @@ function envOf(name: string): string | undefined {
  *
  * @param args Command-line arguments.
  * @param registry The built-in plugins.
- * @param options `entry`: the module the child processes run, which calls
- *   this function with the same registry (default: this process's main module).
+ * @param entry The module the child processes run, which calls this function
+ *   with the same registry (`main.ts` passes its own `import.meta.url`).
  * @returns The exit status.
  */
 export async function sandboxedMain(
   args: string[],
   registry: Registry,
-  options: { entry?: string } = {},
+  entry: string,
 ): Promise<number> {
-  const entry = options.entry ?? Deno.mainModule;
   const mode = envOf(SANDBOX_ENV);
   if (mode === "plan") return await planChild(args, registry);
   if (mode === "run") {
