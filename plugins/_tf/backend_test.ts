@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type BackendName, initBackend } from "./backend.ts";
 import { loadOpenBlas } from "./openblas.ts";
+import { lcg } from "./testdata/numeric.ts";
 
 const hasOpenBlas = (() => {
   try {
@@ -120,17 +121,6 @@ Deno.test({
     assert.equal(tf.getBackend(), "wasm");
   },
 });
-
-/** Deterministic values in [-scale, scale) from a linear congruential generator. */
-function lcg(n: number, seed: number, scale = 1): number[] {
-  const out: number[] = [];
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out.push((s / 2 ** 31 - 1) * scale);
-  }
-  return out;
-}
 
 const VOCAB = 11;
 const DIM = 8;

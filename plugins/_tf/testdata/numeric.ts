@@ -35,13 +35,13 @@ export function assertClose(actual: number[], expected: number[], tol: number, w
   }
 }
 
-/** Deterministic values in [-1, 1) from a linear congruential generator. */
-export function lcg(n: number, seed: number): number[] {
+/** Deterministic values in [-scale, scale) from a linear congruential generator. */
+export function lcg(n: number, seed: number, scale = 1): number[] {
   const out: number[] = [];
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out.push(s / 2 ** 31 - 1);
+    out.push((s / 2 ** 31 - 1) * scale);
   }
   return out;
 }
