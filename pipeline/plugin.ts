@@ -255,6 +255,8 @@ export interface PluginPermissions {
   env?: string[];
   /** Files or folders it reads, e.g. system SoundFonts. */
   read?: string[];
+  /** Files or folders it writes besides the runs folder, e.g. a cache of compiled kernels. */
+  write?: string[];
   /** True when it opens native libraries by name (FFI), e.g. OpenBLAS. */
   ffi?: boolean;
 }

@@ -139,6 +139,7 @@ export function sandboxPlan(
     for (const name of wants.run ?? []) run.add(name);
     for (const name of wants.env ?? []) env.add(name);
     for (const path of wants.read ?? []) read.add(isAbsolute(path) ? path : resolve(path));
+    for (const path of wants.write ?? []) write.add(isAbsolute(path) ? path : resolve(path));
     ffi ||= wants.ffi === true;
   }
   for (const path of write) read.add(path);

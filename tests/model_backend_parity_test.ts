@@ -4,21 +4,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
-import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
 import { AdamW, optimizeStep } from "../plugins/_tf/optim.ts";
 import { type ModelSpec, nextTokenLoss } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
 import { defaultParams } from "../plugins/_testing.ts";
+import { hasOpenBlas } from "../plugins/_tf/testdata/libraries.ts";
 
-const hasOpenBlas = (() => {
-  try {
-    loadOpenBlas();
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const hasGpu = await (async () => {
   try {
     const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;

@@ -39,7 +39,9 @@ import {
   type OpenBlasCoreChoice,
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
+  useSmallProductKernel,
 } from "./openblas.ts";
+import { loadNativeKernels, nativeSmallProduct, SMALL_PRODUCT_MAX_ROWS } from "./native.ts";
 import { installWasmMatMul, uninstallWasmMatMul } from "./wasm_matmul.ts";
 
 // tfjs's own BatchMatMul gradient fails on broadcast batch dims (x [B, T, D] @ w [D, N]).
@@ -108,10 +110,17 @@ export interface InitBackendOptions {
   openBlasLibrary?: string;
   /**
    * How OpenBLAS's kernels are picked on its first load in the process (`openblas.ts`):
-   * `"env"` (default) OpenBLAS's own choice and `OPENBLAS_CORETYPE`; `"cpu"` from the CPU's
-   * features (AVX-512: SkylakeX), overriding `OPENBLAS_CORETYPE`; or a core name such as `"Haswell"`.
+   * `"cpu"` (default) from the CPU's features (AVX-512: SkylakeX), overriding
+   * `OPENBLAS_CORETYPE`; `"env"` OpenBLAS's own choice and `OPENBLAS_CORETYPE`; or a core name
+   * such as `"Haswell"`.
    */
   openBlasCoreType?: OpenBlasCoreChoice;
+  /**
+   * Build and use the native kernels (`native.ts`) for products with few rows, on
+   * wasm-openblas (default true). Without a C compiler or `--allow-run` the backend goes on
+   * without them, and `log` says why.
+   */
+  nativeKernels?: boolean;
   /** OpenBLAS thread count to set (wasm-openblas only); default: OpenBLAS's own. */
   openBlasThreads?: number;
   /**
@@ -317,8 +326,28 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
   return {
     tfBackend: "wasm",
     detail: `OpenBLAS via ${blas.library}${config}` +
-      `${threads === null ? "" : `, ${threads} BLAS threads`}; wasm ${wasmDetail}`,
+      `${threads === null ? "" : `, ${threads} BLAS threads`}; ` +
+      `${startNativeKernels(options)}wasm ${wasmDetail}`,
   };
+}
+
+/**
+ * Loads the native kernels for OpenBLAS's small products, unless turned off. Returns the
+ * part of the backend's detail that says so ("" without them; the log says why).
+ */
+function startNativeKernels(options: InitBackendOptions): string {
+  useSmallProductKernel(null);
+  if (options.nativeKernels === false) return "";
+  try {
+    const info = loadNativeKernels();
+    useSmallProductKernel(nativeSmallProduct(), SMALL_PRODUCT_MAX_ROWS);
+    const width = info.vectorFloats * 32;
+    return `native kernels (${info.compiler}, ${width}-bit vectors, ${info.threads} threads) ` +
+      `for products of up to ${SMALL_PRODUCT_MAX_ROWS} rows; `;
+  } catch (e) {
+    options.log?.(`no native kernels: ${firstLine(e)}`);
+    return "";
+  }
 }
 
 /** Plain wasm: the stock kernels, with matrix products rewritten into their fast form. */

@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { type BackendName, initBackend } from "./backend.ts";
-import { loadOpenBlas } from "./openblas.ts";
 import { lcg } from "./testdata/numeric.ts";
-
-const hasOpenBlas = (() => {
-  try {
-    loadOpenBlas();
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasOpenBlas } from "./testdata/libraries.ts";
 
 /** Any WebGPU adapter, software ones included (Mesa llvmpipe on CI-like machines). */
 const gpuAdapter = await (async () => {

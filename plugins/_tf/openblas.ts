@@ -154,7 +154,7 @@ function chooseCoreType(choice: OpenBlasCoreChoice): void {
  * Opens the BLAS library (once per process) and returns what it is.
  *
  * @param library a path or soname to open instead of trying {@link OPENBLAS_CANDIDATES}
- * @param coreChoice how to pick OpenBLAS's kernels on the first load (default `"env"`)
+ * @param coreChoice how to pick OpenBLAS's kernels on the first load (default `"cpu"`)
  * @returns the opened library's description
  * @throws Error when `--allow-ffi` is missing or no candidate library opens;
  *   the message lists each path tried and why it failed
@@ -170,7 +170,7 @@ function chooseCoreType(choice: OpenBlasCoreChoice): void {
  */
 export function loadOpenBlas(
   library?: string,
-  coreChoice: OpenBlasCoreChoice = "env",
+  coreChoice: OpenBlasCoreChoice = "cpu",
 ): OpenBlasInfo {
   if (blas !== null) {
     if (library !== undefined && library !== blas.info.library) {
@@ -248,6 +248,38 @@ export function setOpenBlasThreads(threads: number): boolean {
   if (set === null || set === undefined) return false;
   set(threads);
   return true;
+}
+
+/** `C = A B` on dense row-major float32 arrays: A `[m, k]`, B `[k, n]`, C `[m, n]`. */
+export type SmallProduct = (
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+) => void;
+
+/**
+ * The most elements of B (16 MiB of floats) for the small-product kernel: a larger B does not
+ * stay in cache from one product to the next, and OpenBLAS streams it faster.
+ */
+const SMALL_PRODUCT_MAX_RIGHT = 4 * 2 ** 20;
+
+/** A kernel for products whose A has few rows, and the most rows it takes. */
+let small: { product: SmallProduct; maxRows: number } | null = null;
+
+/**
+ * Routes untransposed products whose A has at most `maxRows` rows and whose B fits in
+ * cache (an LSTM's recurrent product) to `product` instead of `cblas_sgemm`, which packs
+ * all of B on every call;
+ * null goes back to `cblas_sgemm` for all. See `native.ts`.
+ *
+ * @param product the kernel, e.g. `nativeSmallProduct()`, or null
+ * @param maxRows the most rows of A it takes
+ */
+export function useSmallProductKernel(product: SmallProduct | null, maxRows = 16): void {
+  small = product === null ? null : { product, maxRows };
 }
 
 /** The stock wasm kernels, kept while ours are installed. */
@@ -383,6 +415,13 @@ function sgemmProduct(
   const lda = transposeA ? m : k;
   const ldb = transposeB ? k : n;
 
+  if (
+    small !== null && batchB === 1 && batchA === batch && !transposeA && !transposeB &&
+    batch * m <= small.maxRows && k * n <= SMALL_PRODUCT_MAX_RIGHT
+  ) {
+    small.product(batch * m, n, k, aVals, bVals, outVals);
+    return out;
+  }
   if (batchB === 1 && !transposeA && batchA === batch) {
     // One shared right operand and row-major rows in A: the whole batch is a
     // single [batch*M, K] x [K, N] product (dense layers on [B, T, D] inputs).

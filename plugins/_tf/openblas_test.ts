@@ -10,15 +10,7 @@ import {
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
 } from "./openblas.ts";
-
-const hasOpenBlas = (() => {
-  try {
-    loadOpenBlas();
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasOpenBlas } from "./testdata/libraries.ts";
 
 Deno.test({
   name:

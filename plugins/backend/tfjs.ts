@@ -7,22 +7,31 @@
 
 import { definePlugin, p } from "../../mod.ts";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../_tf/backend.ts";
+import { nativeCacheDir } from "../_tf/native.ts";
 
 export default definePlugin({
   name: "backend/tfjs",
   kind: "backend",
-  version: "1.1.0",
+  version: "1.2.0",
   description:
     "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
   // OpenBLAS is opened by name through FFI, after /proc/cpuinfo picks its core type
-  // (OPENBLAS_CORETYPE); Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
+  // (OPENBLAS_CORETYPE); the native kernels are built by the C compiler into the cache
+  // folder (found from HOME or XDG_CACHE_HOME); Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
   permissions: (params) => {
     const blas = params.name === "auto" || params.name === "wasm-openblas";
     const vulkan = params.name === "auto" || params.name === "webgpu";
+    const cache = blas && params.nativeKernels ? nativeCacheDir() : null;
     return {
       ffi: blas,
-      env: [...(vulkan ? ["XDG_RUNTIME_DIR"] : []), ...(blas ? ["OPENBLAS_CORETYPE"] : [])],
-      read: blas ? ["/proc/cpuinfo"] : [],
+      env: [
+        ...(vulkan ? ["XDG_RUNTIME_DIR"] : []),
+        ...(blas ? ["OPENBLAS_CORETYPE"] : []),
+        ...(blas && params.nativeKernels ? ["CC", "HOME", "XDG_CACHE_HOME"] : []),
+      ],
+      read: blas ? ["/proc/cpuinfo", ...(cache === null ? [] : [cache])] : [],
+      write: cache === null ? [] : [cache],
+      run: blas && params.nativeKernels ? ["cc", "gcc", "clang"] : [],
     };
   },
   params: {
@@ -37,9 +46,14 @@ export default definePlugin({
       description: "OpenBLAS threads for wasm-openblas (0 = OpenBLAS's default)",
     }),
     openBlasCoreType: p.string({
-      default: "env",
+      default: "cpu",
       description:
-        'OpenBLAS kernels: "env" keeps OpenBLAS\'s own choice and OPENBLAS_CORETYPE; "cpu" picks them from the CPU (AVX-512: SkylakeX), overriding OPENBLAS_CORETYPE; or a core name such as "Haswell"',
+        'OpenBLAS kernels: "cpu" picks them from the CPU (AVX-512: SkylakeX, which OpenBLAS 0.3.21 does not choose on AMD Zen 4 and 5), overriding OPENBLAS_CORETYPE; "env" keeps OpenBLAS\'s own choice and OPENBLAS_CORETYPE; or a core name such as "Haswell"',
+    }),
+    nativeKernels: p.boolean({
+      default: true,
+      description:
+        "wasm-openblas: build the native kernels with the machine's C compiler (cached) and run products of up to 16 rows (an LSTM's recurrent step) on them",
     }),
     wasmThreads: p.integer({
       default: 0,
@@ -55,6 +69,7 @@ export default definePlugin({
         log,
         openBlasThreads: params.openBlasThreads > 0 ? params.openBlasThreads : undefined,
         openBlasCoreType: params.openBlasCoreType,
+        nativeKernels: params.nativeKernels,
         wasmThreads: params.wasmThreads,
       });
       return { name: info.name, detail: info.detail, reason: info.reason, skipped: info.skipped };

@@ -1,0 +1,209 @@
+/*
+ * HarmonyRL's native kernels, compiled on the user's machine by its C compiler
+ * (`cc -O3 -march=native`) and called through Deno FFI by native.ts.
+ *
+ * One kernel for now: the matrix product C = A B with few rows in A (M <= 16),
+ * row-major, no transposes. An LSTM step's recurrent product is this shape
+ * (batch x hidden times hidden x 4 hidden), thousands of times per training
+ * step. BLAS libraries pack (copy) all of B on every call, which for a
+ * 768 x 3072 B costs more than the product; this kernel streams B once, in
+ * place, and splits its columns over threads.
+ *
+ * Each element of C is summed over k in order 0..K-1 by one thread, so the
+ * result does not depend on the thread count.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define VL 16 /* floats per vector register */
+#define MR 8  /* rows per block: 2 x MR accumulators fit the 32 registers */
+#else
+#define VL 8
+#define MR 4
+#endif
+#define NR (2 * VL) /* columns per block */
+#define MAX_THREADS 16
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+
+static inline vf load_vf(const float *p) {
+  vf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void store_vf(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/*
+ * C[0..R)[0..NR) = A[0..R)[0..K) B[0..K)[0..NR), for R <= MR rows. Always inlined with a
+ * constant R, so that the accumulators stay in registers.
+ */
+static inline __attribute__((always_inline)) void block_rows(int R, int K, const float *A,
+                                                             int lda, const float *B, int ldb,
+                                                             float *C, int ldc) {
+  vf acc0[MR], acc1[MR];
+  for (int i = 0; i < R; i++) {
+    acc0[i] = (vf){0};
+    acc1[i] = (vf){0};
+  }
+  for (int k = 0; k < K; k++) {
+    vf b0 = load_vf(B + (size_t)k * ldb);
+    vf b1 = load_vf(B + (size_t)k * ldb + VL);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+      float a = A[(size_t)i * lda + k];
+      acc0[i] += a * b0;
+      acc1[i] += a * b1;
+    }
+  }
+  for (int i = 0; i < R; i++) {
+    store_vf(C + (size_t)i * ldc, acc0[i]);
+    store_vf(C + (size_t)i * ldc + VL, acc1[i]);
+  }
+}
+
+/* block_rows for any 1 <= rows <= MR. */
+static void block(int rows, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                  int ldc) {
+  switch (rows) {
+#if MR == 8
+    case 8: block_rows(8, K, A, lda, B, ldb, C, ldc); break;
+    case 7: block_rows(7, K, A, lda, B, ldb, C, ldc); break;
+    case 6: block_rows(6, K, A, lda, B, ldb, C, ldc); break;
+    case 5: block_rows(5, K, A, lda, B, ldb, C, ldc); break;
+#endif
+    case 4: block_rows(4, K, A, lda, B, ldb, C, ldc); break;
+    case 3: block_rows(3, K, A, lda, B, ldb, C, ldc); break;
+    case 2: block_rows(2, K, A, lda, B, ldb, C, ldc); break;
+    default: block_rows(1, K, A, lda, B, ldb, C, ldc); break;
+  }
+}
+
+/* The same product for the last columns (fewer than NR), one element at a time. */
+static void block_edge(int rows, int cols, int K, const float *A, int lda, const float *B,
+                       int ldb, float *C, int ldc) {
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < cols; j++) {
+      float sum = 0;
+      for (int k = 0; k < K; k++) sum += A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
+      C[(size_t)i * ldc + j] = sum;
+    }
+  }
+}
+
+/* Columns [n0, n1) of C; n0 is a multiple of NR. */
+static void product_columns(int M, int n0, int n1, int K, const float *A, const float *B,
+                            int N, float *C) {
+  int full_end = n0 + (n1 - n0) / NR * NR;
+  for (int n = n0; n < full_end; n += NR) {
+    for (int m = 0; m < M; m += MR) {
+      int rows = M - m < MR ? M - m : MR;
+      block(rows, K, A + (size_t)m * K, K, B + n, N, C + (size_t)m * N + n, N);
+    }
+  }
+  if (full_end < n1) block_edge(M, n1 - full_end, K, A, K, B + full_end, N, C + full_end, N);
+}
+
+/*
+ * A small pool: the calling thread takes part 0 of a product and workers 1..T-1 the others.
+ * Each worker has a semaphore that the caller posts once per job it takes part in; a worker
+ * polls it for a while between jobs (an LSTM's products come back to back), then sleeps on it.
+ * Semaphores rather than a condition variable: glibc before 2.39 can hang in
+ * pthread_cond_broadcast (bug 25847), which happened here.
+ */
+#if defined(__APPLE__)
+#include <dispatch/dispatch.h>
+typedef dispatch_semaphore_t semaphore;
+static void sem_setup(semaphore *s) { *s = dispatch_semaphore_create(0); }
+static void sem_post_one(semaphore *s) { dispatch_semaphore_signal(*s); }
+static int sem_try(semaphore *s) { return dispatch_semaphore_wait(*s, DISPATCH_TIME_NOW) == 0; }
+static void sem_wait_one(semaphore *s) { dispatch_semaphore_wait(*s, DISPATCH_TIME_FOREVER); }
+#else
+#include <semaphore.h>
+typedef sem_t semaphore;
+static void sem_setup(semaphore *s) { sem_init(s, 0, 0); }
+static void sem_post_one(semaphore *s) { sem_post(s); }
+static int sem_try(semaphore *s) { return sem_trywait(s) == 0; }
+static void sem_wait_one(semaphore *s) {
+  while (sem_wait(s) != 0) {
+  }
+}
+#endif
+
+struct job {
+  int M, N, K, parts;
+  const float *A, *B;
+  float *C;
+};
+
+static struct job current;
+static semaphore start[MAX_THREADS];
+static atomic_int remaining;   /* worker parts of the current job not yet finished */
+static int worker_count;       /* started workers */
+static int thread_count = 1;   /* threads per product */
+/* One product at a time uses the pool; a caller that finds it busy works alone. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void run_part(const struct job *job, int part) {
+  int blocks = (job->N + NR - 1) / NR;
+  int first = blocks * part / job->parts;
+  int last = blocks * (part + 1) / job->parts;
+  int n0 = first * NR;
+  int n1 = last * NR < job->N ? last * NR : job->N;
+  if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, job->B, job->N, job->C);
+}
+
+static void *worker_main(void *arg) {
+  int part = (int)(size_t)arg;
+  for (;;) {
+    int posted = 0;
+    for (int spin = 0; spin < 20000 && !posted; spin++) posted = sem_try(&start[part]);
+    if (!posted) sem_wait_one(&start[part]);
+    run_part(&current, part);
+    atomic_fetch_sub_explicit(&remaining, 1, memory_order_acq_rel);
+  }
+  return NULL;
+}
+
+/* Threads per product (1..16); starts the workers it needs. Returns the count in use. */
+int hrl_set_threads(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  pthread_mutex_lock(&pool_lock);
+  while (worker_count < threads - 1) {
+    int part = worker_count + 1;
+    pthread_t thread;
+    sem_setup(&start[part]);
+    if (pthread_create(&thread, NULL, worker_main, (void *)(size_t)part) != 0) break;
+    pthread_detach(thread);
+    worker_count++;
+  }
+  thread_count = threads < worker_count + 1 ? threads : worker_count + 1;
+  int in_use = thread_count;
+  pthread_mutex_unlock(&pool_lock);
+  return in_use;
+}
+
+/* The widest vector, in floats, and the rows per block: what -march=native gave. */
+int hrl_vector_floats(void) { return VL; }
+
+/* C[M][N] = A[M][K] B[K][N], all row-major and dense. */
+void hrl_sgemm_small(int M, int N, int K, const float *A, const float *B, float *C) {
+  if (M <= 0 || N <= 0) return;
+  int blocks = (N + NR - 1) / NR;
+  if (thread_count <= 1 || blocks <= 1 || pthread_mutex_trylock(&pool_lock) != 0) {
+    product_columns(M, 0, N, K, A, B, N, C);
+    return;
+  }
+  int parts = thread_count < blocks ? thread_count : blocks;
+  current = (struct job){M, N, K, parts, A, B, C};
+  atomic_store_explicit(&remaining, parts - 1, memory_order_release);
+  for (int part = 1; part < parts; part++) sem_post_one(&start[part]);
+  run_part(&current, 0);
+  while (atomic_load_explicit(&remaining, memory_order_acquire) > 0) {
+  }
+  pthread_mutex_unlock(&pool_lock);
+}
