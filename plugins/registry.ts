@@ -59,6 +59,7 @@ export const registry: Registry = {
   },
   url: urlOf,
   backend: (shorthand) => ({ use: "backend/tfjs", with: { name: shorthand ?? "auto" } }),
-  // report/html's audio looks for a SoundFont while the graph is planned.
-  planEnv: ["HARMONYRL_SOUNDFONT"],
+  // report/html's audio looks for a SoundFont while the graph is planned; backend/tfjs finds
+  // the native kernels' cache folder from the home or cache folder.
+  planEnv: ["HARMONYRL_SOUNDFONT", "HOME", "XDG_CACHE_HOME"],
 };

@@ -307,8 +307,10 @@ function wasmThreadCount(options: InitBackendOptions): number {
 }
 
 async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> {
-  // Open the library before loading the wasm runtime, so that a missing
-  // library costs nothing.
+  // The native kernels first: where /proc/cpuinfo cannot be read, they tell OpenBLAS's core
+  // type. Open the library before loading the wasm runtime, so that a missing library costs
+  // nothing.
+  const nativeDetail = startNativeKernels(options);
   loadOpenBlas(options.openBlasLibrary, options.openBlasCoreType);
   await loadWasmModule();
   uninstallWasmMatMul();
@@ -327,7 +329,7 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
     tfBackend: "wasm",
     detail: `OpenBLAS via ${blas.library}${config}` +
       `${threads === null ? "" : `, ${threads} BLAS threads`}; ` +
-      `${startNativeKernels(options)}wasm ${wasmDetail}`,
+      `${nativeDetail}wasm ${wasmDetail}`,
   };
 }
 

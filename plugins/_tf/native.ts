@@ -31,6 +31,12 @@ const SYMBOLS = {
   },
   hrl_set_threads: { parameters: ["i32"], result: "i32" },
   hrl_vector_floats: { parameters: [], result: "i32" },
+  hrl_cpu_has_avx512: { parameters: [], result: "i32" },
+  hrl_decode_attention: {
+    // heads, len, cap, hd, q, k, v, y
+    parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
 } as const;
 
 type NativeLibrary = Deno.DynamicLibrary<typeof SYMBOLS>;
@@ -119,11 +125,12 @@ export function loadNativeKernels(options: NativeOptions = {}): NativeInfo {
   }
   const reasons: string[] = [];
   for (const compiler of options.compilers ?? defaultCompilers()) {
-    const key = createHash("sha256")
-      .update([source, compiler, FLAGS.join(" "), Deno.build.target, cpuSignature()].join("\n"))
-      .digest("hex").slice(0, 16);
-    const library = join(cacheDir, `native-kernels-${key}.${libraryExtension()}`);
     try {
+      const key = createHash("sha256")
+        .update([source, compiler, FLAGS.join(" "), Deno.build.target, targetMacros(compiler)]
+          .join("\n"))
+        .digest("hex").slice(0, 16);
+      const library = join(cacheDir, `native-kernels-${key}.${libraryExtension()}`);
       if (!exists(library)) build(compiler, SOURCE.pathname, library);
       const lib = Deno.dlopen(library, SYMBOLS);
       const threads = options.threads ??
@@ -154,18 +161,13 @@ function defaultCompilers(): string[] {
 }
 
 /**
- * The CPU's model and flags, so that a cache folder shared between machines never hands
- * one a library built for another's vector units. Empty off Linux.
+ * What `-march=native` means on this machine, as the compiler's predefined macros
+ * (`__AVX512F__`, ...): part of the cache key, so that a cache folder shared between machines
+ * never hands one a library built for another's vector units.
  */
-function cpuSignature(): string {
-  try {
-    const cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
-    const line = (name: string) =>
-      cpuinfo.split("\n").find((l) => l.startsWith(name))?.split(":")[1]?.trim() ?? "";
-    return `${line("model name")}|${line("flags")}`;
-  } catch {
-    return "";
-  }
+function targetMacros(compiler: string): string {
+  const output = runCompiler(compiler, ["-march=native", "-dM", "-E", "-x", "c", "-"]);
+  return new TextDecoder().decode(output.stdout).split("\n").sort().join("\n");
 }
 
 function libraryExtension(): string {
@@ -184,13 +186,16 @@ function exists(path: string): boolean {
 function build(compiler: string, source: string, library: string): void {
   Deno.mkdirSync(join(library, ".."), { recursive: true });
   const partial = `${library}.${Deno.pid}.tmp`;
+  runCompiler(compiler, [...FLAGS, "-o", partial, source]);
+  Deno.renameSync(partial, library);
+}
+
+/** Runs the compiler; throws with its first line of errors when it fails. */
+function runCompiler(compiler: string, args: string[]): Deno.CommandOutput {
   let output: Deno.CommandOutput;
   try {
-    output = new Deno.Command(compiler, {
-      args: [...FLAGS, "-o", partial, source],
-      stdout: "piped",
-      stderr: "piped",
-    }).outputSync();
+    output = new Deno.Command(compiler, { args, stdin: "null", stdout: "piped", stderr: "piped" })
+      .outputSync();
   } catch (e) {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
       throw new Error(`running it is not allowed, run Deno with --allow-run`);
@@ -201,11 +206,19 @@ function build(compiler: string, source: string, library: string): void {
     const stderr = new TextDecoder().decode(output.stderr).trim().split("\n")[0] ?? "";
     throw new Error(`failed (exit ${output.code}): ${stderr}`);
   }
-  Deno.renameSync(partial, library);
+  return output;
 }
 
 function firstLine(e: unknown): string {
   return errorMessage(e).split("\n")[0];
+}
+
+/**
+ * Whether the CPU has the AVX-512 subsets of OpenBLAS's SkylakeX kernels, as the native
+ * kernels see it (`__builtin_cpu_supports`); null before {@link loadNativeKernels} succeeded.
+ */
+export function nativeCpuHasAvx512(): boolean | null {
+  return native === null ? null : native.lib.symbols.hrl_cpu_has_avx512() === 1;
 }
 
 /**
@@ -219,4 +232,27 @@ export function nativeSmallProduct():
   if (native === null) return null;
   const product = native.lib.symbols.hrl_sgemm_small;
   return (m, n, k, a, b, c) => product(m, n, k, a, b, c);
+}
+
+/**
+ * The native attention of one query per head against a key/value cache, or null before
+ * {@link loadNativeKernels} succeeded: `y[h] = Σ_j softmax_j(q[h]·k[h][j]) v[h][j]` over
+ * positions `j < len`, with q and y `[heads, hd]` and k and v `[heads, cap, hd]` (rows from
+ * `len` on are not read).
+ */
+export function nativeDecodeAttention():
+  | ((
+    heads: number,
+    len: number,
+    cap: number,
+    hd: number,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    y: Float32Array,
+  ) => void)
+  | null {
+  if (native === null) return null;
+  const attend = native.lib.symbols.hrl_decode_attention;
+  return (heads, len, cap, hd, q, k, v, y) => attend(heads, len, cap, hd, q, k, v, y);
 }

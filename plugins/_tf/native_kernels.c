@@ -2,16 +2,20 @@
  * HarmonyRL's native kernels, compiled on the user's machine by its C compiler
  * (`cc -O3 -march=native`) and called through Deno FFI by native.ts.
  *
- * One kernel for now: the matrix product C = A B with few rows in A (M <= 16),
- * row-major, no transposes. An LSTM step's recurrent product is this shape
- * (batch x hidden times hidden x 4 hidden), thousands of times per training
- * step. BLAS libraries pack (copy) all of B on every call, which for a
- * 768 x 3072 B costs more than the product; this kernel streams B once, in
- * place, and splits its columns over threads.
+ * - hrl_sgemm_small: the matrix product C = A B with few rows in A (M <= 16),
+ *   row-major, no transposes. An LSTM step's recurrent product is this shape
+ *   (batch x hidden times hidden x 4 hidden), thousands of times per training
+ *   step. BLAS libraries pack (copy) all of B on every call, which for a
+ *   768 x 3072 B costs more than the product; this kernel streams B once, in
+ *   place, and splits its columns over threads.
+ * - hrl_decode_attention: one query per head against a key/value cache, the
+ *   attention of a Transformer's sampling step, in one call instead of two
+ *   batched products and a softmax, reading the cache in place.
  *
- * Each element of C is summed over k in order 0..K-1 by one thread, so the
- * result does not depend on the thread count.
+ * Each output element is computed by one thread in a fixed order, so results
+ * do not depend on the thread count.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -133,27 +137,42 @@ static void sem_wait_one(semaphore *s) {
 }
 #endif
 
+/* A job: run(job, part) does part `part` of `parts`. */
 struct job {
-  int M, N, K, parts;
+  void (*run)(const struct job *job, int part);
+  int parts;
+  int M, N, K;           /* product: C[M][N] = A[M][K] B[K][N] */
   const float *A, *B;
   float *C;
+  int heads, len, cap, hd; /* attention: q [heads][hd], k and v [heads][cap][hd] */
+  const float *q, *k, *v;
+  float *y;
 };
 
 static struct job current;
 static semaphore start[MAX_THREADS];
 static atomic_int remaining;   /* worker parts of the current job not yet finished */
 static int worker_count;       /* started workers */
-static int thread_count = 1;   /* threads per product */
-/* One product at a time uses the pool; a caller that finds it busy works alone. */
+static int thread_count = 1;   /* threads per job */
+/* One job at a time uses the pool; a caller that finds it busy works alone. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void run_part(const struct job *job, int part) {
-  int blocks = (job->N + NR - 1) / NR;
-  int first = blocks * part / job->parts;
-  int last = blocks * (part + 1) / job->parts;
-  int n0 = first * NR;
-  int n1 = last * NR < job->N ? last * NR : job->N;
-  if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, job->B, job->N, job->C);
+/* Runs `job` split into at most `units` parts, over the pool when it is free. */
+static void run_job(struct job job, int units) {
+  int parts = thread_count < units ? thread_count : units;
+  if (parts <= 1 || pthread_mutex_trylock(&pool_lock) != 0) {
+    job.parts = 1;
+    job.run(&job, 0);
+    return;
+  }
+  job.parts = parts;
+  current = job;
+  atomic_store_explicit(&remaining, parts - 1, memory_order_release);
+  for (int part = 1; part < parts; part++) sem_post_one(&start[part]);
+  current.run(&current, 0);
+  while (atomic_load_explicit(&remaining, memory_order_acquire) > 0) {
+  }
+  pthread_mutex_unlock(&pool_lock);
 }
 
 static void *worker_main(void *arg) {
@@ -162,7 +181,7 @@ static void *worker_main(void *arg) {
     int posted = 0;
     for (int spin = 0; spin < 20000 && !posted; spin++) posted = sem_try(&start[part]);
     if (!posted) sem_wait_one(&start[part]);
-    run_part(&current, part);
+    current.run(&current, part);
     atomic_fetch_sub_explicit(&remaining, 1, memory_order_acq_rel);
   }
   return NULL;
@@ -187,23 +206,89 @@ int hrl_set_threads(int threads) {
   return in_use;
 }
 
+/*
+ * 1 when the CPU has the AVX-512 subsets that OpenBLAS's SkylakeX kernels use (F, BW, DQ, VL),
+ * else 0: how wasm-openblas picks OpenBLAS's kernels where /proc/cpuinfo cannot be read.
+ */
+int hrl_cpu_has_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  return 0;
+#endif
+}
+
 /* The widest vector, in floats, and the rows per block: what -march=native gave. */
 int hrl_vector_floats(void) { return VL; }
+
+/* Part `part` of a product: a share of C's column blocks. */
+static void product_part(const struct job *job, int part) {
+  int blocks = (job->N + NR - 1) / NR;
+  int first = blocks * part / job->parts;
+  int last = blocks * (part + 1) / job->parts;
+  int n0 = first * NR;
+  int n1 = last * NR < job->N ? last * NR : job->N;
+  if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, job->B, job->N, job->C);
+}
 
 /* C[M][N] = A[M][K] B[K][N], all row-major and dense. */
 void hrl_sgemm_small(int M, int N, int K, const float *A, const float *B, float *C) {
   if (M <= 0 || N <= 0) return;
-  int blocks = (N + NR - 1) / NR;
-  if (thread_count <= 1 || blocks <= 1 || pthread_mutex_trylock(&pool_lock) != 0) {
-    product_columns(M, 0, N, K, A, B, N, C);
+  struct job job = {.run = product_part, .M = M, .N = N, .K = K, .A = A, .B = B, .C = C};
+  run_job(job, (N + NR - 1) / NR);
+}
+
+/* Part `part` of an attention: a share of the heads. */
+static void attention_part(const struct job *job, int part) {
+  int first = job->heads * part / job->parts;
+  int last = job->heads * (part + 1) / job->parts;
+  int len = job->len, hd = job->hd;
+  float scores[len];
+  float acc[hd];
+  for (int h = first; h < last; h++) {
+    const float *q = job->q + (size_t)h * hd;
+    const float *k = job->k + (size_t)h * job->cap * hd;
+    const float *v = job->v + (size_t)h * job->cap * hd;
+    float top = -INFINITY;
+    for (int j = 0; j < len; j++) {
+      const float *kj = k + (size_t)j * hd;
+      vf partial = (vf){0};
+      int d = 0;
+      for (; d + VL <= hd; d += VL) partial += load_vf(q + d) * load_vf(kj + d);
+      float dot = 0;
+      for (int lane = 0; lane < VL; lane++) dot += partial[lane];
+      for (; d < hd; d++) dot += q[d] * kj[d];
+      scores[j] = dot;
+      if (dot > top) top = dot;
+    }
+    float sum = 0;
+    for (int j = 0; j < len; j++) {
+      scores[j] = expf(scores[j] - top);
+      sum += scores[j];
+    }
+    for (int d = 0; d < hd; d++) acc[d] = 0;
+    for (int j = 0; j < len; j++) {
+      float w = scores[j] / sum;
+      for (int d = 0; d < hd; d++) acc[d] += w * v[(size_t)j * hd + d];
+    }
+    memcpy(job->y + (size_t)h * hd, acc, sizeof(float) * hd);
+  }
+}
+
+/*
+ * y[h] = softmax_j(q[h] . k[h][j]) v[h][j] summed over positions j < len, for each of `heads`
+ * rows: q and y [heads][hd], k and v [heads][cap][hd] (rows len..cap-1 are not read).
+ */
+void hrl_decode_attention(int heads, int len, int cap, int hd, const float *q, const float *k,
+                          const float *v, float *y) {
+  if (heads <= 0 || hd <= 0) return;
+  if (len <= 0) {
+    memset(y, 0, sizeof(float) * heads * hd);
     return;
   }
-  int parts = thread_count < blocks ? thread_count : blocks;
-  current = (struct job){M, N, K, parts, A, B, C};
-  atomic_store_explicit(&remaining, parts - 1, memory_order_release);
-  for (int part = 1; part < parts; part++) sem_post_one(&start[part]);
-  run_part(&current, 0);
-  while (atomic_load_explicit(&remaining, memory_order_acquire) > 0) {
-  }
-  pthread_mutex_unlock(&pool_lock);
+  struct job job = {.run = attention_part, .heads = heads, .len = len, .cap = cap, .hd = hd,
+                    .q = q, .k = k, .v = v, .y = y};
+  run_job(job, heads);
 }

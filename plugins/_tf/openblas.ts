@@ -28,6 +28,7 @@ import {
   type WasmKernelArgs,
 } from "./wasm_kernels.ts";
 import { errorMessage } from "../../mod.ts";
+import { nativeCpuHasAvx512 } from "./native.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -123,8 +124,10 @@ export type OpenBlasCoreChoice = "cpu" | "env" | string;
 
 /**
  * Sets `OPENBLAS_CORETYPE` for the library about to be opened (OpenBLAS reads it once, when
- * it loads). `"cpu"` quietly keeps OpenBLAS's own choice without the permissions to read
- * `/proc/cpuinfo` and set the variable, off Linux, or on a CPU without AVX-512.
+ * it loads). `"cpu"` reads the CPU's flags from `/proc/cpuinfo`, or where that cannot be read
+ * from the native kernels when they are loaded; it quietly keeps OpenBLAS's own choice
+ * without the permission to set the variable, without either source, or on a CPU without
+ * AVX-512.
  */
 function chooseCoreType(choice: OpenBlasCoreChoice): void {
   if (choice === "env") return;
@@ -137,16 +140,14 @@ function chooseCoreType(choice: OpenBlasCoreChoice): void {
     Deno.env.set("OPENBLAS_CORETYPE", choice);
     return;
   }
-  if (Deno.permissions.querySync({ name: "read", path: "/proc/cpuinfo" }).state !== "granted") {
-    return;
-  }
-  let cpuinfo: string;
+  let coreType: string | null;
   try {
-    cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
+    coreType = preferredCoreType(Deno.readTextFileSync("/proc/cpuinfo"));
   } catch {
-    return; // not Linux
+    // Not Linux, or no permission: Deno reads /proc only with --allow-all, so a sandboxed
+    // run asks the native kernels (when loaded) what the CPU has.
+    coreType = nativeCpuHasAvx512() === true ? "SkylakeX" : null;
   }
-  const coreType = preferredCoreType(cpuinfo);
   if (coreType !== null) Deno.env.set("OPENBLAS_CORETYPE", coreType);
 }
 

@@ -15,9 +15,11 @@ export default definePlugin({
   version: "1.2.0",
   description:
     "TensorFlow.js backend: auto picks tfjs-node-gpu, tfjs-node, webgpu (hardware adapter only), wasm-openblas, wasm, then cpu",
-  // OpenBLAS is opened by name through FFI, after /proc/cpuinfo picks its core type
-  // (OPENBLAS_CORETYPE); the native kernels are built by the C compiler into the cache
-  // folder (found from HOME or XDG_CACHE_HOME); Mesa's Vulkan drivers want XDG_RUNTIME_DIR.
+  // OpenBLAS is opened by name through FFI, after the CPU's flags pick its core type
+  // (OPENBLAS_CORETYPE; Deno reads /proc/cpuinfo only with --allow-all, so in the sandbox
+  // the native kernels tell the flags); the native kernels are built by the C compiler into
+  // the cache folder (found from HOME or XDG_CACHE_HOME); Mesa's Vulkan drivers want
+  // XDG_RUNTIME_DIR.
   permissions: (params) => {
     const blas = params.name === "auto" || params.name === "wasm-openblas";
     const vulkan = params.name === "auto" || params.name === "webgpu";
@@ -29,7 +31,7 @@ export default definePlugin({
         ...(blas ? ["OPENBLAS_CORETYPE"] : []),
         ...(blas && params.nativeKernels ? ["CC", "HOME", "XDG_CACHE_HOME"] : []),
       ],
-      read: blas ? ["/proc/cpuinfo", ...(cache === null ? [] : [cache])] : [],
+      read: cache === null ? [] : [cache],
       write: cache === null ? [] : [cache],
       run: blas && params.nativeKernels ? ["cc", "gcc", "clang"] : [],
     };

@@ -32,6 +32,7 @@ import {
   type SequenceModel,
   type StepResult,
 } from "../_tf/model.ts";
+import { appendRow, decodeAttention, emptyCache, nativeKvCacheAvailable } from "../_tf/kv_cache.ts";
 
 /** Hyperparameters of {@link transformerModel}. */
 export interface TransformerConfig extends ModelConfig {
@@ -325,10 +326,21 @@ export function transformerModel(
       });
     },
     initState(batch: number): ModelState {
+      // `buffers`: 1 when k and v are kv_cache.ts buffers (wasm with the native kernels),
+      // 0 when they are concatenated tensors of exactly `length` positions.
+      if (nativeKvCacheAvailable()) {
+        return {
+          k: Array.from({ length: L }, () => emptyCache(batch, NH, hd)),
+          v: Array.from({ length: L }, () => emptyCache(batch, NH, hd)),
+          length: 0,
+          buffers: 1,
+        };
+      }
       return {
         k: Array.from({ length: L }, () => tf.zeros([batch, NH, 0, hd])),
         v: Array.from({ length: L }, () => tf.zeros([batch, NH, 0, hd])),
         length: 0,
+        buffers: 0,
       };
     },
     step(tokens: tf.Tensor1D, state: ModelState): StepResult {
@@ -342,23 +354,33 @@ export function transformerModel(
           const w = blockWeights(blockList(l));
           const qkv = projectQkv(x, w, batch, 1, pos);
           // [B, 1, NH, hd] -> [B, NH, 1, hd] is a reshape: the time axis has size 1.
-          const q = tf.reshape(qkv.q, [batch, NH, 1, hd]);
-          const k = tf.concat(
-            [(state.k as tf.Tensor[])[l], tf.reshape(qkv.k, [batch, NH, 1, hd])],
-            2,
-          );
-          const val = tf.concat([
-            (state.v as tf.Tensor[])[l],
-            tf.reshape(qkv.v, [batch, NH, 1, hd]),
-          ], 2);
-          ks.push(k); // [B, NH, pos+1, hd]
-          vs.push(val);
-          const att = tf.softmax(tf.matMul(q, k, false, true)); // [B, NH, 1, pos+1]
-          const y = tf.matMul(att, val) as tf.Tensor4D; // [B, NH, 1, hd]
+          const q = tf.reshape(qkv.q, [batch, NH, 1, hd]) as tf.Tensor4D;
+          const kRow = tf.reshape(qkv.k, [batch, NH, 1, hd]) as tf.Tensor4D;
+          const vRow = tf.reshape(qkv.v, [batch, NH, 1, hd]) as tf.Tensor4D;
+          const kPast = (state.k as tf.Tensor4D[])[l];
+          const vPast = (state.v as tf.Tensor4D[])[l];
+          let y: tf.Tensor4D; // [B, NH, 1, hd]
+          if (state.buffers === 1) {
+            const k = appendRow(kPast, kRow, pos); // [B, NH, capacity, hd]
+            const val = appendRow(vPast, vRow, pos);
+            ks.push(k);
+            vs.push(val);
+            y = decodeAttention(q, k, val, pos + 1);
+          } else {
+            const k = tf.concat([kPast, kRow], 2); // [B, NH, pos+1, hd]
+            const val = tf.concat([vPast, vRow], 2);
+            ks.push(k);
+            vs.push(val);
+            const att = tf.softmax(tf.matMul(q, k, false, true)); // [B, NH, 1, pos+1]
+            y = tf.matMul(att, val) as tf.Tensor4D;
+          }
           x = tf.add(x, attentionOut(y, w, batch));
           x = mlp(x, w, noDropout);
         }
-        return { logits: logitsOf(x), state: { k: ks, v: vs, length: pos + 1 } };
+        return {
+          logits: logitsOf(x),
+          state: { k: ks, v: vs, length: pos + 1, buffers: state.buffers },
+        };
       });
     },
     dispose() {
@@ -381,7 +403,7 @@ function dropoutSeedFrom(options: ForwardOptions): number {
 export default definePlugin({
   name: "model/transformer",
   kind: "model",
-  version: "1.0.0",
+  version: "1.1.0",
   description: "Decoder-only Transformer with rotary positions and a key/value cache",
   params: {
     dModel: p.integer({ default: 128, min: 2, description: "Width of the residual stream" }),
