@@ -19,7 +19,9 @@
  * float32 where they round, and takes its sigmoids from the backend's own
  * `Sigmoid` kernel: the results equal the composite ops' bit for bit
  * (`lstm_test.ts` checks it), so a run gives the same numbers with or without
- * them. Other backends have no such kernels; {@link hasLstmKernels} tells the
+ * them. When the native kernels are loaded (`native.ts`), their loops run there
+ * (`hrl_lstm_*`, the same operations without fused multiply-adds: the same bits
+ * again, and `lstm_test.ts` checks that too). Other backends have no such kernels; {@link hasLstmKernels} tells the
  * model to use the composite ops there.
  *
  * @module
@@ -28,6 +30,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { nativeLstm } from "./native.ts";
 
 /** Kernel name of the fused forward step. */
 const LSTM_CELL = "HarmonyLstmCell";
@@ -38,6 +41,16 @@ const BACKENDS = ["wasm", "cpu"] as const;
 type FusedBackend = (typeof BACKENDS)[number];
 
 const f32 = Math.fround;
+
+let nativeLoops = true;
+
+/**
+ * Whether the fused steps run their loops natively when the native kernels are loaded
+ * (default true); the TypeScript loops otherwise. Both give the same bits: tests compare them.
+ */
+export function useNativeLstmLoops(on: boolean): void {
+  nativeLoops = on;
+}
 
 /** Batch size and hidden units of a step. */
 interface CellShape {
@@ -118,8 +131,12 @@ function forwardStep(
   const H = hidden, fourH = 4 * hidden;
   const xpOffset = t * batch * fourH;
   // z with the g columns doubled, then one sigmoid over all four gates.
+  const native = nativeLoops ? nativeLstm() : null;
   const scaled = memory.output([batch, fourH]);
-  {
+  if (native !== null) {
+    const xps = memory.view(xp!).subarray(xpOffset, xpOffset + batch * fourH);
+    native.gatesIn(batch, H, xps, zh === undefined ? null : memory.view(zh), memory.view(scaled));
+  } else {
     const zs = memory.view(scaled), xps = memory.view(xp!);
     const zhs = zh === undefined ? null : memory.view(zh);
     for (let b = 0; b < batch; b++) {
@@ -135,7 +152,11 @@ function forwardStep(
   const a = memory.output([batch, fourH]);
   const cOut = memory.output([batch, H]);
   const doubled = memory.output([batch, H]);
-  {
+  if (native !== null) {
+    const cPrev = c === undefined ? null : memory.view(c);
+    const views = [sig, a, cOut, doubled].map((info) => memory.view(info));
+    native.combine(batch, H, views[0], cPrev, views[1], views[2], views[3]);
+  } else {
     const s = memory.view(sig), as = memory.view(a), cs = memory.view(cOut);
     const c2 = memory.view(doubled);
     const cPrev = c === undefined ? null : memory.view(c);
@@ -159,7 +180,10 @@ function forwardStep(
   memory.free(doubled);
   const hOut = memory.output([batch, H]);
   const tcOut = memory.output([batch, H]);
-  {
+  if (native !== null) {
+    const views = [sigC, a, hOut, tcOut].map((info) => memory.view(info));
+    native.output(batch, H, views[0], views[1], views[2], views[3]);
+  } else {
     const s = memory.view(sigC), as = memory.view(a);
     const hs = memory.view(hOut), tcs = memory.view(tcOut);
     for (let b = 0; b < batch; b++) {
@@ -195,6 +219,11 @@ function backwardStep(
   const dhRec = inputs.dhRec === undefined ? null : memory.view(inputs.dhRec);
   const dcNext = inputs.dcNext === undefined ? null : memory.view(inputs.dcNext);
   const dz = memory.view(dzOut), dcs = memory.view(dcOut);
+  const native = nativeLoops ? nativeLstm() : null;
+  if (native !== null) {
+    native.backward(batch, H, t, { dy, a, c, tc: tcs }, dhRec, dcNext, dz, dcs);
+    return [dzOut, dcOut];
+  }
   const state = t * batch * H, previous = (t - 1) * batch * H, gates = t * batch * fourH;
   /** R of one gate: x·(1 − a)(a + m). */
   const r = (x: number, act: number, m: number) => f32(x * f32(f32(1 - act) * f32(act + m)));

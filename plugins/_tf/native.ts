@@ -32,6 +32,38 @@ const SYMBOLS = {
   hrl_set_threads: { parameters: ["i32"], result: "i32" },
   hrl_vector_floats: { parameters: [], result: "i32" },
   hrl_cpu_has_avx512: { parameters: [], result: "i32" },
+  hrl_lstm_gates_in: {
+    // batch, H, xp, zh (or null), zs
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_lstm_combine: {
+    // batch, H, s, cPrev (or null), a, c, c2
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_lstm_output: {
+    // batch, H, s, a, h, tc
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_lstm_backward: {
+    // batch, H, t, dy, a, c, tc, dhRec (or null), dcNext (or null), dz, dc
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "void",
+  },
   hrl_decode_attention: {
     // heads, len, cap, hd, q, k, v, y
     parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
@@ -255,4 +287,76 @@ export function nativeDecodeAttention():
   if (native === null) return null;
   const attend = native.lib.symbols.hrl_decode_attention;
   return (heads, len, cap, hd, q, k, v, y) => attend(heads, len, cap, hd, q, k, v, y);
+}
+
+/** The native loops of the fused LSTM cell steps (`lstm_kernels.ts`); null stands for zeros. */
+export interface NativeLstm {
+  /** `zs = zh + xp` (or `xp`), doubled on the g columns; all `[batch, 4H]`. */
+  gatesIn(
+    batch: number,
+    hidden: number,
+    xp: Float32Array,
+    zh: Float32Array | null,
+    zs: Float32Array,
+  ): void;
+  /** From the gates' sigmoids: activations `a`, the cell state `c` and `2c`. */
+  combine(
+    batch: number,
+    hidden: number,
+    s: Float32Array,
+    cPrev: Float32Array | null,
+    a: Float32Array,
+    c: Float32Array,
+    c2: Float32Array,
+  ): void;
+  /** From the sigmoid of `2c`: `tc = tanh c` and `h = o·tc`. */
+  output(
+    batch: number,
+    hidden: number,
+    s: Float32Array,
+    a: Float32Array,
+    h: Float32Array,
+    tc: Float32Array,
+  ): void;
+  /** The backward step `t`: `dz` `[batch, 4H]` and `dc` `[batch, H]`. */
+  backward(
+    batch: number,
+    hidden: number,
+    t: number,
+    saved: { dy: Float32Array; a: Float32Array; c: Float32Array; tc: Float32Array },
+    dhRec: Float32Array | null,
+    dcNext: Float32Array | null,
+    dz: Float32Array,
+    dc: Float32Array,
+  ): void;
+}
+
+let lstmLoops: NativeLstm | null = null;
+
+/** The native LSTM loops, or null before {@link loadNativeKernels} succeeded. */
+export function nativeLstm(): NativeLstm | null {
+  if (native === null) return null;
+  if (lstmLoops !== null) return lstmLoops;
+  const s = native.lib.symbols;
+  lstmLoops = {
+    gatesIn: (batch, hidden, xp, zh, zs) => s.hrl_lstm_gates_in(batch, hidden, xp, zh, zs),
+    combine: (batch, hidden, sig, cPrev, a, c, c2) =>
+      s.hrl_lstm_combine(batch, hidden, sig, cPrev, a, c, c2),
+    output: (batch, hidden, sig, a, h, tc) => s.hrl_lstm_output(batch, hidden, sig, a, h, tc),
+    backward: (batch, hidden, t, saved, dhRec, dcNext, dz, dc) =>
+      s.hrl_lstm_backward(
+        batch,
+        hidden,
+        t,
+        saved.dy,
+        saved.a,
+        saved.c,
+        saved.tc,
+        dhRec,
+        dcNext,
+        dz,
+        dc,
+      ),
+  };
+  return lstmLoops;
 }

@@ -11,6 +11,9 @@
  * - hrl_decode_attention: one query per head against a key/value cache, the
  *   attention of a Transformer's sampling step, in one call instead of two
  *   batched products and a softmax, reading the cache in place.
+ * - hrl_lstm_*: the elementwise loops of lstm_kernels.ts's fused LSTM cell
+ *   steps, with the same float32 operations in the same order (no fused
+ *   multiply-adds), so their results are the same bit for bit.
  *
  * Each output element is computed by one thread in a fixed order, so results
  * do not depend on the thread count.
@@ -291,4 +294,107 @@ void hrl_decode_attention(int heads, int len, int cap, int hd, const float *q, c
   struct job job = {.run = attention_part, .heads = heads, .len = len, .cap = cap, .hd = hd,
                     .q = q, .k = k, .v = v, .y = y};
   run_job(job, heads);
+}
+
+/*
+ * The LSTM cell loops of lstm_kernels.ts, operation for operation: every product and sum is
+ * one float32 operation, never contracted into a fused multiply-add, so the results equal the
+ * TypeScript loops (and the composite ops) bit for bit. Null pointers stand for zeros.
+ */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#define NO_FMA
+#else
+#define NO_FMA __attribute__((optimize("fp-contract=off")))
+#endif
+
+/* zs[b][col] = zh + xp (or xp), doubled on the g columns [2H, 3H). */
+NO_FMA void hrl_lstm_gates_in(int batch, int H, const float *xp, const float *zh, float *zs) {
+  int fourH = 4 * H;
+  for (int b = 0; b < batch; b++) {
+    for (int col = 0; col < fourH; col++) {
+      size_t k = (size_t)b * fourH + col;
+      float z = zh == NULL ? xp[k] : zh[k] + xp[k];
+      zs[k] = col >= 2 * H && col < 3 * H ? 2 * z : z;
+    }
+  }
+}
+
+/* From the gates' sigmoids s: activations a (g = 2s - 1), c' = f c + i g, and 2 c'. */
+NO_FMA void hrl_lstm_combine(int batch, int H, const float *s, const float *c_prev, float *a,
+                             float *c, float *c2) {
+  int fourH = 4 * H;
+  for (int b = 0; b < batch; b++) {
+    for (int j = 0; j < H; j++) {
+      size_t k = (size_t)b * fourH + j, u = (size_t)b * H + j;
+      float i = s[k], f = s[k + H], g = 2 * s[k + 2 * H] - 1, o = s[k + 3 * H];
+      a[k] = i;
+      a[k + H] = f;
+      a[k + 2 * H] = g;
+      a[k + 3 * H] = o;
+      float ig = i * g;
+      float c_next;
+      if (c_prev == NULL) {
+        c_next = ig;
+      } else {
+        float fc = f * c_prev[u];
+        c_next = fc + ig;
+      }
+      c[u] = c_next;
+      c2[u] = 2 * c_next;
+    }
+  }
+}
+
+/* From the sigmoid s of 2 c': tc = tanh c' = 2 s - 1 and h = o tc. */
+NO_FMA void hrl_lstm_output(int batch, int H, const float *s, const float *a, float *h,
+                            float *tc) {
+  for (int b = 0; b < batch; b++) {
+    for (int j = 0; j < H; j++) {
+      size_t u = (size_t)b * H + j;
+      float t = 2 * s[u] - 1;
+      tc[u] = t;
+      h[u] = a[(size_t)b * 4 * H + 3 * H + j] * t;
+    }
+  }
+}
+
+/* R of one gate: x (1 - act)(act + m). */
+static inline NO_FMA float gate_r(float x, float act, float m) {
+  float one_minus = 1 - act;
+  float plus = act + m;
+  float both = one_minus * plus;
+  return x * both;
+}
+
+/*
+ * The backward step t: dy, c and tc [T][B][H] and a [T][B][4H] are every step's; dh_rec and
+ * dc_next [B][H] (null at the last step). Writes dz [B][4H] and dc [B][H] (for step t - 1).
+ */
+NO_FMA void hrl_lstm_backward(int batch, int H, int t, const float *dy, const float *a,
+                              const float *c, const float *tcs, const float *dh_rec,
+                              const float *dc_next, float *dz, float *dc_out) {
+  int fourH = 4 * H;
+  size_t state = (size_t)t * batch * H, previous = (size_t)(t - 1) * batch * H;
+  size_t gates = (size_t)t * batch * fourH;
+  for (int b = 0; b < batch; b++) {
+    for (int j = 0; j < H; j++) {
+      size_t u = (size_t)b * H + j, k = gates + (size_t)b * fourH + j;
+      float i = a[k], f = a[k + H], g = a[k + 2 * H], o = a[k + 3 * H];
+      float tc = tcs[state + u];
+      float c_prev = t == 0 ? 0 : c[previous + u];
+      float tc2 = tc * tc;
+      float one_minus = 1 - tc2;
+      float p = o * one_minus;
+      float dh = dh_rec == NULL ? dy[state + u] : dy[state + u] + dh_rec[u];
+      float dc_local = dh * p;
+      float dcv = dc_next == NULL ? dc_local : dc_next[u] + dc_local;
+      size_t row = (size_t)b * fourH + j;
+      dz[row] = dcv * gate_r(g, i, 0);
+      dz[row + H] = dcv * gate_r(c_prev, f, 0);
+      dz[row + 2 * H] = dcv * gate_r(i, g, 1);
+      dz[row + 3 * H] = dh * gate_r(tc, o, 0);
+      dc_out[u] = dcv * f;
+    }
+  }
 }

@@ -132,6 +132,31 @@ Deno.test("the wasm Slice replacement equals cpu for contiguous, strided, int32,
   }
 });
 
+Deno.test("the wasm GatherV2 replacement equals cpu on axis 0 (also int32, 2-D indices, negative axis) and falls back on other axes", async () => {
+  const table = (dtype: "float32" | "int32") =>
+    tf.tensor(Array.from({ length: 5 * 3 * 2 }, (_, i) => i * 3 - 7), [5, 3, 2], dtype);
+  const cases: [number[] | number[][], number, ("float32" | "int32")][] = [
+    [[4, 0, 4, 2], 0, "float32"],
+    [[[1, 3], [0, 0], [4, 2]], 0, "int32"], // 2-D indices: [3, 2, 3, 2]
+    [[3, 1], -3, "float32"], // axis -3 is axis 0
+    [[2, 0, 1], 1, "float32"], // axis 1: the stock kernel
+    [[], 0, "float32"], // no indices
+  ];
+  for (const [ids, axis, dtype] of cases) {
+    const f = () => tf.gather(table(dtype), tf.tensor(ids, undefined, "int32"), axis);
+    const cpu = await runOn("cpu", f);
+    const wasm = await runOn("wasm", f);
+    assert.deepEqual(wasm, cpu, `gather ${JSON.stringify(ids)} on axis ${axis} (${dtype})`);
+  }
+  await initBackend("wasm");
+  const before = tf.memory().numTensors;
+  assert.throws(
+    () => tf.tidy(() => tf.gather(table("float32"), tf.tensor1d([1, 5], "int32"))),
+    /Cannot gather: index 5 \(at 1\) is not in \[0, 4\]/,
+  );
+  assert.equal(tf.memory().numTensors, before, "nothing leaks from the failed gather");
+});
+
 Deno.test("the wasm Identity replacement shares memory safely: a clone outlives its source, and variables still update", async () => {
   await initBackend("wasm");
   const before = tf.memory().numTensors;

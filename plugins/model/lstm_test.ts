@@ -7,6 +7,9 @@ import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams } from "../_testing.ts";
 import lstm, { lstmSequence } from "./lstm.ts";
 import { maxAbsDiff } from "../_tf/testdata/numeric.ts";
+import { hasNative } from "../_tf/testdata/libraries.ts";
+import { nativeLstm } from "../_tf/native.ts";
+import { useNativeLstmLoops } from "../_tf/lstm_kernels.ts";
 
 await initBackend("cpu");
 
@@ -186,35 +189,55 @@ Deno.test("model/lstm dropout without an rng fails with a clear message", () => 
   model.dispose();
 });
 
-for (const backend of ["cpu", "wasm"] as const) {
-  Deno.test(`lstmSequence(): fused kernels equal the composite ops bit for bit on ${backend}`, async () => {
-    await initBackend(backend);
-    try {
-      tf.tidy(() => {
-        const rng = createRng(21);
-        const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
-        const [time, batch, inDim, hidden] = [7, 5, 6, 9];
-        const inputs = [
-          n([time, batch, inDim]),
-          n([inDim, 4 * hidden]),
-          n([hidden, 4 * hidden]),
-          n([4 * hidden]),
-        ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        const weight = n([time, batch, hidden]);
-        const run = (fused: boolean) => {
-          const f = (...t: tf.Tensor[]) =>
-            tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
-          const { value, grads } = tf.valueAndGrads(f)(inputs);
-          return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
-        };
-        const fused = run(true), composite = run(false);
-        const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
-        fused.forEach((values, i) =>
-          assert.deepEqual(values, composite[i], `${names[i]} differs between fused and composite`)
-        );
-      });
-    } finally {
-      await initBackend("cpu");
-    }
+for (
+  const [backend, native] of [["cpu", false], ["wasm", false], ["cpu", true], [
+    "wasm",
+    true,
+  ]] as const
+) {
+  const loops = native ? "native loops" : "TypeScript loops";
+  Deno.test({
+    name:
+      `lstmSequence(): fused kernels with ${loops} equal the composite ops bit for bit on ${backend}${
+        native ? " (needs cc)" : ""
+      }`,
+    ignore: native && !hasNative,
+    fn: async () => {
+      await initBackend(backend);
+      useNativeLstmLoops(native);
+      assert.equal(nativeLstm() !== null, native || hasNative, "the native loops are loaded");
+      try {
+        tf.tidy(() => {
+          const rng = createRng(21);
+          const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
+          const [time, batch, inDim, hidden] = [7, 5, 6, 9];
+          const inputs = [
+            n([time, batch, inDim]),
+            n([inDim, 4 * hidden]),
+            n([hidden, 4 * hidden]),
+            n([4 * hidden]),
+          ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+          const weight = n([time, batch, hidden]);
+          const run = (fused: boolean) => {
+            const f = (...t: tf.Tensor[]) =>
+              tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
+            const { value, grads } = tf.valueAndGrads(f)(inputs);
+            return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
+          };
+          const fused = run(true), composite = run(false);
+          const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
+          fused.forEach((values, i) =>
+            assert.deepEqual(
+              values,
+              composite[i],
+              `${names[i]} differs between fused and composite`,
+            )
+          );
+        });
+      } finally {
+        useNativeLstmLoops(true);
+        await initBackend("cpu");
+      }
+    },
   });
 }
