@@ -64,6 +64,13 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  hrl_gelu: { parameters: ["i32", "buffer", "buffer"], result: "void" },
+  hrl_gelu_grad: { parameters: ["i32", "buffer", "buffer", "buffer"], result: "void" },
+  hrl_causal_softmax: { parameters: ["i32", "i32", "buffer", "buffer"], result: "void" },
+  hrl_causal_softmax_grad: {
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
   hrl_decode_attention: {
     // heads, len, cap, hd, q, k, v, y
     parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
@@ -359,4 +366,30 @@ export function nativeLstm(): NativeLstm | null {
       ),
   };
   return lstmLoops;
+}
+
+/** The native GELU, `x·σ(1.702x)`, and its gradient (`dy` given), or null before loading. */
+export function nativeGelu():
+  | ((x: Float32Array, dy: Float32Array | null, out: Float32Array) => void)
+  | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return (x, dy, out) =>
+    dy === null ? s.hrl_gelu(x.length, x, out) : s.hrl_gelu_grad(x.length, x, dy, out);
+}
+
+/**
+ * The native causal softmax over rows of `t` scores (row r is position r mod t: positions
+ * after it get 0), or its gradient when `dy` is given (then `input` is the softmax's output),
+ * or null before loading.
+ */
+export function nativeCausalSoftmax():
+  | ((t: number, input: Float32Array, dy: Float32Array | null, out: Float32Array) => void)
+  | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return (t, input, dy, out) =>
+    dy === null
+      ? s.hrl_causal_softmax(input.length / t, t, input, out)
+      : s.hrl_causal_softmax_grad(input.length / t, t, input, dy, out);
 }

@@ -11,6 +11,12 @@
  * - hrl_decode_attention: one query per head against a key/value cache, the
  *   attention of a Transformer's sampling step, in one call instead of two
  *   batched products and a softmax, reading the cache in place.
+ * - hrl_gelu / hrl_gelu_grad: the Transformer's GELU, x·σ(1.702x), and its
+ *   gradient, in one pass each over every core, where tfjs ran three and six
+ *   elementwise kernels.
+ * - hrl_causal_softmax / hrl_causal_softmax_grad: the softmax of a causal
+ *   attention's scores (positions after a row's own are left out) and its
+ *   gradient, in place of the mask addition, the softmax and its backward ops.
  * - hrl_lstm_*: the elementwise loops of lstm_kernels.ts's fused LSTM cell
  *   steps, with the same float32 operations in the same order (no fused
  *   multiply-adds), so their results are the same bit for bit.
@@ -397,4 +403,140 @@ NO_FMA void hrl_lstm_backward(int batch, int H, int t, const float *dy, const fl
       dc_out[u] = dcv * f;
     }
   }
+}
+
+/* ---- GELU: y = x σ(1.702 x), with a vectorised exp. ---- */
+
+typedef int vi __attribute__((vector_size(VL * 4)));
+
+/*
+ * e^x for each lane: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial
+ * (relative error below 2e-7), times 2^n built in the exponent bits. Lanes are clamped to
+ * [-87.3, 88.7], where e^x stays a normal float.
+ */
+static inline vf exp_vf(vf x) {
+  const vf hi = (vf){0} + 88.7f, lo = (vf){0} + -87.3f;
+  vi above = x > hi, below = x < lo;
+  x = (vf)(((vi)hi & above) | ((vi)x & ~above));
+  x = (vf)(((vi)lo & below) | ((vi)x & ~below));
+  const vf magic = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  vf n = (x * 1.44269504088896341f + magic) - magic;
+  vf r = x - n * 0.693359375f;  /* ln 2, split in two for accuracy */
+  r = r - n * -2.12194440e-4f;
+  vf p = (vf){0} + (1.0f / 720);
+  p = p * r + (1.0f / 120);
+  p = p * r + (1.0f / 24);
+  p = p * r + (1.0f / 6);
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+static inline vf sigmoid_vf(vf x) { return 1.0f / (1.0f + exp_vf(-x)); }
+
+static float sigmoid_scalar(float x) {
+  vf v = (vf){0} + x;
+  return sigmoid_vf(v)[0];
+}
+
+/* Part `part` of a GELU forward (q = x, y = y) or backward (q = x, k = dy, y = dx). */
+static void gelu_part(const struct job *job, int part) {
+  size_t n = (size_t)job->N;
+  size_t first = n * part / job->parts / VL * VL;
+  size_t last = part + 1 == job->parts ? n : n * (part + 1) / job->parts / VL * VL;
+  const float *x = job->q, *dy = job->k;
+  float *out = job->y;
+  size_t i = first;
+  for (; i + VL <= last; i += VL) {
+    vf xv = load_vf(x + i);
+    vf s = sigmoid_vf(xv * 1.702f);
+    if (dy == NULL) {
+      store_vf(out + i, xv * s);
+    } else {
+      vf d = s + 1.702f * xv * s * (1.0f - s);
+      store_vf(out + i, load_vf(dy + i) * d);
+    }
+  }
+  for (; i < last; i++) {
+    float s = sigmoid_scalar(1.702f * x[i]);
+    out[i] = dy == NULL ? x[i] * s : dy[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+  }
+}
+
+/* y = x σ(1.702 x) for n floats. */
+void hrl_gelu(int n, const float *x, float *y) {
+  if (n <= 0) return;
+  struct job job = {.run = gelu_part, .N = n, .q = x, .k = NULL, .y = y};
+  run_job(job, n >= 65536 ? MAX_THREADS : 1);
+}
+
+/* dx = dy (σ(1.702 x) + 1.702 x σ(1.702 x)(1 - σ(1.702 x))) for n floats. */
+void hrl_gelu_grad(int n, const float *x, const float *dy, float *dx) {
+  if (n <= 0) return;
+  struct job job = {.run = gelu_part, .N = n, .q = x, .k = dy, .y = dx};
+  run_job(job, n >= 65536 ? MAX_THREADS : 1);
+}
+
+/* ---- Causal softmax over rows of T scores; row r is position r % T. ---- */
+
+static inline float exp_scalar(float x) {
+  vf v = (vf){0} + x;
+  return exp_vf(v)[0];
+}
+
+/* Part `part` of a causal softmax (k = NULL: q = scores, y = probabilities) or of its
+ * gradient (q = probabilities, k = dy, y = dx). N rows of `len` = T floats. */
+static void causal_softmax_part(const struct job *job, int part) {
+  int T = job->len;
+  size_t first = (size_t)job->N * part / job->parts;
+  size_t last = (size_t)job->N * (part + 1) / job->parts;
+  for (size_t r = first; r < last; r++) {
+    int keep = (int)(r % T) + 1; /* positions 0..r%T */
+    const float *in = job->q + r * T;
+    float *out = job->y + r * T;
+    int j;
+    if (job->k == NULL) {
+      float top = -INFINITY;
+      for (j = 0; j < keep; j++) top = in[j] > top ? in[j] : top;
+      float sum = 0;
+      vf sums = (vf){0};
+      for (j = 0; j + VL <= keep; j += VL) {
+        vf e = exp_vf(load_vf(in + j) - top);
+        store_vf(out + j, e);
+        sums += e;
+      }
+      for (int lane = 0; lane < VL; lane++) sum += sums[lane];
+      for (; j < keep; j++) {
+        out[j] = exp_scalar(in[j] - top);
+        sum += out[j];
+      }
+      float inv = 1.0f / sum;
+      for (j = 0; j < keep; j++) out[j] *= inv;
+    } else {
+      const float *dy = job->k + r * T;
+      float dot = 0;
+      for (j = 0; j < keep; j++) dot += dy[j] * in[j];
+      for (j = 0; j < keep; j++) out[j] = in[j] * (dy[j] - dot);
+    }
+    for (j = keep; j < T; j++) out[j] = 0;
+  }
+}
+
+/* y = softmax of each row of `rows` x T scores over the positions up to the row's own. */
+void hrl_causal_softmax(int rows, int T, const float *scores, float *y) {
+  if (rows <= 0 || T <= 0) return;
+  struct job job = {.run = causal_softmax_part, .N = rows, .len = T, .q = scores, .k = NULL,
+                    .y = y};
+  run_job(job, rows >= 256 ? MAX_THREADS : 1);
+}
+
+/* dx = y (dy - sum(dy y)) for each row (zero after the row's position). */
+void hrl_causal_softmax_grad(int rows, int T, const float *y, const float *dy, float *dx) {
+  if (rows <= 0 || T <= 0) return;
+  struct job job = {.run = causal_softmax_part, .N = rows, .len = T, .q = y, .k = dy, .y = dx};
+  run_job(job, rows >= 256 ? MAX_THREADS : 1);
 }

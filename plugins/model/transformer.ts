@@ -33,6 +33,8 @@ import {
   type StepResult,
 } from "../_tf/model.ts";
 import { appendRow, decodeAttention, emptyCache, nativeKvCacheAvailable } from "../_tf/kv_cache.ts";
+import { gelu } from "../_tf/gelu.ts";
+import { causalSoftmax } from "../_tf/causal_softmax.ts";
 
 /** Hyperparameters of {@link transformerModel}. */
 export interface TransformerConfig extends ModelConfig {
@@ -45,11 +47,6 @@ export interface TransformerConfig extends ModelConfig {
   maxLen: number;
   /** Recompute each block's activations in the backward pass instead of keeping them. */
   recompute: boolean;
-}
-
-/** GELU, sigmoid approximation: x·σ(1.702x). */
-function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
 }
 
 /**
@@ -214,21 +211,6 @@ export function transformerModel(
     Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, list[i]])) as BlockWeights;
   const rope = ropeTables(maxLen, hd);
   const scale = 1 / Math.sqrt(hd);
-  const masks = new Map<number, tf.Tensor2D>();
-
-  /** Additive causal mask `[T, T]`: 0 on and below the diagonal, -1e9 above. */
-  function causalMask(time: number): tf.Tensor2D {
-    let mask = masks.get(time);
-    if (mask === undefined) {
-      const m = new Float32Array(time * time);
-      for (let i = 0; i < time; i++) m.fill(-1e9, i * time + i + 1, (i + 1) * time);
-      // Kept across calls: forward() runs inside tf.tidy.
-      mask = tf.keep(tf.tensor2d(m, [time, time]));
-      masks.set(time, mask);
-    }
-    return mask;
-  }
-
   /** Angles for positions `start .. start+count-1`, shaped `[count, 1, hd]`. */
   function angles(start: number, count: number): { cos: tf.Tensor3D; sin: tf.Tensor3D } {
     if (start + count > maxLen) {
@@ -285,8 +267,8 @@ export function transformerModel(
       const q = tf.transpose(qkv.q, [0, 2, 1, 3]); // [B, NH, T, hd]
       const k = tf.transpose(qkv.k, [0, 2, 1, 3]); // [B, NH, T, hd]
       const val = tf.transpose(qkv.v, [0, 2, 1, 3]); // [B, NH, T, hd]
-      const scores = tf.add(tf.matMul(q, k, false, true), causalMask(time)); // [B, NH, T, T]
-      const att = dropout(tf.softmax(scores), config.dropout, options);
+      const scores = tf.matMul(q, k, false, true); // [B, NH, T, T]
+      const att = dropout(causalSoftmax(scores), config.dropout, options);
       const y = tf.matMul(att, val) as tf.Tensor4D; // [B, NH, T, hd]
       const out = tf.add(x, dropout(attentionOut(y, w, batch * time), config.dropout, options));
       return mlp(out as tf.Tensor2D, w, options);
@@ -305,7 +287,6 @@ export function transformerModel(
     forward(tokens: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D {
       return tf.tidy(() => {
         const [batch, time] = tokens.shape;
-        causalMask(time);
         let x = tf.reshape(tf.gather(v("tokenEmbedding"), tokens), [
           batch * time,
           D,
@@ -386,8 +367,7 @@ export function transformerModel(
     dispose() {
       for (const t of variables.values()) t.dispose();
       variables.clear();
-      tf.dispose([rope.cos, rope.sin, rope.rotate, ...masks.values()]);
-      masks.clear();
+      tf.dispose([rope.cos, rope.sin, rope.rotate]);
     },
   };
 }
