@@ -23,6 +23,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { nativeDecodeAttention } from "./native.ts";
+import { heapTensor } from "./wasm_heap.ts";
 
 /** Rows written into each buffer's memory (shared by its clones), by data id. */
 const written = new WeakMap<object, number>();
@@ -127,18 +128,9 @@ export function decodeAttention(
     throw new Error("Cannot run the cached attention: native kernels not loaded");
   }
   const [batch, heads, capacity, hd] = k.shape;
-  const backend = wasm();
-  const info = backend.makeOutput([batch, heads, 1, hd], "float32");
-  const y = backend.typedArrayFromHeap(info) as Float32Array;
-  attend(
-    batch * heads,
-    length,
-    capacity,
-    hd,
-    backend.typedArrayFromHeap(q) as Float32Array,
-    backend.typedArrayFromHeap(k) as Float32Array,
-    backend.typedArrayFromHeap(v) as Float32Array,
-    y,
-  );
-  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor4D;
+  return heapTensor(
+    [batch, heads, 1, hd],
+    [q, k, v],
+    (y, qs, ks, vs) => attend(batch * heads, length, capacity, hd, qs!, ks!, vs!, y),
+  ) as tf.Tensor4D;
 }
