@@ -330,6 +330,7 @@ async function benchBackends(): Promise<void> {
         "--allow-env",
         "--allow-ffi",
         "--allow-sys",
+        "--allow-run", // the C compiler of the native kernels
         import.meta.filename!,
         "default-models",
         "--backend",
