@@ -11,6 +11,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs-core";
+import { nativeLayerNorm } from "./native.ts";
+import { heapTensors } from "./wasm_heap.ts";
 import type { FullComponentRef, Rng } from "../../mod.ts";
 import type { AdamW } from "./optim.ts";
 
@@ -249,17 +251,53 @@ const layerNormOp = tf.customGrad(
   }) as Parameters<typeof tf.customGrad<tf.Tensor2D>>[0],
 );
 
+/** Whether layer normalisation of `x` runs natively: wasm with the native kernels loaded. */
+function nativeLayerNormRuns(x: tf.Tensor): boolean {
+  return tf.getBackend() === "wasm" && x.dtype === "float32" && nativeLayerNorm() !== null;
+}
+
+/**
+ * {@link layerNormOp} in one native pass forward and one backward (`native.ts`), on the wasm
+ * heap; the same arithmetic, summed in another order (within about 1e-6).
+ */
+const nativeLayerNormOp = tf.customGrad(
+  ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, gain, bias] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
+    const [rows, n] = x.shape;
+    const native = nativeLayerNorm()!;
+    const [y, xhat, rstd] = heapTensors(
+      [[rows, n], [rows, n], [rows]],
+      [x, gain, bias],
+      ([ys, xhats, rstds], [xs, gains, biases]) =>
+        native.forward(n, xs!, gains!, biases!, ys, xhats, rstds),
+    );
+    (args[3] as tf.GradSaveFunc)([xhat, rstd, gain]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) =>
+        heapTensors(
+          [[rows, n], [n], [n]],
+          [dy, saved[2], saved[0], saved[1]],
+          ([dx, dgain, dbias], [dys, gains, xhats, rstds]) =>
+            native.backward(n, dys!, gains!, xhats!, rstds!, dx, dgain, dbias),
+        ),
+    };
+  }) as Parameters<typeof tf.customGrad<tf.Tensor2D>>[0],
+);
+
 /**
  * Layer normalisation over the last axis of `x` `[..., n]`, with gain and bias
  * `[n]`. Leading axes are flattened into rows for the op and restored after,
  * so the sequence models (`[rows, n]`) and the denoiser (`[B, T, C]`) share it.
+ * On wasm with the native kernels loaded it runs natively.
  */
 export function layerNorm<T extends tf.Tensor>(x: T, gain: tf.Tensor, bias: tf.Tensor): T {
-  if (x.rank === 2) return layerNormOp(x, gain, bias) as T;
+  const op = nativeLayerNormRuns(x) ? nativeLayerNormOp : layerNormOp;
+  if (x.rank === 2) return op(x, gain, bias) as T;
   return tf.tidy(() => {
     const n = x.shape[x.rank - 1];
     const rows = tf.reshape(x, [-1, n]) as tf.Tensor2D; // [rows, n]
-    return tf.reshape(layerNormOp(rows, gain, bias), x.shape) as T;
+    return tf.reshape(op(rows, gain, bias), x.shape) as T;
   });
 }
 

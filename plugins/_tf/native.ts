@@ -71,6 +71,41 @@ const SYMBOLS = {
     parameters: ["i32", "i32", "buffer", "buffer", "buffer"],
     result: "void",
   },
+  hrl_adamw: {
+    // n, scalars, w, m, v, g, wOut, mOut, vOut
+    parameters: [
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "void",
+  },
+  hrl_layer_norm: {
+    // rows, n, x, gain, bias, y, xhat, rstd
+    parameters: ["i32", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_layer_norm_grad: {
+    // rows, n, dy, gain, xhat, rstd, dx, dgain, dbias
+    parameters: [
+      "i32",
+      "i32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "void",
+  },
   hrl_decode_attention: {
     // heads, len, cap, hd, q, k, v, y
     parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
@@ -392,4 +427,65 @@ export function nativeCausalSoftmax():
     dy === null
       ? s.hrl_causal_softmax(input.length / t, t, input, out)
       : s.hrl_causal_softmax_grad(input.length / t, t, input, dy, out);
+}
+
+/**
+ * The native AdamW step of one weight, or null before loading: reads `w`, `m`, `v`, `g` and
+ * writes `wOut`, `mOut`, `vOut` (all of one length). `scalars` holds the float32 values b1,
+ * 1 − b1, b2, 1 − b2, the two bias corrections, epsilon, the decay factor, the learning rate,
+ * and 1 when the weight decays (else 0).
+ */
+export function nativeAdamW():
+  | ((
+    scalars: Float32Array,
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    wOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+  ) => void)
+  | null {
+  if (native === null) return null;
+  const step = native.lib.symbols.hrl_adamw;
+  return (scalars, w, m, v, g, wOut, mOut, vOut) =>
+    step(w.length, scalars, w, m, v, g, wOut, mOut, vOut);
+}
+
+/** The native layer normalisation over rows of `n` and its gradient. */
+export interface NativeLayerNorm {
+  /** `y = (x − mean)·rstd·gain + bias` per row; also writes `xhat` and `rstd` (per row). */
+  forward(
+    n: number,
+    x: Float32Array,
+    gain: Float32Array,
+    bias: Float32Array,
+    y: Float32Array,
+    xhat: Float32Array,
+    rstd: Float32Array,
+  ): void;
+  /** `dx`, `dgain` and `dbias` from `dy` and the forward's `xhat` and `rstd`. */
+  backward(
+    n: number,
+    dy: Float32Array,
+    gain: Float32Array,
+    xhat: Float32Array,
+    rstd: Float32Array,
+    dx: Float32Array,
+    dgain: Float32Array,
+    dbias: Float32Array,
+  ): void;
+}
+
+/** The native layer normalisation, or null before {@link loadNativeKernels} succeeded. */
+export function nativeLayerNorm(): NativeLayerNorm | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return {
+    forward: (n, x, gain, bias, y, xhat, rstd) =>
+      s.hrl_layer_norm(x.length / n, n, x, gain, bias, y, xhat, rstd),
+    backward: (n, dy, gain, xhat, rstd, dx, dgain, dbias) =>
+      s.hrl_layer_norm_grad(dy.length / n, n, dy, gain, xhat, rstd, dx, dgain, dbias),
+  };
 }

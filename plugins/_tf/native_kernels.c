@@ -17,6 +17,11 @@
  * - hrl_causal_softmax / hrl_causal_softmax_grad: the softmax of a causal
  *   attention's scores (positions after a row's own are left out) and its
  *   gradient, in place of the mask addition, the softmax and its backward ops.
+ * - hrl_layer_norm / hrl_layer_norm_grad: layer normalisation over rows and its
+ *   gradient, one pass each instead of about eight and twelve tfjs kernels.
+ * - hrl_adamw: one AdamW step of a weight, its moments and its gradient in one
+ *   pass, with tfjs's float32 operations in tfjs's order (no fused
+ *   multiply-adds), so the same bits as the thirteen tfjs ops it replaces.
  * - hrl_lstm_*: the elementwise loops of lstm_kernels.ts's fused LSTM cell
  *   steps, with the same float32 operations in the same order (no fused
  *   multiply-adds), so their results are the same bit for bit.
@@ -156,6 +161,9 @@ struct job {
   int heads, len, cap, hd; /* attention: q [heads][hd], k and v [heads][cap][hd] */
   const float *q, *k, *v;
   float *y;
+  /* layer norm over M rows of K: inputs, and outputs (xhat and rstd are saved forward) */
+  const float *ln_x, *ln_gain, *ln_bias, *ln_dy, *ln_xhat_saved, *ln_rstd_saved;
+  float *ln_y, *ln_xhat, *ln_rstd, *ln_dx, *ln_dgain, *ln_dbias;
 };
 
 static struct job current;
@@ -539,4 +547,122 @@ void hrl_causal_softmax_grad(int rows, int T, const float *y, const float *dy, f
   if (rows <= 0 || T <= 0) return;
   struct job job = {.run = causal_softmax_part, .N = rows, .len = T, .q = y, .k = dy, .y = dx};
   run_job(job, rows >= 256 ? MAX_THREADS : 1);
+}
+
+/*
+ * One AdamW step as optim.ts's tfjs ops compute it, operation for operation:
+ *   m' = m b1 + g (1 - b1);  v' = v b2 + g² (1 - b2);
+ *   w' = (keep ? w keep : w) - ((m' / c1) / (sqrt(v' / c2) + eps)) lr
+ * s holds the float32 scalars b1, 1 - b1, b2, 1 - b2, c1, c2, eps, keep (the decay factor),
+ * lr, and 1 when the weight decays (else 0: w is taken as it is).
+ */
+NO_FMA void hrl_adamw(int n, const float *s, const float *w, const float *m, const float *v,
+                      const float *g, float *w_out, float *m_out, float *v_out) {
+  const float b1 = s[0], ob1 = s[1], b2 = s[2], ob2 = s[3], c1 = s[4], c2 = s[5], eps = s[6];
+  const float keep = s[7], lr = s[8];
+  const int decays = s[9] != 0;
+  for (int i = 0; i < n; i++) {
+    float m_decayed = m[i] * b1;
+    float g_part = g[i] * ob1;
+    float m_next = m_decayed + g_part;
+    float v_decayed = v[i] * b2;
+    float g_square = g[i] * g[i];
+    float g2_part = g_square * ob2;
+    float v_next = v_decayed + g2_part;
+    float m_hat = m_next / c1;
+    float v_hat = v_next / c2;
+    float root = sqrtf(v_hat);
+    float denominator = root + eps;
+    float update = m_hat / denominator;
+    float weight = decays ? w[i] * keep : w[i];
+    float step = update * lr;
+    w_out[i] = weight - step;
+    m_out[i] = m_next;
+    v_out[i] = v_next;
+  }
+}
+
+/* ---- Layer normalisation over rows of n floats. ---- */
+
+static void layer_norm_part(const struct job *job, int part) {
+  int n = job->K;
+  size_t first = (size_t)job->M * part / job->parts;
+  size_t last = (size_t)job->M * (part + 1) / job->parts;
+  for (size_t r = first; r < last; r++) {
+    const float *x = job->ln_x + r * n;
+    float *y = job->ln_y + r * n, *xhat = job->ln_xhat + r * n;
+    float sum = 0;
+    for (int j = 0; j < n; j++) sum += x[j];
+    float mean = sum / n;
+    float squares = 0;
+    for (int j = 0; j < n; j++) {
+      float c = x[j] - mean;
+      xhat[j] = c;
+      squares += c * c;
+    }
+    float rstd = 1.0f / sqrtf(squares / n + 1e-5f);
+    job->ln_rstd[r] = rstd;
+    for (int j = 0; j < n; j++) {
+      xhat[j] *= rstd;
+      y[j] = xhat[j] * job->ln_gain[j] + job->ln_bias[j];
+    }
+  }
+}
+
+/* dx for rows [first, last): rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy gain. */
+static void layer_norm_grad_part(const struct job *job, int part) {
+  int n = job->K;
+  size_t first = (size_t)job->M * part / job->parts;
+  size_t last = (size_t)job->M * (part + 1) / job->parts;
+  const float *gain = job->ln_gain;
+  for (size_t r = first; r < last; r++) {
+    const float *dy = job->ln_dy + r * n, *xhat = job->ln_xhat_saved + r * n;
+    float *dx = job->ln_dx + r * n;
+    float s1 = 0, s2 = 0;
+    for (int j = 0; j < n; j++) {
+      float d = dy[j] * gain[j];
+      s1 += d;
+      s2 += d * xhat[j];
+    }
+    float m1 = s1 / n, m2 = s2 / n, rstd = job->ln_rstd_saved[r];
+    for (int j = 0; j < n; j++) dx[j] = rstd * (dy[j] * gain[j] - m1 - xhat[j] * m2);
+  }
+}
+
+/* dgain = Σ dy xhat and dbias = Σ dy over the rows, in row order, for columns [first, last). */
+static void layer_norm_sums_part(const struct job *job, int part) {
+  int n = job->K;
+  int first = n * part / job->parts, last = n * (part + 1) / job->parts;
+  for (int j = first; j < last; j++) {
+    job->ln_dgain[j] = 0;
+    job->ln_dbias[j] = 0;
+  }
+  for (size_t r = 0; r < (size_t)job->M; r++) {
+    const float *dy = job->ln_dy + r * n, *xhat = job->ln_xhat_saved + r * n;
+    for (int j = first; j < last; j++) {
+      job->ln_dgain[j] += dy[j] * xhat[j];
+      job->ln_dbias[j] += dy[j];
+    }
+  }
+}
+
+/* y = (x - mean) rstd gain + bias per row of n; also writes xhat [rows][n] and rstd [rows]. */
+void hrl_layer_norm(int rows, int n, const float *x, const float *gain, const float *bias,
+                    float *y, float *xhat, float *rstd) {
+  if (rows <= 0 || n <= 0) return;
+  struct job job = {.run = layer_norm_part, .M = rows, .K = n, .ln_x = x, .ln_gain = gain,
+                    .ln_bias = bias, .ln_y = y, .ln_xhat = xhat, .ln_rstd = rstd};
+  run_job(job, rows >= 64 ? MAX_THREADS : 1);
+}
+
+/* dx [rows][n], dgain and dbias [n] of hrl_layer_norm from dy and its saved xhat and rstd. */
+void hrl_layer_norm_grad(int rows, int n, const float *dy, const float *gain, const float *xhat,
+                         const float *rstd, float *dx, float *dgain, float *dbias) {
+  if (rows <= 0 || n <= 0) return;
+  struct job job = {.run = layer_norm_grad_part, .M = rows, .K = n, .ln_dy = dy,
+                    .ln_gain = gain, .ln_xhat_saved = xhat, .ln_rstd_saved = rstd, .ln_dx = dx};
+  run_job(job, rows >= 64 ? MAX_THREADS : 1);
+  struct job sums = {.run = layer_norm_sums_part, .M = rows, .K = n, .ln_dy = dy,
+                     .ln_xhat_saved = xhat, .ln_dgain = dgain, .ln_dbias = dbias};
+  run_job(sums, n >= 64 ? MAX_THREADS : 1);
 }

@@ -13,6 +13,21 @@
 
 import * as tf from "@tensorflow/tfjs-core";
 import type { AdamWState, SequenceModel, TensorData } from "./model.ts";
+import { nativeAdamW } from "./native.ts";
+import { heapTensors } from "./wasm_heap.ts";
+
+const f32 = Math.fround;
+
+/** Whether {@link AdamW} runs its step natively where it can (default true; tests compare). */
+let nativeSteps = true;
+
+/**
+ * Whether AdamW steps run natively on wasm when the native kernels are loaded (default true).
+ * Both ways give the same bits: the native step does tfjs's float32 operations in its order.
+ */
+export function useNativeAdamW(on: boolean): void {
+  nativeSteps = on;
+}
 
 /** Settings of {@link AdamW}. */
 export interface AdamWOptions {
@@ -76,18 +91,47 @@ export class AdamW {
     this.step++;
     const correction1 = 1 - this.beta1 ** this.step;
     const correction2 = 1 - this.beta2 ** this.step;
+    const native = nativeSteps && tf.getBackend() === "wasm" ? nativeAdamW() : null;
     for (const [name, variable] of this.#variables) {
       const m = this.#m.get(name)!;
       const v = this.#v.get(name)!;
+      const decay = variable.rank >= 2 ? lr * this.weightDecay : 0;
+      const grad = grads.get(name);
+      if (native !== null && grad !== undefined && variable.dtype === "float32") {
+        // The tfjs ops below in one pass, with the float32 scalars they would make.
+        const scalars = Float32Array.of(
+          this.beta1,
+          f32(1 - this.beta1),
+          this.beta2,
+          f32(1 - this.beta2),
+          correction1,
+          correction2,
+          this.epsilon,
+          f32(1 - decay),
+          lr,
+          decay > 0 ? 1 : 0,
+        );
+        tf.tidy(() => {
+          const [w2, m2, v2] = heapTensors(
+            [variable.shape, variable.shape, variable.shape],
+            [variable, m, v, grad],
+            (outs, ins) =>
+              native(scalars, ins[0]!, ins[1]!, ins[2]!, ins[3]!, outs[0], outs[1], outs[2]),
+          );
+          variable.assign(w2);
+          m.assign(m2);
+          v.assign(v2);
+        });
+        continue;
+      }
       tf.tidy(() => {
-        const g = grads.get(name) ?? tf.zerosLike(variable);
+        const g = grad ?? tf.zerosLike(variable);
         const mNext = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
         const vNext = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         const update = tf.div(
           tf.div(mNext, correction1),
           tf.add(tf.sqrt(tf.div(vNext, correction2)), this.epsilon),
         );
-        const decay = variable.rank >= 2 ? lr * this.weightDecay : 0;
         // w <- w - lr * wd * w - lr * update  (decay decoupled from the gradient)
         const decayed = decay > 0 ? tf.mul(variable, 1 - decay) : variable;
         variable.assign(tf.sub(decayed, tf.mul(update, lr)));

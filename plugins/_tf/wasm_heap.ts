@@ -9,25 +9,40 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 
 /**
- * A new float32 tensor of `shape` on the wasm backend, filled by `write` from the memory of
- * `inputs` (null stays null). Views are taken after the output is allocated, which may grow
+ * New float32 tensors of `shapes` on the wasm backend, filled by `write` from the memory of
+ * `inputs` (null stays null). Views are taken after every output is allocated, which may grow
  * the heap and detach earlier ones.
+ *
+ * @param shapes the outputs' shapes
+ * @param inputs tensors on the wasm backend, or null
+ * @param write fills the outputs from the inputs' values
+ * @returns the outputs, tracked like any tensor (inside `tf.tidy` too)
+ */
+export function heapTensors(
+  shapes: number[][],
+  inputs: (tf.Tensor | null)[],
+  write: (outs: Float32Array[], views: (Float32Array | null)[]) => void,
+): tf.Tensor[] {
+  const backend = tf.backend() as unknown as BackendWasm;
+  const infos = shapes.map((shape) => backend.makeOutput(shape, "float32"));
+  const view = (info: tf.TensorInfo) => backend.typedArrayFromHeap(info) as Float32Array;
+  write(infos.map(view), inputs.map((t) => t === null ? null : view(t)));
+  return infos.map((info) => tf.engine().makeTensorFromTensorInfo(info));
+}
+
+/**
+ * One new float32 tensor of `shape` on the wasm backend, filled by `write` (see
+ * {@link heapTensors}).
  *
  * @param shape the output's shape
  * @param inputs tensors on the wasm backend, or null
  * @param write fills `out` from the inputs' values
- * @returns the output, tracked like any tensor (inside `tf.tidy` too)
+ * @returns the output
  */
 export function heapTensor(
   shape: number[],
   inputs: (tf.Tensor | null)[],
   write: (out: Float32Array, ...views: (Float32Array | null)[]) => void,
 ): tf.Tensor {
-  const backend = tf.backend() as unknown as BackendWasm;
-  const info = backend.makeOutput(shape, "float32");
-  const views = inputs.map((t) =>
-    t === null ? null : backend.typedArrayFromHeap(t) as Float32Array
-  );
-  write(backend.typedArrayFromHeap(info) as Float32Array, ...views);
-  return tf.engine().makeTensorFromTensorInfo(info);
+  return heapTensors([shape], inputs, (outs, views) => write(outs[0], ...views))[0];
 }
