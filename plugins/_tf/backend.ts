@@ -39,9 +39,15 @@ import {
   type OpenBlasCoreChoice,
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
+  useBatchedProductKernel,
   useSmallProductKernel,
 } from "./openblas.ts";
-import { loadNativeKernels, nativeSmallProduct, SMALL_PRODUCT_MAX_ROWS } from "./native.ts";
+import {
+  loadNativeKernels,
+  nativeBatchedProduct,
+  nativeSmallProduct,
+  SMALL_PRODUCT_MAX_ROWS,
+} from "./native.ts";
 import { installWasmMatMul, uninstallWasmMatMul } from "./wasm_matmul.ts";
 
 // tfjs's own BatchMatMul gradient fails on broadcast batch dims (x [B, T, D] @ w [D, N]).
@@ -339,10 +345,12 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
  */
 function startNativeKernels(options: InitBackendOptions): string {
   useSmallProductKernel(null);
+  useBatchedProductKernel(null);
   if (options.nativeKernels === false) return "";
   try {
     const info = loadNativeKernels();
     useSmallProductKernel(nativeSmallProduct(), SMALL_PRODUCT_MAX_ROWS);
+    useBatchedProductKernel(nativeBatchedProduct());
     const width = info.vectorFloats * 32;
     return `native kernels (${info.compiler}, ${width}-bit vectors, ${info.threads} threads) ` +
       `for products of up to ${SMALL_PRODUCT_MAX_ROWS} rows; `;

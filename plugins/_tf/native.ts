@@ -106,6 +106,11 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  hrl_sgemm_batched: {
+    // batch, M, N, K, transA, transB, A, B, C
+    parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
   hrl_decode_attention: {
     // heads, len, cap, hd, q, k, v, y
     parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
@@ -488,4 +493,28 @@ export function nativeLayerNorm(): NativeLayerNorm | null {
     backward: (n, dy, gain, xhat, rstd, dx, dgain, dbias) =>
       s.hrl_layer_norm_grad(dy.length / n, n, dy, gain, xhat, rstd, dx, dgain, dbias),
   };
+}
+
+/**
+ * The native batch of small products `C[i] = op(A[i])·op(B[i])`, or null before loading:
+ * op(A) `[m, k]` (A stored `[k, m]` when `transA`), op(B) `[k, n]` (B stored `[n, k]` when
+ * `transB`). Returns false when it could not get scratch memory (C is then incomplete).
+ */
+export function nativeBatchedProduct():
+  | ((
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+  ) => boolean)
+  | null {
+  if (native === null) return null;
+  const product = native.lib.symbols.hrl_sgemm_batched;
+  return (batch, m, n, k, transA, transB, a, b, c) =>
+    product(batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, a, b, c) === 0;
 }

@@ -8,6 +8,9 @@
  *   step. BLAS libraries pack (copy) all of B on every call, which for a
  *   768 x 3072 B costs more than the product; this kernel streams B once, in
  *   place, and splits its columns over threads.
+ * - hrl_sgemm_batched: a batch of small products (an attention's per-head
+ *   products), each on one thread, the batch split over the threads, where
+ *   BLAS ran one call (and one round of its threads) per product.
  * - hrl_decode_attention: one query per head against a key/value cache, the
  *   attention of a Transformer's sampling step, in one call instead of two
  *   batched products and a softmax, reading the cache in place.
@@ -161,6 +164,8 @@ struct job {
   int heads, len, cap, hd; /* attention: q [heads][hd], k and v [heads][cap][hd] */
   const float *q, *k, *v;
   float *y;
+  /* batched products: `batch` products C = op(A) op(B), op transposing where asked */
+  int batch, trans_a, trans_b;
   /* layer norm over M rows of K: inputs, and outputs (xhat and rstd are saved forward) */
   const float *ln_x, *ln_gain, *ln_bias, *ln_dy, *ln_xhat_saved, *ln_rstd_saved;
   float *ln_y, *ln_xhat, *ln_rstd, *ln_dx, *ln_dgain, *ln_dbias;
@@ -665,4 +670,73 @@ void hrl_layer_norm_grad(int rows, int n, const float *dy, const float *gain, co
   struct job sums = {.run = layer_norm_sums_part, .M = rows, .K = n, .ln_dy = dy,
                      .ln_xhat_saved = xhat, .ln_dgain = dgain, .ln_dbias = dbias};
   run_job(sums, n >= 64 ? MAX_THREADS : 1);
+}
+
+/* ---- A batch of small products. ---- */
+
+#include <stdlib.h>
+
+/* dst [cols][rows] = src [rows][cols] transposed. */
+static void transpose(const float *src, int rows, int cols, float *dst) {
+  for (int r = 0; r < rows; r++) {
+    for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+  }
+}
+
+/* A thread's scratch of at least n floats (kept for its next job; NULL when out of memory). */
+static float *scratch(float **buffer, size_t *capacity, size_t n) {
+  if (*capacity < n) {
+    free(*buffer);
+    *buffer = malloc(n * sizeof(float));
+    *capacity = *buffer == NULL ? 0 : n;
+  }
+  return *buffer;
+}
+
+static atomic_int batched_failed; /* a thread found no scratch memory */
+
+static void batched_part(const struct job *job, int part) {
+  static _Thread_local float *a_buffer, *b_buffer;
+  static _Thread_local size_t a_capacity, b_capacity;
+  int M = job->M, N = job->N, K = job->K;
+  int first = job->batch * part / job->parts, last = job->batch * (part + 1) / job->parts;
+  for (int item = first; item < last; item++) {
+    const float *a = job->A + (size_t)item * M * K;
+    const float *b = job->B + (size_t)item * K * N;
+    float *c = job->C + (size_t)item * M * N;
+    if (job->trans_a) {
+      float *t = scratch(&a_buffer, &a_capacity, (size_t)M * K);
+      if (t == NULL) {
+        atomic_store(&batched_failed, 1);
+        return;
+      }
+      transpose(a, K, M, t); /* stored [K][M] */
+      a = t;
+    }
+    if (job->trans_b) {
+      float *t = scratch(&b_buffer, &b_capacity, (size_t)K * N);
+      if (t == NULL) {
+        atomic_store(&batched_failed, 1);
+        return;
+      }
+      transpose(b, N, K, t); /* stored [N][K] */
+      b = t;
+    }
+    product_columns(M, 0, N, K, a, b, N, c);
+  }
+}
+
+/*
+ * C[i] = op(A[i]) op(B[i]) for i < batch: op(A) [M][K] (A stored [K][M] when trans_a), op(B)
+ * [K][N] (B stored [N][K] when trans_b), C [M][N]; all dense, row-major, one after another.
+ * Returns 0, or -1 when scratch memory could not be had (C is then incomplete).
+ */
+int hrl_sgemm_batched(int batch, int M, int N, int K, int trans_a, int trans_b, const float *A,
+                      const float *B, float *C) {
+  if (batch <= 0 || M <= 0 || N <= 0) return 0;
+  struct job job = {.run = batched_part, .batch = batch, .M = M, .N = N, .K = K,
+                    .trans_a = trans_a, .trans_b = trans_b, .A = A, .B = B, .C = C};
+  atomic_store(&batched_failed, 0);
+  run_job(job, batch);
+  return atomic_load(&batched_failed) ? -1 : 0;
 }

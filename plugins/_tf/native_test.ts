@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { assertClose, lcg, runOn } from "./testdata/numeric.ts";
-import { loadNativeKernels, nativeSmallProduct } from "./native.ts";
+import { loadNativeKernels, nativeBatchedProduct, nativeSmallProduct } from "./native.ts";
 import { hasNative, hasOpenBlas } from "./testdata/libraries.ts";
 
 /** C = A B in float64, A [m, k], B [k, n] row-major. */
@@ -113,5 +113,51 @@ Deno.test({
     assert.match(info.library, /native-kernels-[0-9a-f]{16}\.(so|dylib|dll)$/);
     assert.equal(loadNativeKernels().library, info.library);
     assert.ok([4, 8, 16].includes(info.vectorFloats), `vector floats ${info.vectorFloats}`);
+  },
+});
+
+Deno.test({
+  name:
+    "the native batched product equals a float64 product for every transpose, on any thread count (needs cc)",
+  ignore: !hasNative,
+  fn: () => {
+    const product = nativeBatchedProduct()!;
+    const [batch, m, n, k] = [5, 19, 37, 11];
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const a = Float32Array.from(lcg(batch * m * k, 1));
+        const b = Float32Array.from(lcg(batch * k * n, 2));
+        const results = [1, 2, 3].map((threads) => {
+          loadNativeKernels({ threads });
+          const c = new Float32Array(batch * m * n).fill(Number.NaN);
+          assert.ok(product(batch, m, n, k, transA, transB, a, b, c));
+          return c;
+        });
+        loadNativeKernels({ threads: navigator.hardwareConcurrency });
+        for (let i = 0; i < batch; i++) {
+          // Untransposed copies of item i, then the float64 product.
+          const ai = new Float32Array(m * k), bi = new Float32Array(k * n);
+          for (let r = 0; r < m; r++) {
+            for (let p = 0; p < k; p++) {
+              ai[r * k + p] = transA ? a[i * m * k + p * m + r] : a[i * m * k + r * k + p];
+            }
+          }
+          for (let p = 0; p < k; p++) {
+            for (let col = 0; col < n; col++) {
+              bi[p * n + col] = transB ? b[i * k * n + col * k + p] : b[i * k * n + p * n + col];
+            }
+          }
+          const what = `item ${i}, transA ${transA}, transB ${transB}`;
+          assertClose(
+            [...results[0].subarray(i * m * n, (i + 1) * m * n)],
+            reference(m, n, k, ai, bi),
+            1e-4,
+            what,
+          );
+        }
+        assert.deepEqual(results[1], results[0]);
+        assert.deepEqual(results[2], results[0]);
+      }
+    }
   },
 });

@@ -283,6 +283,35 @@ export function useSmallProductKernel(product: SmallProduct | null, maxRows = 16
   small = product === null ? null : { product, maxRows };
 }
 
+/** A batch of small products (see `nativeBatchedProduct` in native.ts); false: not done. */
+export type BatchedProduct = (
+  batch: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+) => boolean;
+
+/** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
+const BATCHED_PRODUCT_MAX_OPERAND = 2 ** 18;
+
+let batched: BatchedProduct | null = null;
+
+/**
+ * Routes batched products without broadcasting whose operands are small (an attention's
+ * per-head products) to `product`, one call for the whole batch, instead of one
+ * `cblas_sgemm` call per item; null goes back to `cblas_sgemm`.
+ *
+ * @param product the kernel, e.g. `nativeBatchedProduct()`, or null
+ */
+export function useBatchedProductKernel(product: BatchedProduct | null): void {
+  batched = product;
+}
+
 /** The stock wasm kernels, kept while ours are installed. */
 let originals: { batchMatMul: tf.KernelConfig; fusedMatMul: tf.KernelConfig } | null = null;
 
@@ -442,6 +471,13 @@ function sgemmProduct(
       outVals,
       n,
     );
+    return out;
+  }
+  if (
+    batched !== null && batch > 1 && batchA === batch && batchB === batch &&
+    m * k <= BATCHED_PRODUCT_MAX_OPERAND && k * n <= BATCHED_PRODUCT_MAX_OPERAND &&
+    batched(batch, m, n, k, transposeA, transposeB, aVals, bVals, outVals)
+  ) {
     return out;
   }
   const aIndex = batchA === batch ? null : broadcastBatchIndex(outOuter, outerA);
