@@ -41,67 +41,38 @@ export interface PianoRoll {
   data: Float32Array;
 }
 
-/** A piece's grid with what it was built from, to notice a piece whose beats changed. */
-interface CachedGrid {
-  beatsSec: readonly number[];
-  beatCount: number;
-  tempoBpm: number;
-  grid: BeatGrid;
-}
-
-// Quantising a piece maps every note through its grid, and building one reads all beats.
-const grids = new WeakMap<Piece, CachedGrid>();
-
-/** The piece's beat grid (theory.ts's one implementation), built once per piece. */
-function gridOf(piece: Piece): BeatGrid {
-  const cached = grids.get(piece);
-  if (
-    cached?.beatsSec === piece.beatsSec && cached.beatCount === piece.beatsSec.length &&
-    Object.is(cached.tempoBpm, piece.tempoBpm)
-  ) {
-    return cached.grid;
-  }
-  const grid = beatGrid(piece);
-  grids.set(piece, {
-    beatsSec: piece.beatsSec,
-    beatCount: piece.beatsSec.length,
-    tempoBpm: piece.tempoBpm,
-    grid,
-  });
-  return grid;
-}
-
 /**
- * Maps a time to a fractional grid step on the piece's beat grid
+ * Maps a time to a fractional grid step on a piece's beat grid
  * ({@linkcode beatGrid}: linear between beats, the first/last beat interval
  * beyond the ends, repeated or out-of-order beats dropped; `tempoBpm` when the
- * piece has fewer than two beats).
+ * piece has fewer than two beats). Build the grid once per piece.
  *
- * @param piece The piece whose `beatsSec` defines the grid.
+ * @param grid The piece's `beatGrid(piece)`.
  * @param sec A time in seconds.
  * @param stepsPerBeat Grid resolution.
  * @returns The step, not rounded.
  * @example
  * ```ts
  * import { secToStep } from "./pianoroll.ts";
+ * import { beatGrid } from "./theory.ts";
  * const piece = { id: "a", notes: [], tempoBpm: 120, beatsPerBar: 4, beatsSec: [0, 0.5, 1] };
- * console.assert(secToStep(piece, 0.75, 4) === 6);
+ * console.assert(secToStep(beatGrid(piece), 0.75, 4) === 6);
  * ```
  */
-export function secToStep(piece: Piece, sec: number, stepsPerBeat: number): number {
-  return gridOf(piece).position(sec) * stepsPerBeat;
+export function secToStep(grid: BeatGrid, sec: number, stepsPerBeat: number): number {
+  return grid.position(sec) * stepsPerBeat;
 }
 
 /**
  * Maps a grid step back to seconds (inverse of {@linkcode secToStep}).
  *
- * @param piece The piece whose `beatsSec` defines the grid.
+ * @param grid The piece's `beatGrid(piece)`.
  * @param step A (possibly fractional) grid step.
  * @param stepsPerBeat Grid resolution.
  * @returns The time in seconds.
  */
-export function stepToSec(piece: Piece, step: number, stepsPerBeat: number): number {
-  return gridOf(piece).time(step / stepsPerBeat);
+export function stepToSec(grid: BeatGrid, step: number, stepsPerBeat: number): number {
+  return grid.time(step / stepsPerBeat);
 }
 
 /**
@@ -128,14 +99,14 @@ export function inRollRange(pitch: number): boolean {
  * Quantises one note to the grid: onset rounded to the nearest step, end
  * rounded too but at least one step after the onset.
  *
- * @param piece The note's piece (its beat grid).
+ * @param grid The beat grid of the note's piece (`beatGrid(piece)`).
  * @param note The note.
  * @param stepsPerBeat Grid resolution.
  * @returns The grid note (the pitch is not range-checked).
  */
-export function quantizeNote(piece: Piece, note: Note, stepsPerBeat: number): GridNote {
-  const onStep = Math.round(secToStep(piece, note.startSec, stepsPerBeat));
-  const endStep = Math.max(onStep + 1, Math.round(secToStep(piece, note.endSec, stepsPerBeat)));
+export function quantizeNote(grid: BeatGrid, note: Note, stepsPerBeat: number): GridNote {
+  const onStep = Math.round(secToStep(grid, note.startSec, stepsPerBeat));
+  const endStep = Math.max(onStep + 1, Math.round(secToStep(grid, note.endSec, stepsPerBeat)));
   return { pitch: note.pitch, onStep, endStep };
 }
 
@@ -149,9 +120,10 @@ export function quantizeNote(piece: Piece, note: Note, stepsPerBeat: number): Gr
  */
 export function pieceToGridNotes(piece: Piece, stepsPerBeat: number): GridNote[] {
   const out: GridNote[] = [];
+  const grid = beatGrid(piece);
   for (const note of piece.notes) {
     if (!inRollRange(note.pitch)) continue;
-    const g = quantizeNote(piece, note, stepsPerBeat);
+    const g = quantizeNote(grid, note, stepsPerBeat);
     if (g.onStep < 0) continue;
     out.push(g);
   }
@@ -332,8 +304,9 @@ export function matchRollNotes(
   for (const g of gridNotes) onsets.add(g.onStep * 128 + g.pitch);
   const originalCells = new Set<number>();
   const kept: Note[] = [], removed: Note[] = [], outside: Note[] = [];
+  const grid = beatGrid(original);
   for (const note of original.notes) {
-    const g = quantizeNote(original, note, stepsPerBeat);
+    const g = quantizeNote(grid, note, stepsPerBeat);
     if (!inRollRange(note.pitch) || g.onStep < 0) {
       outside.push(note);
       continue;
@@ -350,20 +323,20 @@ export function matchRollNotes(
 /**
  * Turns a grid note into a note on the piece's time line.
  *
- * @param piece Gives the beat grid.
+ * @param grid The beat grid of the piece it goes into (`beatGrid(piece)`).
  * @param g The grid note.
  * @param options `stepsPerBeat` and the `velocity` to give it.
  * @returns The note, with grid timing.
  */
 export function gridNoteToNote(
-  piece: Piece,
+  grid: BeatGrid,
   g: GridNote,
   options: { stepsPerBeat: number; velocity: number },
 ): Note {
   return {
     pitch: g.pitch,
-    startSec: stepToSec(piece, g.onStep, options.stepsPerBeat),
-    endSec: stepToSec(piece, g.endStep, options.stepsPerBeat),
+    startSec: stepToSec(grid, g.onStep, options.stepsPerBeat),
+    endSec: stepToSec(grid, g.endStep, options.stepsPerBeat),
     velocity: options.velocity,
   };
 }
@@ -402,14 +375,15 @@ export function rollToPiece(
   original: Piece,
   options: { threshold?: number } = {},
 ): { piece: Piece; match: RollMatch } {
-  const grid = rollToGridNotes(roll.data, options);
-  const match = matchRollNotes(original, grid, roll.stepsPerBeat);
+  const gridNotes = rollToGridNotes(roll.data, options);
+  const match = matchRollNotes(original, gridNotes, roll.stepsPerBeat);
   const velocity = meanVelocity(original);
+  const grid = beatGrid(original);
   const notes = [
     ...match.kept,
     ...match.outside,
     ...match.added.map((g) =>
-      gridNoteToNote(original, g, { stepsPerBeat: roll.stepsPerBeat, velocity })
+      gridNoteToNote(grid, g, { stepsPerBeat: roll.stepsPerBeat, velocity })
     ),
   ];
   return { piece: { ...original, notes: sortNotes(notes) }, match };

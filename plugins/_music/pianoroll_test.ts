@@ -46,36 +46,41 @@ const UNEVEN: Piece = {
 };
 
 Deno.test("secToStep() follows an uneven beat grid and extrapolates past its ends", () => {
-  const piece = UNEVEN;
-  assert.equal(secToStep(piece, 0.25, 4), 2); // half of beat 0
-  assert.equal(secToStep(piece, 1, 4), 6); // half of beat 1 (1 s long)
-  assert.equal(secToStep(piece, 2.5, 4), 12); // 1 s past the last beat at its 1 s length
-  assert.equal(secToStep(piece, -0.25, 4), -2);
+  const grid = beatGrid(UNEVEN);
+  assert.equal(secToStep(grid, 0.25, 4), 2); // half of beat 0
+  assert.equal(secToStep(grid, 1, 4), 6); // half of beat 1 (1 s long)
+  assert.equal(secToStep(grid, 2.5, 4), 12); // 1 s past the last beat at its 1 s length
+  assert.equal(secToStep(grid, -0.25, 4), -2);
   for (const step of [-2, 0, 3, 6, 7.5, 12]) {
-    assert.ok(Math.abs(secToStep(piece, stepToSec(piece, step, 4), 4) - step) < 1e-9);
+    assert.ok(Math.abs(secToStep(grid, stepToSec(grid, step, 4), 4) - step) < 1e-9);
   }
   // Without a grid the tempo gives it: 90 BPM, 2/3 s per beat.
   const noGrid: Piece = { id: "t", notes: [], tempoBpm: 90, beatsPerBar: 3, beatsSec: [] };
-  assert.ok(Math.abs(secToStep(noGrid, 2, 2) - 6) < 1e-9);
+  assert.ok(Math.abs(secToStep(beatGrid(noGrid), 2, 2) - 6) < 1e-9);
   assert.equal(segmentSteps(noGrid, { bars: 2, stepsPerBeat: 4 }), 24);
 });
 
 Deno.test("secToStep() drops a repeated beat time, as theory.ts's beatGrid() does", () => {
-  const clean = UNEVEN;
-  const repeated: Piece = { ...clean, beatsSec: [0, 0.5, 0.5, 1.5] };
-  const grid = beatGrid(clean);
+  const clean = beatGrid(UNEVEN);
+  const repeated = beatGrid({ ...UNEVEN, beatsSec: [0, 0.5, 0.5, 1.5] });
   for (const sec of [-0.25, 0.25, 0.5, 0.75, 1, 2.5]) {
     assert.equal(secToStep(repeated, sec, 4), secToStep(clean, sec, 4));
-    assert.equal(secToStep(repeated, sec, 4), grid.position(sec) * 4);
+    assert.equal(secToStep(repeated, sec, 4), clean.position(sec) * 4);
   }
   // Counted as a beat of its own, the repeat would put 0.75 s on step 9 (beat 2.25), not 5.
   assert.equal(secToStep(repeated, 0.75, 4), 5);
   assert.equal(stepToSec(repeated, 6, 4), 1);
-  // A piece whose beats change is mapped on its new grid.
-  repeated.beatsSec = [0, 1];
-  assert.equal(secToStep(repeated, 0.75, 4), 3);
-  repeated.beatsSec.push(1.5);
-  assert.equal(secToStep(repeated, 1.25, 4), 6);
+});
+
+Deno.test("pieceToGridNotes() quantises on the piece's beats as they are now, also after an edit in place", () => {
+  const piece: Piece = {
+    ...UNEVEN,
+    beatsSec: [0, 0.5, 1.5],
+    notes: [{ pitch: 60, startSec: 1, endSec: 1.5, velocity: 80 }],
+  };
+  assert.deepEqual(pieceToGridNotes(piece, 4), [{ pitch: 60, onStep: 6, endStep: 8 }]);
+  piece.beatsSec[2] = 1; // beat 2 now at 1 s, beats 0.5 s apart: the note covers beats 2 to 3
+  assert.deepEqual(pieceToGridNotes(piece, 4), [{ pitch: 60, onStep: 8, endStep: 12 }]);
 });
 
 Deno.test("pieceToRoll() sets onset and sustain cells of a hand-made piece", () => {

@@ -57,7 +57,7 @@ import type { RolloutPieces } from "../_music/artifacts.ts";
 import { type MidiCorpus, type Note, type Piece, sortNotes } from "../_music/types.ts";
 import { clashRate, dissonantPairRate, outOfKeyTimeRate } from "../_music/metrics.ts";
 import { judgeNotes, type JudgeOptions } from "../_music/note_judge.ts";
-import { findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
+import { beatGrid, findKey, isDissonantInterval, pitchClass } from "../_music/theory.ts";
 import {
   type GridNote,
   gridNoteToNote,
@@ -175,10 +175,11 @@ export function applyPreserve(
 ): { piece: Piece; removed: number; moved: number; added: number; kept: number } {
   const { stepsPerBeat, preserve } = options;
   const match = matchRollNotes(piece, refinedNotes, stepsPerBeat);
+  const beats = beatGrid(piece);
   if (preserve === "none" || preserve === "remove-only") {
     const velocity = meanVelocity(piece);
     const added = preserve === "none"
-      ? match.added.map((g) => gridNoteToNote(piece, g, { stepsPerBeat, velocity }))
+      ? match.added.map((g) => gridNoteToNote(beats, g, { stepsPerBeat, velocity }))
       : [];
     return {
       piece: { ...piece, notes: sortNotes([...match.kept, ...match.outside, ...added]) },
@@ -199,7 +200,7 @@ export function applyPreserve(
     keys[Math.min(segments - 1, Math.floor(onStep / options.segmentSteps))];
   const clashes = preserve === "consonant" ? dissonantCells(grid) : new Set<number>();
   const isSuspect = (note: Note) => {
-    const g = quantizeNote(piece, note, stepsPerBeat);
+    const g = quantizeNote(beats, note, stepsPerBeat);
     return !keyAt(g.onStep)[pitchClass(note.pitch)] || clashes.has(g.onStep * 128 + g.pitch);
   };
   const notes: Note[] = [...match.outside, ...match.kept];
@@ -213,7 +214,7 @@ export function applyPreserve(
       kept++;
       continue;
     }
-    const g = quantizeNote(piece, note, stepsPerBeat);
+    const g = quantizeNote(beats, note, stepsPerBeat);
     let best: GridNote | undefined;
     let bestCost = Infinity;
     for (const a of match.added) {
@@ -472,8 +473,9 @@ export function refinePieces(
     const roll = useModel ? joinRoll(segmentsOf[i], stepsPerBeat) : undefined;
     let result: { piece: Piece; removed: number; moved: number; added: number; kept: number };
     if (preserve === "judge") {
+      const beats = beatGrid(piece);
       const evidence = roll === undefined ? undefined : (index: number, pitch: number) => {
-        const onStep = quantizeNote(piece, piece.notes[index], stepsPerBeat).onStep;
+        const onStep = quantizeNote(beats, piece.notes[index], stepsPerBeat).onStep;
         const key = pitch - LOWEST_PITCH;
         if (onStep < 0 || onStep >= roll.steps || key < 0 || key >= PITCH_COUNT) return 0;
         return roll.data[(onStep * PITCH_COUNT + key) * 2];
