@@ -300,14 +300,38 @@ export function nativeCpuHasAvx512(): boolean | null {
   return native === null ? null : native.lib.symbols.hrl_cpu_has_avx512() === 1;
 }
 
+/** `C = A B` on dense row-major float32 arrays: A `[m, k]`, B `[k, n]`, C `[m, n]`. */
+export type SmallProduct = (
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+) => void;
+
+/**
+ * A batch of small products `C[i] = op(A[i])·op(B[i])`: op(A) `[m, k]` (A stored `[k, m]` when
+ * `transA`), op(B) `[k, n]` (B stored `[n, k]` when `transB`). Returns false when it could not
+ * get scratch memory (C is then incomplete).
+ */
+export type BatchedProduct = (
+  batch: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+) => boolean;
+
 /**
  * The native `C = A B` for A with at most {@link SMALL_PRODUCT_MAX_ROWS} rows, or null before
- * {@link loadNativeKernels} succeeded. All three are dense row-major float32: A `[m, k]`,
- * B `[k, n]`, C `[m, n]`.
+ * {@link loadNativeKernels} succeeded.
  */
-export function nativeSmallProduct():
-  | ((m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array) => void)
-  | null {
+export function nativeSmallProduct(): SmallProduct | null {
   if (native === null) return null;
   const product = native.lib.symbols.hrl_sgemm_small;
   return (m, n, k, a, b, c) => product(m, n, k, a, b, c);
@@ -495,24 +519,8 @@ export function nativeLayerNorm(): NativeLayerNorm | null {
   };
 }
 
-/**
- * The native batch of small products `C[i] = op(A[i])·op(B[i])`, or null before loading:
- * op(A) `[m, k]` (A stored `[k, m]` when `transA`), op(B) `[k, n]` (B stored `[n, k]` when
- * `transB`). Returns false when it could not get scratch memory (C is then incomplete).
- */
-export function nativeBatchedProduct():
-  | ((
-    batch: number,
-    m: number,
-    n: number,
-    k: number,
-    transA: boolean,
-    transB: boolean,
-    a: Float32Array,
-    b: Float32Array,
-    c: Float32Array,
-  ) => boolean)
-  | null {
+/** The native {@link BatchedProduct}, or null before {@link loadNativeKernels} succeeded. */
+export function nativeBatchedProduct(): BatchedProduct | null {
   if (native === null) return null;
   const product = native.lib.symbols.hrl_sgemm_batched;
   return (batch, m, n, k, transA, transB, a, b, c) =>

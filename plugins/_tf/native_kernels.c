@@ -695,6 +695,19 @@ static float *scratch(float **buffer, size_t *capacity, size_t n) {
 
 static atomic_int batched_failed; /* a thread found no scratch memory */
 
+/* src [rows][cols] transposed into a thread's scratch; NULL (and batched_failed set) when
+ * there is no memory for it. */
+static const float *transposed(const float *src, int rows, int cols, float **buffer,
+                               size_t *capacity) {
+  float *t = scratch(buffer, capacity, (size_t)rows * cols);
+  if (t == NULL) {
+    atomic_store(&batched_failed, 1);
+    return NULL;
+  }
+  transpose(src, rows, cols, t);
+  return t;
+}
+
 static void batched_part(const struct job *job, int part) {
   static _Thread_local float *a_buffer, *b_buffer;
   static _Thread_local size_t a_capacity, b_capacity;
@@ -704,24 +717,8 @@ static void batched_part(const struct job *job, int part) {
     const float *a = job->A + (size_t)item * M * K;
     const float *b = job->B + (size_t)item * K * N;
     float *c = job->C + (size_t)item * M * N;
-    if (job->trans_a) {
-      float *t = scratch(&a_buffer, &a_capacity, (size_t)M * K);
-      if (t == NULL) {
-        atomic_store(&batched_failed, 1);
-        return;
-      }
-      transpose(a, K, M, t); /* stored [K][M] */
-      a = t;
-    }
-    if (job->trans_b) {
-      float *t = scratch(&b_buffer, &b_capacity, (size_t)K * N);
-      if (t == NULL) {
-        atomic_store(&batched_failed, 1);
-        return;
-      }
-      transpose(b, N, K, t); /* stored [N][K] */
-      b = t;
-    }
+    if (job->trans_a && (a = transposed(a, K, M, &a_buffer, &a_capacity)) == NULL) return;
+    if (job->trans_b && (b = transposed(b, N, K, &b_buffer, &b_capacity)) == NULL) return;
     product_columns(M, 0, N, K, a, b, N, c);
   }
 }

@@ -28,7 +28,7 @@ import {
   type WasmKernelArgs,
 } from "./wasm_kernels.ts";
 import { errorMessage } from "../../mod.ts";
-import { nativeCpuHasAvx512 } from "./native.ts";
+import { type BatchedProduct, nativeCpuHasAvx512, type SmallProduct } from "./native.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -251,16 +251,6 @@ export function setOpenBlasThreads(threads: number): boolean {
   return true;
 }
 
-/** `C = A B` on dense row-major float32 arrays: A `[m, k]`, B `[k, n]`, C `[m, n]`. */
-export type SmallProduct = (
-  m: number,
-  n: number,
-  k: number,
-  a: Float32Array,
-  b: Float32Array,
-  c: Float32Array,
-) => void;
-
 /**
  * The most elements of B (16 MiB of floats) for the small-product kernel: a larger B does not
  * stay in cache from one product to the next, and OpenBLAS streams it faster.
@@ -282,19 +272,6 @@ let small: { product: SmallProduct; maxRows: number } | null = null;
 export function useSmallProductKernel(product: SmallProduct | null, maxRows = 16): void {
   small = product === null ? null : { product, maxRows };
 }
-
-/** A batch of small products (see `nativeBatchedProduct` in native.ts); false: not done. */
-export type BatchedProduct = (
-  batch: number,
-  m: number,
-  n: number,
-  k: number,
-  transA: boolean,
-  transB: boolean,
-  a: Float32Array,
-  b: Float32Array,
-  c: Float32Array,
-) => boolean;
 
 /** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
 const BATCHED_PRODUCT_MAX_OPERAND = 2 ** 18;
