@@ -37,6 +37,7 @@
 export {
   definePlugin,
   DivergenceError,
+  errorFirstLine,
   errorMessage,
   isStagePlugin,
   jsonCodec,

@@ -465,6 +465,26 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * The first line of what was thrown: for one-line reasons in logs and in the errors that
+ * wrap it (library loaders and compilers write several lines).
+ *
+ * @param error What was thrown.
+ * @returns The first line of its message: an `Error`'s, or any object's `message`, else it as
+ *   a string.
+ * @example
+ * ```ts
+ * import { errorFirstLine } from "../mod.ts";
+ * console.log(errorFirstLine(new Error("cannot open\n  at x.ts:1"))); // cannot open
+ * ```
+ */
+export function errorFirstLine(error: unknown): string {
+  const message = error instanceof Error
+    ? error.message
+    : (error as { message?: unknown } | null)?.message ?? error;
+  return String(message).split("\n")[0];
+}
+
 /** JSON codec: the default for outputs without one. */
 export const jsonCodec: ArtifactCodec = {
   async save(value, dir) {

@@ -25,6 +25,7 @@ import "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
+import { errorFirstLine } from "../../mod.ts";
 import { registerBackendGradients } from "./backend_gradients.ts";
 import { registerWasmKernels } from "./wasm_kernels.ts";
 import {
@@ -168,7 +169,7 @@ async function startTfjsNode(name: "tfjs-node-gpu" | "tfjs-node"): Promise<Start
   try {
     await import(specifier);
   } catch (e) {
-    throw new Error(`"${pkg}" failed to load: ${firstLine(e)}`);
+    throw new Error(`"${pkg}" failed to load: ${errorFirstLine(e)}`);
   }
   await setTfBackend("tensorflow");
   return { tfBackend: "tensorflow", detail: `libtensorflow via ${pkg}` };
@@ -252,7 +253,7 @@ async function loadWasmModule(): Promise<typeof import("@tensorflow/tfjs-backend
       try {
         Deno.statSync(binary);
       } catch (e) {
-        throw new Error(`"${binary}" cannot be read (${firstLine(e)}); run "deno install"`);
+        throw new Error(`"${binary}" cannot be read (${errorFirstLine(e)}); run "deno install"`);
       }
       module.setWasmPaths(dir);
     }
@@ -284,7 +285,7 @@ async function startWasm(wantThreads: number): Promise<string> {
         // No time limit on the start: on a busy (or stopped) machine it can take minutes, and a
         // start still pending could not be retried. A failed one can, single-threaded.
         disableWasmThreads(module.setThreadsCount);
-        note = ` (threads failed: ${firstLine(e)})`;
+        note = ` (threads failed: ${errorFirstLine(e)})`;
       }
     }
   } else if (wantThreads > 1 && module.getThreadsCount() === 1) {
@@ -349,13 +350,13 @@ function startNativeKernels(options: InitBackendOptions): string {
   if (options.nativeKernels === false) return "";
   try {
     const info = loadNativeKernels();
-    useSmallProductKernel(nativeSmallProduct(), SMALL_PRODUCT_MAX_ROWS);
+    useSmallProductKernel(nativeSmallProduct());
     useBatchedProductKernel(nativeBatchedProduct());
     const width = info.vectorFloats * 32;
     return `native kernels (${info.compiler}, ${width}-bit vectors, ${info.threads} threads) ` +
       `for products of up to ${SMALL_PRODUCT_MAX_ROWS} rows; `;
   } catch (e) {
-    options.log?.(`no native kernels: ${firstLine(e)}`);
+    options.log?.(`no native kernels: ${errorFirstLine(e)}`);
     return "";
   }
 }
@@ -397,11 +398,6 @@ function start(name: Exclude<BackendName, "auto">, options: InitBackendOptions):
     case "cpu":
       return startCpu();
   }
-}
-
-function firstLine(e: unknown): string {
-  const message = e instanceof Error ? e.message : (e as { message?: string })?.message ?? e;
-  return String(message).split("\n")[0];
 }
 
 /** Results of earlier calls, so that repeating one is cheap. */
@@ -482,8 +478,8 @@ export async function initBackend(
         };
         break;
       } catch (e) {
-        log(`skipped "${candidate}": ${firstLine(e)}`);
-        skipped.push({ name: candidate, reason: firstLine(e) });
+        log(`skipped "${candidate}": ${errorFirstLine(e)}`);
+        skipped.push({ name: candidate, reason: errorFirstLine(e) });
       }
     }
     if (chosen === null) {
@@ -504,7 +500,7 @@ export async function initBackend(
         tfBackend: s.tfBackend,
       };
     } catch (e) {
-      throw new Error(`Cannot start backend "${name}": ${firstLine(e)}`);
+      throw new Error(`Cannot start backend "${name}": ${errorFirstLine(e)}`);
     }
   }
   started.set(key, info);

@@ -36,10 +36,6 @@ export function nativeKvCacheAvailable(): boolean {
   return tf.getBackend() === "wasm" && nativeDecodeAttention() !== null;
 }
 
-function wasm(): BackendWasm {
-  return tf.backend() as unknown as BackendWasm;
-}
-
 /** A new buffer of `capacity` positions with `rows` rows of `from` copied in (0 for none). */
 function buffer(
   shape: [number, number, number],
@@ -48,21 +44,17 @@ function buffer(
   rows: number,
 ): tf.Tensor4D {
   const [batch, heads, hd] = shape;
-  const backend = wasm();
-  const info = backend.makeOutput([batch, heads, capacity, hd], "float32");
-  // Views only after makeOutput (it may grow and detach the heap).
-  const out = backend.typedArrayFromHeap(info) as Float32Array;
-  out.fill(0);
-  if (from !== null && rows > 0) {
-    const src = backend.typedArrayFromHeap(from) as Float32Array;
-    const srcCapacity = from.shape[2];
+  const out = heapTensor([batch, heads, capacity, hd], [from], (values, src) => {
+    values.fill(0);
+    if (src === null || rows === 0) return;
+    const srcCapacity = from!.shape[2];
     for (let bh = 0; bh < batch * heads; bh++) {
       const at = bh * srcCapacity * hd;
-      out.set(src.subarray(at, at + rows * hd), bh * capacity * hd);
+      values.set(src.subarray(at, at + rows * hd), bh * capacity * hd);
     }
-  }
-  written.set(info.dataId, rows);
-  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor4D;
+  }) as tf.Tensor4D;
+  written.set(out.dataId, rows);
+  return out;
 }
 
 /**
@@ -97,7 +89,7 @@ export function appendRow(cache: tf.Tensor4D, row: tf.Tensor4D, position: number
     const grown = position < capacity ? capacity : 2 * capacity;
     out = buffer([batch, heads, hd], grown, cache, position);
   }
-  const backend = wasm();
+  const backend = tf.backend() as unknown as BackendWasm;
   const dst = backend.typedArrayFromHeap(out) as Float32Array;
   const src = backend.typedArrayFromHeap(row) as Float32Array;
   const outCapacity = out.shape[2];

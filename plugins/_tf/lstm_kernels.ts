@@ -21,8 +21,8 @@
  * (`lstm_test.ts` checks it), so a run gives the same numbers with or without
  * them. When the native kernels are loaded (`native.ts`), their loops run there
  * (`hrl_lstm_*`, the same operations without fused multiply-adds: the same bits
- * again, and `lstm_test.ts` checks that too). Other backends have no such kernels; {@link hasLstmKernels} tells the
- * model to use the composite ops there.
+ * again, and `lstm_test.ts` checks that too). Other backends have no such
+ * kernels; {@link hasLstmKernels} tells the model to use the composite ops there.
  *
  * @module
  */
@@ -30,7 +30,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
-import { nativeLstm } from "./native.ts";
+import { type NativeLstm, nativeLstm } from "./native.ts";
 
 /** Kernel name of the fused forward step. */
 const LSTM_CELL = "HarmonyLstmCell";
@@ -115,51 +115,23 @@ function makeMemory(backendName: FusedBackend, backend: object): Memory {
 }
 
 /**
- * The forward step, as the composite ops compute it: z = zh + xp[t]; gate
- * activations σ(z) for i, f, o and 2σ(2z) − 1 for g; c' = f·c + i·g;
- * tanh(c') = 2σ(2c') − 1; h' = o·tanh(c'). Every operation is rounded to
- * float32 where the composite op would round it (`Math.fround` of a double
- * result of float32 operands is the float32 result), and the sigmoid is the
- * backend's own, so the outputs equal the composite ops' bit for bit.
+ * The forward and backward steps' loops in TypeScript, the twins of the native ones
+ * (`hrl_lstm_*`): every operation is rounded to float32 where the composite ops round it
+ * (`Math.fround` of a double result of float32 operands is the float32 result).
  */
-function forwardStep(
-  memory: Memory,
-  { batch, hidden }: CellShape,
-  t: number,
-  { xp, zh, c }: Record<string, tf.TensorInfo | undefined>,
-): tf.TensorInfo[] {
-  const H = hidden, fourH = 4 * hidden;
-  const xpOffset = t * batch * fourH;
-  // z with the g columns doubled, then one sigmoid over all four gates.
-  const native = nativeLoops ? nativeLstm() : null;
-  const scaled = memory.output([batch, fourH]);
-  if (native !== null) {
-    const xps = memory.view(xp!).subarray(xpOffset, xpOffset + batch * fourH);
-    native.gatesIn(batch, H, xps, zh === undefined ? null : memory.view(zh), memory.view(scaled));
-  } else {
-    const zs = memory.view(scaled), xps = memory.view(xp!);
-    const zhs = zh === undefined ? null : memory.view(zh);
+const TYPESCRIPT_LOOPS: NativeLstm = {
+  gatesIn(batch, H, xp, zh, zs) {
+    const fourH = 4 * H;
     for (let b = 0; b < batch; b++) {
       for (let col = 0; col < fourH; col++) {
         const k = b * fourH + col;
-        const z = zhs === null ? xps[xpOffset + k] : f32(zhs[k] + xps[xpOffset + k]);
+        const z = zh === null ? xp[k] : f32(zh[k] + xp[k]);
         zs[k] = col >= 2 * H && col < 3 * H ? 2 * z : z;
       }
     }
-  }
-  const sig = memory.sigmoid(scaled);
-  memory.free(scaled);
-  const a = memory.output([batch, fourH]);
-  const cOut = memory.output([batch, H]);
-  const doubled = memory.output([batch, H]);
-  if (native !== null) {
-    const cPrev = c === undefined ? null : memory.view(c);
-    const views = [sig, a, cOut, doubled].map((info) => memory.view(info));
-    native.combine(batch, H, views[0], cPrev, views[1], views[2], views[3]);
-  } else {
-    const s = memory.view(sig), as = memory.view(a), cs = memory.view(cOut);
-    const c2 = memory.view(doubled);
-    const cPrev = c === undefined ? null : memory.view(c);
+  },
+  combine(batch, H, s, cPrev, as, cs, c2) {
+    const fourH = 4 * H;
     for (let b = 0; b < batch; b++) {
       const row = b * fourH;
       for (let j = 0; j < H; j++) {
@@ -174,18 +146,9 @@ function forwardStep(
         c2[u] = 2 * cNext;
       }
     }
-  }
-  memory.free(sig);
-  const sigC = memory.sigmoid(doubled);
-  memory.free(doubled);
-  const hOut = memory.output([batch, H]);
-  const tcOut = memory.output([batch, H]);
-  if (native !== null) {
-    const views = [sigC, a, hOut, tcOut].map((info) => memory.view(info));
-    native.output(batch, H, views[0], views[1], views[2], views[3]);
-  } else {
-    const s = memory.view(sigC), as = memory.view(a);
-    const hs = memory.view(hOut), tcs = memory.view(tcOut);
+  },
+  output(batch, H, s, as, hs, tcs) {
+    const fourH = 4 * H;
     for (let b = 0; b < batch; b++) {
       for (let j = 0; j < H; j++) {
         const u = b * H + j;
@@ -194,7 +157,80 @@ function forwardStep(
         hs[u] = f32(as[b * fourH + 3 * H + j] * tc);
       }
     }
-  }
+  },
+  backward(batch, H, t, { dy, a, c, tc: tcs }, dhRec, dcNext, dz, dcs) {
+    const fourH = 4 * H;
+    const state = t * batch * H, previous = (t - 1) * batch * H, gates = t * batch * fourH;
+    /** R of one gate: x·(1 − a)(a + m). */
+    const r = (x: number, act: number, m: number) => f32(x * f32(f32(1 - act) * f32(act + m)));
+    for (let b = 0; b < batch; b++) {
+      for (let j = 0; j < H; j++) {
+        const u = b * H + j, k = gates + b * fourH + j;
+        const i = a[k], f = a[k + H], g = a[k + 2 * H], o = a[k + 3 * H];
+        const tc = tcs[state + u];
+        const cPrev = t === 0 ? 0 : c[previous + u];
+        const p = f32(o * f32(1 - f32(tc * tc)));
+        const dh = dhRec === null ? dy[state + u] : f32(dy[state + u] + dhRec[u]);
+        const dcLocal = f32(dh * p);
+        const dc = dcNext === null ? dcLocal : f32(dcNext[u] + dcLocal);
+        const row = b * fourH + j;
+        dz[row] = f32(dc * r(g, i, 0));
+        dz[row + H] = f32(dc * r(cPrev, f, 0));
+        dz[row + 2 * H] = f32(dc * r(i, g, 1));
+        dz[row + 3 * H] = f32(dh * r(tc, o, 0));
+        dcs[u] = f32(dc * f);
+      }
+    }
+  },
+};
+
+/** The loops to run: the native ones when loaded and not turned off, else TypeScript's. */
+function loops(): NativeLstm {
+  return (nativeLoops ? nativeLstm() : null) ?? TYPESCRIPT_LOOPS;
+}
+
+/**
+ * The forward step, as the composite ops compute it: z = zh + xp[t]; gate
+ * activations σ(z) for i, f, o and 2σ(2z) − 1 for g; c' = f·c + i·g;
+ * tanh(c') = 2σ(2c') − 1; h' = o·tanh(c'). The loops round where the composite
+ * ops round, and the sigmoid is the backend's own, so the outputs equal the
+ * composite ops' bit for bit.
+ */
+function forwardStep(
+  memory: Memory,
+  { batch, hidden }: CellShape,
+  t: number,
+  { xp, zh, c }: Record<string, tf.TensorInfo | undefined>,
+): tf.TensorInfo[] {
+  const H = hidden, fourH = 4 * hidden;
+  const run = loops();
+  // z with the g columns doubled, then one sigmoid over all four gates.
+  const scaled = memory.output([batch, fourH]);
+  const xpOffset = t * batch * fourH;
+  run.gatesIn(
+    batch,
+    H,
+    memory.view(xp!).subarray(xpOffset, xpOffset + batch * fourH),
+    zh === undefined ? null : memory.view(zh),
+    memory.view(scaled),
+  );
+  const sig = memory.sigmoid(scaled);
+  memory.free(scaled);
+  const a = memory.output([batch, fourH]);
+  const cOut = memory.output([batch, H]);
+  const doubled = memory.output([batch, H]);
+  // Views only after the last allocation.
+  const cPrev = c === undefined ? null : memory.view(c);
+  const [sigs, acts, cs, c2] = [sig, a, cOut, doubled].map((info) => memory.view(info));
+  run.combine(batch, H, sigs, cPrev, acts, cs, c2);
+  memory.free(sig);
+  const sigC = memory.sigmoid(doubled);
+  memory.free(doubled);
+  const hOut = memory.output([batch, H]);
+  const tcOut = memory.output([batch, H]);
+  // Views again: the allocations since may have grown the heap and detached the earlier ones.
+  const [sigCs, actsNow, hs, tcs] = [sigC, a, hOut, tcOut].map((info) => memory.view(info));
+  run.output(batch, H, sigCs, actsNow, hs, tcs);
   memory.free(sigC);
   return [a, cOut, hOut, tcOut];
 }
@@ -211,40 +247,19 @@ function backwardStep(
   t: number,
   inputs: Record<string, tf.TensorInfo | undefined>,
 ): tf.TensorInfo[] {
-  const H = hidden, fourH = 4 * hidden;
-  const dzOut = memory.output([batch, fourH]);
-  const dcOut = memory.output([batch, H]);
-  const dy = memory.view(inputs.dy!), a = memory.view(inputs.a!);
-  const c = memory.view(inputs.c!), tcs = memory.view(inputs.tc!);
-  const dhRec = inputs.dhRec === undefined ? null : memory.view(inputs.dhRec);
-  const dcNext = inputs.dcNext === undefined ? null : memory.view(inputs.dcNext);
-  const dz = memory.view(dzOut), dcs = memory.view(dcOut);
-  const native = nativeLoops ? nativeLstm() : null;
-  if (native !== null) {
-    native.backward(batch, H, t, { dy, a, c, tc: tcs }, dhRec, dcNext, dz, dcs);
-    return [dzOut, dcOut];
-  }
-  const state = t * batch * H, previous = (t - 1) * batch * H, gates = t * batch * fourH;
-  /** R of one gate: x·(1 − a)(a + m). */
-  const r = (x: number, act: number, m: number) => f32(x * f32(f32(1 - act) * f32(act + m)));
-  for (let b = 0; b < batch; b++) {
-    for (let j = 0; j < H; j++) {
-      const u = b * H + j, k = gates + b * fourH + j;
-      const i = a[k], f = a[k + H], g = a[k + 2 * H], o = a[k + 3 * H];
-      const tc = tcs[state + u];
-      const cPrev = t === 0 ? 0 : c[previous + u];
-      const p = f32(o * f32(1 - f32(tc * tc)));
-      const dh = dhRec === null ? dy[state + u] : f32(dy[state + u] + dhRec[u]);
-      const dcLocal = f32(dh * p);
-      const dc = dcNext === null ? dcLocal : f32(dcNext[u] + dcLocal);
-      const row = b * fourH + j;
-      dz[row] = f32(dc * r(g, i, 0));
-      dz[row + H] = f32(dc * r(cPrev, f, 0));
-      dz[row + 2 * H] = f32(dc * r(i, g, 1));
-      dz[row + 3 * H] = f32(dh * r(tc, o, 0));
-      dcs[u] = f32(dc * f);
-    }
-  }
+  const dzOut = memory.output([batch, 4 * hidden]);
+  const dcOut = memory.output([batch, hidden]);
+  const view = (info: tf.TensorInfo | undefined) => info === undefined ? null : memory.view(info);
+  loops().backward(
+    batch,
+    hidden,
+    t,
+    { dy: view(inputs.dy)!, a: view(inputs.a)!, c: view(inputs.c)!, tc: view(inputs.tc)! },
+    view(inputs.dhRec),
+    view(inputs.dcNext),
+    memory.view(dzOut),
+    memory.view(dcOut),
+  );
   return [dzOut, dcOut];
 }
 

@@ -19,7 +19,7 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { errorMessage } from "../../mod.ts";
+import { errorFirstLine } from "../../mod.ts";
 
 const SOURCE = new URL("./native_kernels.c", import.meta.url);
 
@@ -142,14 +142,17 @@ let native: { lib: NativeLibrary; info: NativeInfo } | null = null;
  * else null (neither variable is set or readable).
  */
 export function nativeCacheDir(): string | null {
-  const readable = (name: string) =>
-    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
-      ? Deno.env.get(name)
-      : undefined;
-  const xdg = readable("XDG_CACHE_HOME");
+  const xdg = readableEnv("XDG_CACHE_HOME");
   if (xdg) return join(xdg, "harmonyrl");
-  const home = readable("HOME");
+  const home = readableEnv("HOME");
   return home ? join(home, ".cache", "harmonyrl") : null;
+}
+
+/** An environment variable's value, or undefined when it is unset or may not be read. */
+function readableEnv(name: string): string | undefined {
+  return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
+    ? Deno.env.get(name)
+    : undefined;
 }
 
 /** Options of {@link loadNativeKernels}. */
@@ -200,7 +203,7 @@ export function loadNativeKernels(options: NativeOptions = {}): NativeInfo {
   try {
     source = Deno.readTextFileSync(SOURCE);
   } catch (e) {
-    throw why(`cannot read ${SOURCE.pathname}: ${firstLine(e)}`);
+    throw why(`cannot read ${SOURCE.pathname}: ${errorFirstLine(e)}`);
   }
   const reasons: string[] = [];
   for (const compiler of options.compilers ?? defaultCompilers()) {
@@ -223,7 +226,7 @@ export function loadNativeKernels(options: NativeOptions = {}): NativeInfo {
       native = { lib, info };
       return { ...info };
     } catch (e) {
-      reasons.push(`${compiler}: ${firstLine(e)}`);
+      reasons.push(`${compiler}: ${errorFirstLine(e)}`);
     }
   }
   throw why(reasons.join("; "));
@@ -233,9 +236,7 @@ export function loadNativeKernels(options: NativeOptions = {}): NativeInfo {
 const FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"];
 
 function defaultCompilers(): string[] {
-  const fromEnv = Deno.permissions.querySync({ name: "env", variable: "CC" }).state === "granted"
-    ? Deno.env.get("CC")
-    : undefined;
+  const fromEnv = readableEnv("CC");
   return [...new Set([...(fromEnv ? [fromEnv] : []), "cc", "gcc", "clang"])];
 }
 
@@ -286,10 +287,6 @@ function runCompiler(compiler: string, args: string[]): Deno.CommandOutput {
     throw new Error(`failed (exit ${output.code}): ${stderr}`);
   }
   return output;
-}
-
-function firstLine(e: unknown): string {
-  return errorMessage(e).split("\n")[0];
 }
 
 /**

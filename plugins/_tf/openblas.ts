@@ -27,8 +27,13 @@ import {
   runWasmKernel,
   type WasmKernelArgs,
 } from "./wasm_kernels.ts";
-import { errorMessage } from "../../mod.ts";
-import { type BatchedProduct, nativeCpuHasAvx512, type SmallProduct } from "./native.ts";
+import { errorFirstLine } from "../../mod.ts";
+import {
+  type BatchedProduct,
+  nativeCpuHasAvx512,
+  SMALL_PRODUCT_MAX_ROWS,
+  type SmallProduct,
+} from "./native.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -196,7 +201,7 @@ export function loadOpenBlas(
         throw new Error("Cannot load OpenBLAS: FFI is not allowed, run Deno with --allow-ffi");
       }
       // Deno says "Could not open library: Could not open library: <name>: <why>": keep <why>.
-      const why = firstLine(e).replace(/^(Could not open library: )+/, "")
+      const why = errorFirstLine(e).replace(/^(Could not open library: )+/, "")
         .replace(`${candidate}: `, "");
       reasons.push(`"${candidate}": ${why}`);
       continue;
@@ -211,10 +216,6 @@ export function loadOpenBlas(
     return { ...info };
   }
   throw new Error(`Cannot load OpenBLAS: no library opened (${reasons.join("; ")})`);
-}
-
-function firstLine(e: unknown): string {
-  return errorMessage(e).split("\n")[0];
 }
 
 /**
@@ -257,20 +258,19 @@ export function setOpenBlasThreads(threads: number): boolean {
  */
 const SMALL_PRODUCT_MAX_RIGHT = 4 * 2 ** 20;
 
-/** A kernel for products whose A has few rows, and the most rows it takes. */
-let small: { product: SmallProduct; maxRows: number } | null = null;
+/** A kernel for products whose A has at most {@link SMALL_PRODUCT_MAX_ROWS} rows. */
+let small: SmallProduct | null = null;
 
 /**
- * Routes untransposed products whose A has at most `maxRows` rows and whose B fits in
- * cache (an LSTM's recurrent product) to `product` instead of `cblas_sgemm`, which packs
- * all of B on every call;
- * null goes back to `cblas_sgemm` for all. See `native.ts`.
+ * Routes untransposed products whose A has at most {@link SMALL_PRODUCT_MAX_ROWS} rows and
+ * whose B fits in cache (an LSTM's recurrent product) to `product` instead of `cblas_sgemm`,
+ * which packs all of B on every call; null goes back to `cblas_sgemm` for all. See
+ * `native.ts`.
  *
  * @param product the kernel, e.g. `nativeSmallProduct()`, or null
- * @param maxRows the most rows of A it takes
  */
-export function useSmallProductKernel(product: SmallProduct | null, maxRows = 16): void {
-  small = product === null ? null : { product, maxRows };
+export function useSmallProductKernel(product: SmallProduct | null): void {
+  small = product;
 }
 
 /** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
@@ -424,9 +424,9 @@ function sgemmProduct(
 
   if (
     small !== null && batchB === 1 && batchA === batch && !transposeA && !transposeB &&
-    batch * m <= small.maxRows && k * n <= SMALL_PRODUCT_MAX_RIGHT
+    batch * m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT
   ) {
-    small.product(batch * m, n, k, aVals, bVals, outVals);
+    small(batch * m, n, k, aVals, bVals, outVals);
     return out;
   }
   if (batchB === 1 && !transposeA && batchA === batch) {

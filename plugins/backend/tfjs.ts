@@ -23,17 +23,18 @@ export default definePlugin({
   permissions: (params) => {
     const blas = params.name === "auto" || params.name === "wasm-openblas";
     const vulkan = params.name === "auto" || params.name === "webgpu";
-    const cache = blas && params.nativeKernels ? nativeCacheDir() : null;
+    const native = blas && params.nativeKernels;
+    const cache = native ? nativeCacheDir() : null;
     return {
       ffi: blas,
       env: [
         ...(vulkan ? ["XDG_RUNTIME_DIR"] : []),
         ...(blas ? ["OPENBLAS_CORETYPE"] : []),
-        ...(blas && params.nativeKernels ? ["CC", "HOME", "XDG_CACHE_HOME"] : []),
+        ...(native ? ["CC", "HOME", "XDG_CACHE_HOME"] : []),
       ],
       read: cache === null ? [] : [cache],
       write: cache === null ? [] : [cache],
-      run: blas && params.nativeKernels ? ["cc", "gcc", "clang"] : [],
+      run: native ? ["cc", "gcc", "clang"] : [],
     };
   },
   params: {

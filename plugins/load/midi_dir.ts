@@ -7,7 +7,7 @@
  */
 
 import { basename, relative, resolve, sep } from "node:path";
-import { definePlugin, errorMessage, fingerprintFiles, p } from "../../mod.ts";
+import { definePlugin, errorFirstLine, fingerprintFiles, p } from "../../mod.ts";
 import { midiCorpusCodec } from "../_music/corpus_codec.ts";
 import type { MidiCorpus, Split } from "../_music/types.ts";
 import { readPieceOrSkip } from "./_read.ts";
@@ -80,7 +80,7 @@ export async function listMidiFiles(
       entries = await Array.fromAsync(Deno.readDir(path));
     } catch (error) {
       if (path === root) throw error;
-      const reason = errorMessage(error).split("\n")[0];
+      const reason = errorFirstLine(error);
       options.unreadable?.push({
         file: `${relative(root, path).split(sep).join("/")}/`,
         reason: `cannot read the folder (${reason})`,
