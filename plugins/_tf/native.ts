@@ -111,6 +111,40 @@ const SYMBOLS = {
     parameters: ["i32", "i32", "i32", "i32", "i32", "i32", "buffer", "buffer", "buffer"],
     result: "i32",
   },
+  hrl_attention_heads: {
+    // batch, time, heads, hd, scale, qkv, cos, sin, q, k, v
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "void",
+  },
+  hrl_attention_heads_grad: {
+    // batch, time, heads, hd, scale, dq, dk, dv (each or null), cos, sin, dqkv
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "void",
+  },
   hrl_decode_attention: {
     // heads, len, cap, hd, q, k, v, y
     parameters: ["i32", "i32", "i32", "i32", "buffer", "buffer", "buffer", "buffer"],
@@ -513,6 +547,52 @@ export function nativeLayerNorm(): NativeLayerNorm | null {
       s.hrl_layer_norm(x.length / n, n, x, gain, bias, y, xhat, rstd),
     backward: (n, dy, gain, xhat, rstd, dx, dgain, dbias) =>
       s.hrl_layer_norm_grad(dy.length / n, n, dy, gain, xhat, rstd, dx, dgain, dbias),
+  };
+}
+
+/** The shape of an attention's heads: `[batch, heads, time, headDim]` each of q, k and v. */
+export interface HeadsShape {
+  batch: number;
+  time: number;
+  heads: number;
+  headDim: number;
+}
+
+/** The native attention heads (`hrl_attention_heads` in native_kernels.c) and their gradient. */
+export interface NativeAttentionHeads {
+  /** q, k, v `[B, NH, T, hd]` from qkv `[B*T, 3*NH*hd]`, cos and sin `[T, hd]`. */
+  forward(
+    shape: HeadsShape,
+    scale: number,
+    qkv: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+  ): void;
+  /** dqkv from dq, dk, dv (null: zero). */
+  backward(
+    shape: HeadsShape,
+    scale: number,
+    dq: Float32Array | null,
+    dk: Float32Array | null,
+    dv: Float32Array | null,
+    cos: Float32Array,
+    sin: Float32Array,
+    dqkv: Float32Array,
+  ): void;
+}
+
+/** The native attention heads, or null before {@link loadNativeKernels} succeeded. */
+export function nativeAttentionHeads(): NativeAttentionHeads | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return {
+    forward: ({ batch, time, heads, headDim }, scale, qkv, cos, sin, q, k, v) =>
+      s.hrl_attention_heads(batch, time, heads, headDim, scale, qkv, cos, sin, q, k, v),
+    backward: ({ batch, time, heads, headDim }, scale, dq, dk, dv, cos, sin, dqkv) =>
+      s.hrl_attention_heads_grad(batch, time, heads, headDim, scale, dq, dk, dv, cos, sin, dqkv),
   };
 }
 

@@ -59,12 +59,20 @@ static inline vf load_vf(const float *p) {
 static inline void store_vf(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 /*
+ * A's layout in a product: element (i, k) of op(A) is at A[i * row + k * col]. Row-major A has
+ * (row, col) = (K, 1); a transposed operand stored [K][M] has (1, M) and is read in place.
+ */
+struct a_layout {
+  size_t row, col;
+};
+
+/*
  * C[0..R)[0..NR) = A[0..R)[0..K) B[0..K)[0..NR), for R <= MR rows. Always inlined with a
  * constant R, so that the accumulators stay in registers.
  */
 static inline __attribute__((always_inline)) void block_rows(int R, int K, const float *A,
-                                                             int lda, const float *B, int ldb,
-                                                             float *C, int ldc) {
+                                                             struct a_layout a, const float *B,
+                                                             int ldb, float *C, int ldc) {
   vf acc0[MR], acc1[MR];
   for (int i = 0; i < R; i++) {
     acc0[i] = (vf){0};
@@ -73,11 +81,12 @@ static inline __attribute__((always_inline)) void block_rows(int R, int K, const
   for (int k = 0; k < K; k++) {
     vf b0 = load_vf(B + (size_t)k * ldb);
     vf b1 = load_vf(B + (size_t)k * ldb + VL);
+    const float *a_k = A + (size_t)k * a.col;
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) {
-      float a = A[(size_t)i * lda + k];
-      acc0[i] += a * b0;
-      acc1[i] += a * b1;
+      float x = a_k[(size_t)i * a.row];
+      acc0[i] += x * b0;
+      acc1[i] += x * b1;
     }
   }
   for (int i = 0; i < R; i++) {
@@ -87,45 +96,45 @@ static inline __attribute__((always_inline)) void block_rows(int R, int K, const
 }
 
 /* block_rows for any 1 <= rows <= MR. */
-static void block(int rows, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                  int ldc) {
+static void block(int rows, int K, const float *A, struct a_layout a, const float *B, int ldb,
+                  float *C, int ldc) {
   switch (rows) {
 #if MR == 8
-    case 8: block_rows(8, K, A, lda, B, ldb, C, ldc); break;
-    case 7: block_rows(7, K, A, lda, B, ldb, C, ldc); break;
-    case 6: block_rows(6, K, A, lda, B, ldb, C, ldc); break;
-    case 5: block_rows(5, K, A, lda, B, ldb, C, ldc); break;
+    case 8: block_rows(8, K, A, a, B, ldb, C, ldc); break;
+    case 7: block_rows(7, K, A, a, B, ldb, C, ldc); break;
+    case 6: block_rows(6, K, A, a, B, ldb, C, ldc); break;
+    case 5: block_rows(5, K, A, a, B, ldb, C, ldc); break;
 #endif
-    case 4: block_rows(4, K, A, lda, B, ldb, C, ldc); break;
-    case 3: block_rows(3, K, A, lda, B, ldb, C, ldc); break;
-    case 2: block_rows(2, K, A, lda, B, ldb, C, ldc); break;
-    default: block_rows(1, K, A, lda, B, ldb, C, ldc); break;
+    case 4: block_rows(4, K, A, a, B, ldb, C, ldc); break;
+    case 3: block_rows(3, K, A, a, B, ldb, C, ldc); break;
+    case 2: block_rows(2, K, A, a, B, ldb, C, ldc); break;
+    default: block_rows(1, K, A, a, B, ldb, C, ldc); break;
   }
 }
 
 /* The same product for the last columns (fewer than NR), one element at a time. */
-static void block_edge(int rows, int cols, int K, const float *A, int lda, const float *B,
-                       int ldb, float *C, int ldc) {
+static void block_edge(int rows, int cols, int K, const float *A, struct a_layout a,
+                       const float *B, int ldb, float *C, int ldc) {
   for (int i = 0; i < rows; i++) {
     for (int j = 0; j < cols; j++) {
       float sum = 0;
-      for (int k = 0; k < K; k++) sum += A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
+      for (int k = 0; k < K; k++) sum += A[i * a.row + k * a.col] * B[(size_t)k * ldb + j];
       C[(size_t)i * ldc + j] = sum;
     }
   }
 }
 
-/* Columns [n0, n1) of C; n0 is a multiple of NR. */
-static void product_columns(int M, int n0, int n1, int K, const float *A, const float *B,
-                            int N, float *C) {
+/* Columns [n0, n1) of C [M][N] = op(A) B [K][N]; n0 is a multiple of NR. */
+static void product_columns(int M, int n0, int n1, int K, const float *A, struct a_layout a,
+                            const float *B, int N, float *C) {
   int full_end = n0 + (n1 - n0) / NR * NR;
   for (int n = n0; n < full_end; n += NR) {
     for (int m = 0; m < M; m += MR) {
       int rows = M - m < MR ? M - m : MR;
-      block(rows, K, A + (size_t)m * K, K, B + n, N, C + (size_t)m * N + n, N);
+      block(rows, K, A + m * a.row, a, B + n, N, C + (size_t)m * N + n, N);
     }
   }
-  if (full_end < n1) block_edge(M, n1 - full_end, K, A, K, B + full_end, N, C + full_end, N);
+  if (full_end < n1) block_edge(M, n1 - full_end, K, A, a, B + full_end, N, C + full_end, N);
 }
 
 /*
@@ -169,6 +178,12 @@ struct job {
   /* layer norm over M rows of K: inputs, and outputs (xhat and rstd are saved forward) */
   const float *ln_x, *ln_gain, *ln_bias, *ln_dy, *ln_xhat_saved, *ln_rstd_saved;
   float *ln_y, *ln_xhat, *ln_rstd, *ln_dx, *ln_dgain, *ln_dbias;
+  /* attention heads: batch, len (time), heads, hd as above; forward reads A (qkv) and writes
+   * heads_q/k/v, the gradient reads q, k, v (dq, dk, dv) and writes y (dqkv) */
+  const float *rope_cos, *rope_sin;
+  float scale;
+  float *heads_q, *heads_k, *heads_v;
+  int heads_grad;
 };
 
 static struct job current;
@@ -252,7 +267,8 @@ static void product_part(const struct job *job, int part) {
   int last = blocks * (part + 1) / job->parts;
   int n0 = first * NR;
   int n1 = last * NR < job->N ? last * NR : job->N;
-  if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, job->B, job->N, job->C);
+  struct a_layout a = {.row = (size_t)job->K, .col = 1};
+  if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, a, job->B, job->N, job->C);
 }
 
 /* C[M][N] = A[M][K] B[K][N], all row-major and dense. */
@@ -676,10 +692,21 @@ void hrl_layer_norm_grad(int rows, int n, const float *dy, const float *gain, co
 
 #include <stdlib.h>
 
-/* dst [cols][rows] = src [rows][cols] transposed. */
+/*
+ * dst [cols][rows] = src [rows][cols] transposed, in 16 x 16 tiles so that both sides are read
+ * and written a cache line at a time (element by element, each write of a 256 x 256 transpose
+ * missed the cache).
+ */
 static void transpose(const float *src, int rows, int cols, float *dst) {
-  for (int r = 0; r < rows; r++) {
-    for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+  enum { TILE = 16 };
+  for (int r0 = 0; r0 < rows; r0 += TILE) {
+    int r1 = r0 + TILE < rows ? r0 + TILE : rows;
+    for (int c0 = 0; c0 < cols; c0 += TILE) {
+      int c1 = c0 + TILE < cols ? c0 + TILE : cols;
+      for (int c = c0; c < c1; c++) {
+        for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+      }
+    }
   }
 }
 
@@ -709,17 +736,19 @@ static const float *transposed(const float *src, int rows, int cols, float **buf
 }
 
 static void batched_part(const struct job *job, int part) {
-  static _Thread_local float *a_buffer, *b_buffer;
-  static _Thread_local size_t a_capacity, b_capacity;
+  static _Thread_local float *b_buffer;
+  static _Thread_local size_t b_capacity;
   int M = job->M, N = job->N, K = job->K;
   int first = job->batch * part / job->parts, last = job->batch * (part + 1) / job->parts;
   for (int item = first; item < last; item++) {
     const float *a = job->A + (size_t)item * M * K;
     const float *b = job->B + (size_t)item * K * N;
     float *c = job->C + (size_t)item * M * N;
-    if (job->trans_a && (a = transposed(a, K, M, &a_buffer, &a_capacity)) == NULL) return;
     if (job->trans_b && (b = transposed(b, N, K, &b_buffer, &b_capacity)) == NULL) return;
-    product_columns(M, 0, N, K, a, b, N, c);
+    // A transposed (stored [K][M]) is read in place.
+    struct a_layout layout = job->trans_a ? (struct a_layout){.row = 1, .col = (size_t)M}
+                                          : (struct a_layout){.row = (size_t)K, .col = 1};
+    product_columns(M, 0, N, K, a, layout, b, N, c);
   }
 }
 
@@ -736,4 +765,87 @@ int hrl_sgemm_batched(int batch, int M, int N, int K, int trans_a, int trans_b, 
   atomic_store(&batched_failed, 0);
   run_job(job, batch);
   return atomic_load(&batched_failed) ? -1 : 0;
+}
+
+/*
+ * An attention's heads from its q, k, v projection. qkv is [B*T][3][NH][hd] (the fused
+ * projection's rows); q, k and v are [B][NH][T][hd]. q and k are rotated by their position's
+ * angles (rotary embedding: x cos + rotate_half(x) sin, rotate_half([x1, x2]) = [-x2, x1], with
+ * cos and sin [T][hd]) and q is then multiplied by `scale`; v is copied. The same float32
+ * operations as the tfjs ops they replace (a split, the rotation, the scaling and three
+ * transposes), no fused multiply-adds: the same bits. The gradient runs the chain back.
+ */
+NO_FMA static void rotate_row(int hd, const float *x, const float *cs, const float *sn,
+                              float scale, int scaled, float *y) {
+  int half = hd / 2;
+  for (int j = 0; j < hd; j++) {
+    float r = j < half ? -x[j + half] : x[j - half];
+    float a = x[j] * cs[j];
+    float b = r * sn[j];
+    float z = a + b;
+    y[j] = scaled ? z * scale : z;
+  }
+}
+
+/* dx of rotate_row from dy (then x cos + rotate_half(x) sin's gradient is dy cos +
+ * rotate_half^T(dy sin), rotate_half^T([g1, g2]) = [g2, -g1]). */
+NO_FMA static void rotate_row_grad(int hd, const float *dy, const float *cs, const float *sn,
+                                   float scale, int scaled, float *dx) {
+  int half = hd / 2;
+  float g[hd];
+  for (int j = 0; j < hd; j++) g[j] = scaled ? dy[j] * scale : dy[j];
+  for (int j = 0; j < hd; j++) {
+    float a = g[j] * cs[j];
+    float b = j < half ? g[j + half] * sn[j + half] : -(g[j - half] * sn[j - half]);
+    dx[j] = a + b;
+  }
+}
+
+/* Part `part` of the heads (forward) or their gradient: a share of the B*T rows. */
+static void heads_part(const struct job *job, int part) {
+  int T = job->len, NH = job->heads, hd = job->hd, D = NH * hd;
+  int rows = job->batch * T;
+  int first = rows * part / job->parts, last = rows * (part + 1) / job->parts;
+  for (int row = first; row < last; row++) {
+    int b = row / T, t = row % T;
+    const float *cs = job->rope_cos + (size_t)t * hd, *sn = job->rope_sin + (size_t)t * hd;
+    for (int h = 0; h < NH; h++) {
+      size_t head = (((size_t)b * NH + h) * T + t) * hd; /* in [B][NH][T][hd] */
+      size_t packed = (size_t)row * 3 * D + (size_t)h * hd; /* q's in [B*T][3][NH][hd] */
+      if (job->heads_grad) {
+        float *dqkv = job->y + packed;
+        if (job->q) rotate_row_grad(hd, job->q + head, cs, sn, job->scale, 1, dqkv);
+        else memset(dqkv, 0, hd * sizeof(float));
+        if (job->k) rotate_row_grad(hd, job->k + head, cs, sn, 0, 0, dqkv + D);
+        else memset(dqkv + D, 0, hd * sizeof(float));
+        if (job->v) memcpy(dqkv + 2 * D, job->v + head, hd * sizeof(float));
+        else memset(dqkv + 2 * D, 0, hd * sizeof(float));
+      } else {
+        const float *src = job->A + packed;
+        rotate_row(hd, src, cs, sn, job->scale, 1, job->heads_q + head);
+        rotate_row(hd, src + D, cs, sn, 0, 0, job->heads_k + head);
+        memcpy(job->heads_v + head, src + 2 * D, hd * sizeof(float));
+      }
+    }
+  }
+}
+
+void hrl_attention_heads(int batch, int time, int heads, int hd, float scale, const float *qkv,
+                         const float *cos, const float *sin, float *q, float *k, float *v) {
+  if (batch <= 0 || time <= 0) return;
+  struct job job = {.run = heads_part, .batch = batch, .len = time, .heads = heads, .hd = hd,
+                    .scale = scale, .A = qkv, .rope_cos = cos, .rope_sin = sin, .heads_q = q,
+                    .heads_k = k, .heads_v = v, .heads_grad = 0};
+  run_job(job, batch * time >= 64 ? batch * time : 1);
+}
+
+/* dqkv [B*T][3][NH][hd] from dq, dk, dv [B][NH][T][hd] (null: zero). */
+void hrl_attention_heads_grad(int batch, int time, int heads, int hd, float scale,
+                              const float *dq, const float *dk, const float *dv,
+                              const float *cos, const float *sin, float *dqkv) {
+  if (batch <= 0 || time <= 0) return;
+  struct job job = {.run = heads_part, .batch = batch, .len = time, .heads = heads, .hd = hd,
+                    .scale = scale, .q = dq, .k = dk, .v = dv, .rope_cos = cos,
+                    .rope_sin = sin, .y = dqkv, .heads_grad = 1};
+  run_job(job, batch * time >= 64 ? batch * time : 1);
 }

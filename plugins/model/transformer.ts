@@ -35,6 +35,7 @@ import {
 import { appendRow, decodeAttention, emptyCache, nativeKvCacheAvailable } from "../_tf/kv_cache.ts";
 import { gelu } from "../_tf/gelu.ts";
 import { causalSoftmax } from "../_tf/causal_softmax.ts";
+import { attentionHeads, ropeTables, type RotaryAngles } from "../_tf/attention_heads.ts";
 
 /** Hyperparameters of {@link transformerModel}. */
 export interface TransformerConfig extends ModelConfig {
@@ -47,52 +48,6 @@ export interface TransformerConfig extends ModelConfig {
   maxLen: number;
   /** Recompute each block's activations in the backward pass instead of keeping them. */
   recompute: boolean;
-}
-
-/**
- * Rotary tables: cos and sin `[maxLen, headDim]` (angle pos·10000^(−2i/headDim)
- * for pair i, repeated for both halves) and the rotate-half matrix `[headDim, headDim]`.
- */
-export function ropeTables(maxLen: number, headDim: number) {
-  const half = headDim / 2;
-  const cos = new Float32Array(maxLen * headDim);
-  const sin = new Float32Array(maxLen * headDim);
-  for (let pos = 0; pos < maxLen; pos++) {
-    for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(10000, (-2 * i) / headDim);
-      for (const j of [i, i + half]) {
-        cos[pos * headDim + j] = Math.cos(angle);
-        sin[pos * headDim + j] = Math.sin(angle);
-      }
-    }
-  }
-  // x @ rotate = [-x2, x1] where x = [x1, x2] (each half of the head).
-  const rotate = new Float32Array(headDim * headDim);
-  for (let j = 0; j < half; j++) {
-    rotate[(j + half) * headDim + j] = -1;
-    rotate[j * headDim + j + half] = 1;
-  }
-  return {
-    cos: tf.tensor2d(cos, [maxLen, headDim]),
-    sin: tf.tensor2d(sin, [maxLen, headDim]),
-    rotate: tf.tensor2d(rotate, [headDim, headDim]),
-  };
-}
-
-/**
- * Rotates each head vector of `x` `[batch, positions, heads, hd]` by its
- * position's angles: x·cos + rotateHalf(x)·sin, with `cos`/`sin` shaped
- * `[positions, 1, hd]` (rows of {@link ropeTables} for those positions).
- */
-export function applyRotary(
-  x: tf.Tensor4D,
-  t: { cos: tf.Tensor; sin: tf.Tensor; rotate: tf.Tensor2D },
-): tf.Tensor4D {
-  return tf.tidy(() => {
-    const hd = x.shape[3];
-    const rotated = tf.reshape(tf.matMul(tf.reshape(x, [-1, hd]), t.rotate), x.shape);
-    return tf.add(tf.mul(x, t.cos), tf.mul(rotated, t.sin));
-  });
 }
 
 /** Names of one block's weights below `block/<l>/`, in the order the block op takes them. */
@@ -211,8 +166,8 @@ export function transformerModel(
     Object.fromEntries(BLOCK_WEIGHTS.map((n, i) => [n, list[i]])) as BlockWeights;
   const rope = ropeTables(maxLen, hd);
   const scale = 1 / Math.sqrt(hd);
-  /** Angles for positions `start .. start+count-1`, shaped `[count, 1, hd]`. */
-  function angles(start: number, count: number): { cos: tf.Tensor3D; sin: tf.Tensor3D } {
+  /** Rotary angles of positions `start .. start+count-1`. */
+  function angles(start: number, count: number): RotaryAngles {
     if (start + count > maxLen) {
       throw new Error(
         `Cannot run the transformer on position ${
@@ -221,8 +176,9 @@ export function transformerModel(
       );
     }
     return {
-      cos: tf.reshape(tf.slice(rope.cos, [start, 0], [count, hd]), [count, 1, hd]),
-      sin: tf.reshape(tf.slice(rope.sin, [start, 0], [count, hd]), [count, 1, hd]),
+      cos: tf.slice(rope.cos, [start, 0], [count, hd]),
+      sin: tf.slice(rope.sin, [start, 0], [count, hd]),
+      rotate: rope.rotate,
     };
   }
 
@@ -234,16 +190,11 @@ export function transformerModel(
     return tf.add(x, dropout(out, config.dropout, options));
   }
 
-  /** q, k, v of the stream `[rows, D]`, each `[batch, time, heads, hd]`, q (scaled) and k rotated. */
+  /** q (scaled), k and v `[batch, heads, time, hd]` of the stream `[rows, D]`, q and k rotated. */
   function projectQkv(x: tf.Tensor2D, w: BlockWeights, batch: number, time: number, start: number) {
     const h = layerNorm(x, w["norm1/gain"], w["norm1/bias"]);
     const qkv = linear(h, w["attention/qkv/kernel"], w["attention/qkv/bias"]); // [rows, 3D]
-    const [q, k, val] = tf.split(qkv, 3, 1).map((t) =>
-      tf.reshape(t, [batch, time, NH, hd]) as tf.Tensor4D
-    );
-    const { cos, sin } = angles(start, time);
-    const rotate = (t: tf.Tensor4D) => applyRotary(t, { cos, sin, rotate: rope.rotate });
-    return { q: tf.mul(rotate(q), scale) as tf.Tensor4D, k: rotate(k), v: val };
+    return attentionHeads(qkv, angles(start, time), { batch, time, heads: NH, headDim: hd }, scale);
   }
 
   /** Output projection of attention heads `[batch, heads, time, hd]` back onto the stream. */
@@ -263,10 +214,7 @@ export function transformerModel(
       const options: ForwardOptions = dropoutSeed === undefined
         ? { training: false }
         : { training: true, rng: createRng(dropoutSeed) };
-      const qkv = projectQkv(x, w, batch, time, 0);
-      const q = tf.transpose(qkv.q, [0, 2, 1, 3]); // [B, NH, T, hd]
-      const k = tf.transpose(qkv.k, [0, 2, 1, 3]); // [B, NH, T, hd]
-      const val = tf.transpose(qkv.v, [0, 2, 1, 3]); // [B, NH, T, hd]
+      const { q, k, v: val } = projectQkv(x, w, batch, time, 0); // each [B, NH, T, hd]
       const scores = tf.matMul(q, k, false, true); // [B, NH, T, T]
       const att = dropout(causalSoftmax(scores), config.dropout, options);
       const y = tf.matMul(att, val) as tf.Tensor4D; // [B, NH, T, hd]
@@ -333,11 +281,7 @@ export function transformerModel(
         const ks: tf.Tensor[] = [], vs: tf.Tensor[] = [];
         for (let l = 0; l < L; l++) {
           const w = blockWeights(blockList(l));
-          const qkv = projectQkv(x, w, batch, 1, pos);
-          // [B, 1, NH, hd] -> [B, NH, 1, hd] is a reshape: the time axis has size 1.
-          const q = tf.reshape(qkv.q, [batch, NH, 1, hd]) as tf.Tensor4D;
-          const kRow = tf.reshape(qkv.k, [batch, NH, 1, hd]) as tf.Tensor4D;
-          const vRow = tf.reshape(qkv.v, [batch, NH, 1, hd]) as tf.Tensor4D;
+          const { q, k: kRow, v: vRow } = projectQkv(x, w, batch, 1, pos); // each [B, NH, 1, hd]
           const kPast = (state.k as tf.Tensor4D[])[l];
           const vPast = (state.v as tf.Tensor4D[])[l];
           let y: tf.Tensor4D; // [B, NH, 1, hd]

@@ -5,7 +5,8 @@ import { AdamW } from "../_tf/optim.ts";
 import { nextTokenLoss } from "../_tf/model.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams } from "../_testing.ts";
-import transformer, { applyRotary, ropeTables } from "./transformer.ts";
+import transformer from "./transformer.ts";
+import { applyRotary, ropeTables } from "../_tf/attention_heads.ts";
 import { maxAbsDiff } from "../_tf/testdata/numeric.ts";
 
 await initBackend("cpu");
