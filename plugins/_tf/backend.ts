@@ -41,11 +41,13 @@ import {
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
   useBatchedProductKernel,
+  usePackedProductKernel,
   useSmallProductKernel,
 } from "./openblas.ts";
 import {
   loadNativeKernels,
   nativeBatchedProduct,
+  nativePackedProduct,
   nativeSmallProduct,
   SMALL_PRODUCT_MAX_ROWS,
 } from "./native.ts";
@@ -346,11 +348,13 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
  */
 function startNativeKernels(options: InitBackendOptions): string {
   useSmallProductKernel(null);
+  usePackedProductKernel(null);
   useBatchedProductKernel(null);
   if (options.nativeKernels === false) return "";
   try {
     const info = loadNativeKernels();
     useSmallProductKernel(nativeSmallProduct());
+    usePackedProductKernel(nativePackedProduct());
     useBatchedProductKernel(nativeBatchedProduct());
     const width = info.vectorFloats * 32;
     return `native kernels (${info.compiler}, ${width}-bit vectors, ${info.threads} threads) ` +

@@ -31,11 +31,16 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import { type NativeLstm, nativeLstm } from "./native.ts";
+import { isOpenBlasMatMulInstalled, repeatedProduct } from "./openblas.ts";
 
 /** Kernel name of the fused forward step. */
 const LSTM_CELL = "HarmonyLstmCell";
 /** Kernel name of the fused backward step. */
 const LSTM_CELL_GRAD = "HarmonyLstmCellGrad";
+/** Kernel name of a whole sequence's forward steps (wasm with OpenBLAS). */
+const LSTM_SEQUENCE = "HarmonyLstmSequence";
+/** Kernel name of a whole sequence's backward steps (wasm with OpenBLAS). */
+const LSTM_SEQUENCE_GRAD = "HarmonyLstmSequenceGrad";
 
 const BACKENDS = ["wasm", "cpu"] as const;
 type FusedBackend = (typeof BACKENDS)[number];
@@ -263,6 +268,87 @@ function backwardStep(
   return [dzOut, dcOut];
 }
 
+/**
+ * Every forward step of a sequence in one kernel call: for t = 0 .. T−1 the recurrent product
+ * h[t−1]·Wh (by `repeatedProduct`, with `tf.matMul`'s bits there: Wh is packed once) and then
+ * {@link forwardStep}'s loops and sigmoids, written straight into the outputs `a` `[T, B, 4H]`,
+ * `c`, `h` and `tc` `[T, B, H]`. The same operations as T products and T forward steps: the
+ * same bits, without a trip through the tfjs engine per step or stacking the steps after.
+ */
+function sequenceForward(memory: Memory, xp: tf.TensorInfo, wh: tf.TensorInfo): tf.TensorInfo[] {
+  const [time, batch, fourH] = xp.shape;
+  const H = fourH / 4;
+  const outputs = [memory.output([time, batch, fourH])];
+  for (let i = 0; i < 3; i++) outputs.push(memory.output([time, batch, H]));
+  const zh = memory.output([batch, fourH]);
+  const scaled = memory.output([batch, fourH]);
+  const doubled = memory.output([batch, H]);
+  const run = loops();
+  const recurrent = repeatedProduct(batch, fourH, H, () => memory.view(wh));
+  const gateSize = batch * fourH, stateSize = batch * H;
+  const gateRows = (view: Float32Array, t: number) =>
+    view.subarray(t * gateSize, (t + 1) * gateSize);
+  const stateRows = (view: Float32Array, t: number) =>
+    view.subarray(t * stateSize, (t + 1) * stateSize);
+  for (let t = 0; t < time; t++) {
+    // Views again after every allocation (the sigmoids allocate): the heap may have grown.
+    let [as, cs, hs, tcs, zhs, zs, c2] = [...outputs, zh, scaled, doubled].map(memory.view);
+    if (t > 0) recurrent(stateRows(hs, t - 1), zhs);
+    run.gatesIn(batch, H, gateRows(memory.view(xp), t), t === 0 ? null : zhs, zs);
+    const sig = memory.sigmoid(scaled);
+    [as, cs, c2] = [outputs[0], outputs[1], doubled].map(memory.view);
+    const cPrev = t === 0 ? null : stateRows(cs, t - 1);
+    run.combine(batch, H, memory.view(sig), cPrev, gateRows(as, t), stateRows(cs, t), c2);
+    memory.free(sig);
+    const sigC = memory.sigmoid(doubled);
+    [as, cs, hs, tcs] = outputs.map(memory.view);
+    run.output(batch, H, memory.view(sigC), gateRows(as, t), stateRows(hs, t), stateRows(tcs, t));
+    memory.free(sigC);
+  }
+  for (const info of [zh, scaled, doubled]) memory.free(info);
+  return outputs;
+}
+
+/**
+ * Every backward step of a sequence in one kernel call, t = T−1 .. 0: dhRec = dz[t+1]·Whᵀ
+ * (by `repeatedProduct`) and {@link backwardStep}'s loops, dz written straight into the
+ * output `[T, B, 4H]`. The same bits as T products and T backward steps.
+ */
+function sequenceBackward(
+  memory: Memory,
+  { dy, a, c, tc, whT }: Record<string, tf.TensorInfo | undefined>,
+): tf.TensorInfo {
+  const [time, batch, H] = dy!.shape;
+  const fourH = 4 * H;
+  const dz = memory.output([time, batch, fourH]);
+  const dhRec = memory.output([batch, H]);
+  const dcs = [memory.output([batch, H]), memory.output([batch, H])];
+  // No allocations below: these views stay valid.
+  const [dys, as, cs, tcs, weights, dzs, dh] = [dy!, a!, c!, tc!, whT!, dz, dhRec].map(
+    memory.view,
+  );
+  const dcViews = dcs.map(memory.view);
+  const run = loops();
+  const recurrent = repeatedProduct(batch, H, fourH, () => weights);
+  const gateSize = batch * fourH;
+  for (let t = time - 1; t >= 0; t--) {
+    const last = t === time - 1;
+    if (!last) recurrent(dzs.subarray((t + 1) * gateSize, (t + 2) * gateSize), dh);
+    run.backward(
+      batch,
+      H,
+      t,
+      { dy: dys, a: as, c: cs, tc: tcs },
+      last ? null : dh,
+      last ? null : dcViews[(t + 1) % 2],
+      dzs.subarray(t * gateSize, (t + 1) * gateSize),
+      dcViews[t % 2],
+    );
+  }
+  for (const info of [dhRec, ...dcs]) memory.free(info);
+  return dz;
+}
+
 interface KernelArgs {
   inputs: Record<string, tf.TensorInfo | undefined>;
   backend: object;
@@ -310,6 +396,70 @@ for (const backendName of BACKENDS) {
       return { batch, hidden };
     }, backwardStep),
   });
+}
+
+const checkFloat32 = (kernelName: string, inputs: Record<string, tf.TensorInfo | undefined>) => {
+  for (const [name, info] of Object.entries(inputs)) {
+    if (info !== undefined && info.dtype !== "float32") {
+      throw new Error(`${kernelName}: input "${name}" is ${info.dtype}, expected float32`);
+    }
+  }
+};
+tf.registerKernel({
+  kernelName: LSTM_SEQUENCE,
+  backendName: "wasm",
+  kernelFunc: (({ inputs, backend }: KernelArgs) => {
+    checkFloat32(LSTM_SEQUENCE, inputs);
+    return sequenceForward(memoryOf("wasm", backend), inputs.xp!, inputs.wh!);
+  }) as unknown as tf.KernelFunc,
+});
+tf.registerKernel({
+  kernelName: LSTM_SEQUENCE_GRAD,
+  backendName: "wasm",
+  kernelFunc: (({ inputs, backend }: KernelArgs) => {
+    checkFloat32(LSTM_SEQUENCE_GRAD, inputs);
+    return sequenceBackward(memoryOf("wasm", backend), inputs);
+  }) as unknown as tf.KernelFunc,
+});
+
+let sequenceKernels = true;
+
+/** Whether {@link hasLstmSequenceKernels} may say yes (default true); tests compare both. */
+export function useLstmSequenceKernels(on: boolean): void {
+  sequenceKernels = on;
+}
+
+/**
+ * Whether the active backend runs a whole sequence's steps in one kernel call each way
+ * ({@link lstmSequenceSteps}, {@link lstmSequenceGradSteps}): wasm with OpenBLAS's matMul.
+ */
+export function hasLstmSequenceKernels(): boolean {
+  return sequenceKernels && tf.getBackend() === "wasm" && isOpenBlasMatMulInstalled();
+}
+
+/**
+ * Runs every forward step of a layer: from the input projections `xp` `[T, B, 4H]` and the
+ * recurrent kernel `wh` `[H, 4H]`, the gate activations `a` `[T, B, 4H]`, cell states `c`,
+ * hidden states `h` and `tc` = tanh(c) `[T, B, H]`, from zero state.
+ */
+export function lstmSequenceSteps(
+  xp: tf.Tensor3D,
+  wh: tf.Tensor2D,
+): { a: tf.Tensor3D; c: tf.Tensor3D; h: tf.Tensor3D; tc: tf.Tensor3D } {
+  const out = tf.engine().runKernel(LSTM_SEQUENCE, { xp, wh }, {}) as unknown as tf.Tensor3D[];
+  return { a: out[0], c: out[1], h: out[2], tc: out[3] };
+}
+
+/**
+ * Runs every backward step of a layer: dz `[T, B, 4H]` (the gradient of the gate
+ * pre-activations) from the outputs' gradient `dy` `[T, B, H]`, the forward's `a`, `c`, `tc`,
+ * and Whᵀ `[4H, H]`.
+ */
+export function lstmSequenceGradSteps(
+  saved: { dy: tf.Tensor3D; a: tf.Tensor3D; c: tf.Tensor3D; tc: tf.Tensor3D },
+  whT: tf.Tensor2D,
+): tf.Tensor3D {
+  return tf.engine().runKernel(LSTM_SEQUENCE_GRAD, { ...saved, whT }, {}) as tf.Tensor3D;
 }
 
 /** Whether the active backend runs the fused kernels. */

@@ -29,6 +29,17 @@ const SYMBOLS = {
     parameters: ["i32", "i32", "i32", "buffer", "buffer", "buffer"],
     result: "void",
   },
+  hrl_sgemm_packed: {
+    // M, N, K, A, P (B packed by hrl_pack_panels), C
+    parameters: ["i32", "i32", "i32", "buffer", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_pack_panels: {
+    // K, N, B, P
+    parameters: ["i32", "i32", "buffer", "buffer"],
+    result: "void",
+  },
+  hrl_panel_columns: { parameters: [], result: "i32" },
   hrl_set_threads: { parameters: ["i32"], result: "i32" },
   hrl_vector_floats: { parameters: [], result: "i32" },
   hrl_cpu_has_avx512: { parameters: [], result: "i32" },
@@ -357,6 +368,31 @@ export type BatchedProduct = (
   b: Float32Array,
   c: Float32Array,
 ) => boolean;
+
+/**
+ * The small product with B packed once for many products by one B (an LSTM's recurrent kernel
+ * over a sequence): B `[k, n]` in panels of `columns` columns, each one contiguous stream
+ * rather than k rows far apart. The same sums in the same order as {@link SmallProduct}.
+ */
+export interface PackedProduct {
+  /** n must be a multiple of this. */
+  columns: number;
+  /** p (k·n floats) = b `[k, n]` in panels. */
+  pack(k: number, n: number, b: Float32Array, p: Float32Array): void;
+  /** c `[m, n]` = a `[m, k]` times the b that `p` packs. */
+  product(m: number, n: number, k: number, a: Float32Array, p: Float32Array, c: Float32Array): void;
+}
+
+/** The native {@link PackedProduct}, or null before {@link loadNativeKernels} succeeded. */
+export function nativePackedProduct(): PackedProduct | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return {
+    columns: s.hrl_panel_columns(),
+    pack: (k, n, b, p) => s.hrl_pack_panels(k, n, b, p),
+    product: (m, n, k, a, p, c) => s.hrl_sgemm_packed(m, n, k, a, p, c),
+  };
+}
 
 /**
  * The native `C = A B` for A with at most {@link SMALL_PRODUCT_MAX_ROWS} rows, or null before

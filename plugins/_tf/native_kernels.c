@@ -271,6 +271,40 @@ static void product_part(const struct job *job, int part) {
   if (n0 < n1) product_columns(job->M, n0, n1, job->K, job->A, a, job->B, job->N, job->C);
 }
 
+/* Part `part` of a product with B in panels (hrl_pack_panels): a share of the panels. */
+static void packed_part(const struct job *job, int part) {
+  int panels = job->N / NR;
+  int first = panels * part / job->parts, last = panels * (part + 1) / job->parts;
+  struct a_layout a = {.row = (size_t)job->K, .col = 1};
+  for (int p = first; p < last; p++) {
+    const float *panel = job->B + (size_t)p * job->K * NR;
+    for (int m = 0; m < job->M; m += MR) {
+      int rows = job->M - m < MR ? job->M - m : MR;
+      block(rows, job->K, job->A + (size_t)m * job->K, a, panel, NR,
+            job->C + (size_t)m * job->N + (size_t)p * NR, job->N);
+    }
+  }
+}
+
+/* The columns per panel of hrl_pack_panels (N must be a multiple of it). */
+int hrl_panel_columns(void) { return NR; }
+
+/* P = B [K][N] in panels of NR columns, [N / NR][K][NR]: each panel one contiguous stream. */
+void hrl_pack_panels(int K, int N, const float *B, float *P) {
+  for (int n = 0; n < N; n += NR) {
+    for (int k = 0; k < K; k++) {
+      memcpy(P + (size_t)n * K + (size_t)k * NR, B + (size_t)k * N + n, NR * sizeof(float));
+    }
+  }
+}
+
+/* C[M][N] = A[M][K] B[K][N] with B packed by hrl_pack_panels; the same sums as hrl_sgemm_small. */
+void hrl_sgemm_packed(int M, int N, int K, const float *A, const float *P, float *C) {
+  if (M <= 0 || N <= 0) return;
+  struct job job = {.run = packed_part, .M = M, .N = N, .K = K, .A = A, .B = P, .C = C};
+  run_job(job, N / NR);
+}
+
 /* C[M][N] = A[M][K] B[K][N], all row-major and dense. */
 void hrl_sgemm_small(int M, int N, int K, const float *A, const float *B, float *C) {
   if (M <= 0 || N <= 0) return;

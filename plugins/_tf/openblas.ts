@@ -31,6 +31,7 @@ import { errorFirstLine } from "../../mod.ts";
 import {
   type BatchedProduct,
   nativeCpuHasAvx512,
+  type PackedProduct,
   SMALL_PRODUCT_MAX_ROWS,
   type SmallProduct,
 } from "./native.ts";
@@ -273,6 +274,42 @@ export function useSmallProductKernel(product: SmallProduct | null): void {
   small = product;
 }
 
+let packed: PackedProduct | null = null;
+
+/**
+ * Lets {@link repeatedProduct} pack its right operand once for the small-product kernel
+ * (`nativePackedProduct()`), or not (null).
+ */
+export function usePackedProductKernel(product: PackedProduct | null): void {
+  packed = product;
+}
+
+/**
+ * `out [m][n] = a [m][k] b [k][n]` for many `a` and one `b`, with the bits of
+ * {@link rowMajorProduct}: where the small-product kernel takes the product and a packed
+ * kernel is set, `b` is packed once here and each product streams the packed copy.
+ *
+ * @param b reads b's values (a view of the wasm heap must be taken anew after it grows)
+ * @returns the product of one `a`
+ */
+export function repeatedProduct(
+  m: number,
+  n: number,
+  k: number,
+  b: () => Float32Array,
+): (a: Float32Array, out: Float32Array) => void {
+  const kernel = packed;
+  if (
+    kernel !== null && small !== null && m <= SMALL_PRODUCT_MAX_ROWS &&
+    k * n <= SMALL_PRODUCT_MAX_RIGHT && n % kernel.columns === 0
+  ) {
+    const panels = new Float32Array(k * n);
+    kernel.pack(k, n, b(), panels);
+    return (a, out) => kernel.product(m, n, k, a, panels, out);
+  }
+  return (a, out) => rowMajorProduct(m, n, k, a, b(), out);
+}
+
 /** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
 const BATCHED_PRODUCT_MAX_OPERAND = 2 ** 18;
 
@@ -376,6 +413,45 @@ function broadcastBatchIndex(outOuter: number[], inOuter: number[]): Int32Array 
 }
 
 /**
+ * out [m][n] = a [m][k] b [k][n], all row-major, as the OpenBLAS matMul kernels compute it: by
+ * the small-product kernel when one is set and the product is small enough for it, else by
+ * `cblas_sgemm`. The LSTM's sequence kernels (lstm_kernels.ts) call it for their recurrent
+ * products, so that those equal `tf.matMul`'s bit for bit.
+ *
+ * @throws when OpenBLAS is not loaded
+ */
+export function rowMajorProduct(
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+): void {
+  if (blas === null) throw new Error("rowMajorProduct() needs OpenBLAS: call loadOpenBlas() first");
+  if (small !== null && m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT) {
+    small(m, n, k, a, b, out);
+    return;
+  }
+  blas.lib.symbols.cblas_sgemm(
+    CBLAS_ROW_MAJOR,
+    CBLAS_NO_TRANS,
+    CBLAS_NO_TRANS,
+    m,
+    n,
+    k,
+    1,
+    a,
+    k,
+    b,
+    n,
+    0,
+    out,
+    n,
+  );
+}
+
+/**
  * The product a @ b (with optional transposes) into a new output tensor,
  * following tfjs BatchMatMul semantics: a [...batchA, M, K], b [...batchB, K, N]
  * (before transposes), batch dims broadcast, out [...batch, M, N].
@@ -422,11 +498,8 @@ function sgemmProduct(
   const lda = transposeA ? m : k;
   const ldb = transposeB ? k : n;
 
-  if (
-    small !== null && batchB === 1 && batchA === batch && !transposeA && !transposeB &&
-    batch * m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT
-  ) {
-    small(batch * m, n, k, aVals, bVals, outVals);
+  if (batchB === 1 && batchA === batch && !transposeA && !transposeB) {
+    rowMajorProduct(batch * m, n, k, aVals, bVals, outVals);
     return out;
   }
   if (batchB === 1 && !transposeA && batchA === batch) {

@@ -39,7 +39,14 @@ import {
   uniformVariable,
   unstackTime,
 } from "../_tf/model.ts";
-import { hasLstmKernels, lstmCellGradStep, lstmCellStep } from "../_tf/lstm_kernels.ts";
+import {
+  hasLstmKernels,
+  hasLstmSequenceKernels,
+  lstmCellGradStep,
+  lstmCellStep,
+  lstmSequenceGradSteps,
+  lstmSequenceSteps,
+} from "../_tf/lstm_kernels.ts";
 
 /** Hyperparameters of {@link lstmModel}. */
 export interface LstmConfig extends ModelConfig {
@@ -100,30 +107,20 @@ function inputProjection(x: tf.Tensor3D, wx: tf.Tensor2D, b: tf.Tensor1D): tf.Te
 
 /**
  * {@link lstmSequence} with the fused cell kernels of `lstm_kernels.ts`: per step,
- * one product and one kernel forward, one kernel and one product backward.
+ * one product and one kernel forward, one kernel and one product backward; or, on
+ * wasm with OpenBLAS, one kernel call for all steps each way (the same bits).
  */
 const lstmSequenceFusedOp = tf.customGrad(
   ((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, wx, wh, b] = args as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
     const save = args[4] as tf.GradSaveFunc;
-    const time = x.shape[0];
     const xp = inputProjection(x, wx, b); // [T, B, 4H]
-    const hs: tf.Tensor2D[] = [], cs: tf.Tensor2D[] = [], as: tf.Tensor2D[] = [];
-    const tcs: tf.Tensor2D[] = [];
-    for (let t = 0; t < time; t++) {
-      // h and c start at zero: the first step needs no recurrent product.
-      const zh = t === 0 ? null : tf.matMul(hs[t - 1], wh) as tf.Tensor2D; // [B, 4H]
-      const step = lstmCellStep(xp, zh, t === 0 ? null : cs[t - 1], t);
-      zh?.dispose();
-      as.push(step.a);
-      cs.push(step.c);
-      hs.push(step.h);
-      tcs.push(step.tc);
-    }
+    // One kernel call for all steps where the backend has it, else one per step.
+    const wholeSequence = hasLstmSequenceKernels();
+    const steps = wholeSequence ? lstmSequenceSteps(xp, wh) : stepByStep(xp, wh);
     xp.dispose();
-    const out = tf.stack(hs) as tf.Tensor3D; // [T, B, H]
-    save([x, wx, wh, out, tf.stack(cs), tf.stack(as), tf.stack(tcs)]);
-    tf.dispose([...hs, ...cs, ...as, ...tcs]);
+    const out = steps.h; // [T, B, H]
+    save([x, wx, wh, out, steps.c, steps.a, steps.tc]);
 
     const gradFunc = (dy: tf.Tensor3D, saved: tf.Tensor[]): tf.Tensor[] => {
       const [sx, swx, swh, sOut, sC, sA, sTc] = saved as [
@@ -136,40 +133,79 @@ const lstmSequenceFusedOp = tf.customGrad(
         tf.Tensor3D,
       ];
       const whT = tf.transpose(swh); // [4H, H]
-      const dzs: tf.Tensor2D[] = new Array(time);
-      let dcNext: tf.Tensor2D | null = null;
-      for (let t = time - 1; t >= 0; t--) {
-        const dhRec = t === time - 1 ? null : tf.matMul(dzs[t + 1], whT) as tf.Tensor2D; // [B, H]
-        const grad = lstmCellGradStep({ dy, a: sA, c: sC, tc: sTc }, dhRec, dcNext, t);
-        dhRec?.dispose();
-        (dcNext as tf.Tensor2D | null)?.dispose();
-        dzs[t] = grad.dz;
-        dcNext = grad.dc;
-      }
-      tf.dispose([dcNext!, whT]);
-      return weightGradients(dzs, sx, swx, sOut);
+      const activations = { dy, a: sA, c: sC, tc: sTc };
+      const dZ = wholeSequence // [T, B, 4H]
+        ? lstmSequenceGradSteps(activations, whT)
+        : gradStepByStep(activations, whT);
+      whT.dispose();
+      return weightGradients(dZ, sx, swx, sOut);
     };
     return { value: out, gradFunc };
   }) as Parameters<typeof tf.customGrad<tf.Tensor3D>>[0],
 );
 
+/** The fused forward steps one kernel call per step: `a`, `c`, `h` and `tc` of all steps. */
+function stepByStep(xp: tf.Tensor3D, wh: tf.Tensor2D) {
+  const hs: tf.Tensor2D[] = [], cs: tf.Tensor2D[] = [], as: tf.Tensor2D[] = [];
+  const tcs: tf.Tensor2D[] = [];
+  for (let t = 0; t < xp.shape[0]; t++) {
+    // h and c start at zero: the first step needs no recurrent product.
+    const zh = t === 0 ? null : tf.matMul(hs[t - 1], wh) as tf.Tensor2D; // [B, 4H]
+    const step = lstmCellStep(xp, zh, t === 0 ? null : cs[t - 1], t);
+    zh?.dispose();
+    as.push(step.a);
+    cs.push(step.c);
+    hs.push(step.h);
+    tcs.push(step.tc);
+  }
+  const stacked = tf.tidy(() => ({
+    a: tf.stack(as) as tf.Tensor3D,
+    c: tf.stack(cs) as tf.Tensor3D,
+    h: tf.stack(hs) as tf.Tensor3D,
+    tc: tf.stack(tcs) as tf.Tensor3D,
+  }));
+  tf.dispose([...hs, ...cs, ...as, ...tcs]);
+  return stacked;
+}
+
+/** The fused backward steps one kernel call per step: dz `[T, B, 4H]` of all steps. */
+function gradStepByStep(
+  saved: { dy: tf.Tensor3D; a: tf.Tensor3D; c: tf.Tensor3D; tc: tf.Tensor3D },
+  whT: tf.Tensor2D,
+): tf.Tensor3D {
+  const time = saved.dy.shape[0];
+  const dzs: tf.Tensor2D[] = new Array(time);
+  let dcNext: tf.Tensor2D | null = null;
+  for (let t = time - 1; t >= 0; t--) {
+    const dhRec = t === time - 1 ? null : tf.matMul(dzs[t + 1], whT) as tf.Tensor2D; // [B, H]
+    const grad = lstmCellGradStep(saved, dhRec, dcNext, t);
+    dhRec?.dispose();
+    (dcNext as tf.Tensor2D | null)?.dispose();
+    dzs[t] = grad.dz;
+    dcNext = grad.dc;
+  }
+  const dZ = tf.stack(dzs) as tf.Tensor3D;
+  tf.dispose([dcNext!, ...dzs]);
+  return dZ;
+}
+
 /**
  * The products over all steps that finish an LSTM layer's backward pass: from
- * dz of every step, the gradients of the input, both kernels and the bias
- * (disposes `dzs`).
+ * dz of every step `[T, B, 4H]`, the gradients of the input, both kernels and
+ * the bias (disposes `dz`).
  */
 function weightGradients(
-  dzs: tf.Tensor2D[],
+  dz: tf.Tensor3D,
   x: tf.Tensor3D,
   wx: tf.Tensor2D,
   out: tf.Tensor3D,
 ): tf.Tensor[] {
   const [time, batch, inDim] = x.shape;
-  const fourH = dzs[0].shape[1];
+  const fourH = dz.shape[2];
   const H = fourH / 4;
   return tf.tidy(() => {
-    const dZ = tf.reshape(tf.stack(dzs), [time * batch, fourH]); // [T*B, 4H]
-    tf.dispose(dzs);
+    const dZ = tf.reshape(dz, [time * batch, fourH]); // [T*B, 4H]
+    dz.dispose();
     const x2 = tf.reshape(x, [time * batch, inDim]); // [T*B, In]
     const hPrev = tf.reshape(
       tf.concat([tf.zeros([1, batch, H]), tf.slice(out, [0], [time - 1])], 0),
@@ -276,7 +312,9 @@ const lstmSequenceOp = tf.customGrad(
         dcNext = stepOut.dc;
       }
       tf.dispose([dhNext!, dcNext!, whT]);
-      return weightGradients(dzs, sx, swx, sOut);
+      const dZ = tf.stack(dzs) as tf.Tensor3D; // [T, B, 4H]
+      tf.dispose(dzs);
+      return weightGradients(dZ, sx, swx, sOut);
     };
     return { value: out, gradFunc };
   }) as Parameters<typeof tf.customGrad<tf.Tensor3D>>[0],

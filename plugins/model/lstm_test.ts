@@ -7,9 +7,13 @@ import { createRng } from "../../pipeline/rng.ts";
 import { defaultParams } from "../_testing.ts";
 import lstm, { lstmSequence } from "./lstm.ts";
 import { maxAbsDiff } from "../_tf/testdata/numeric.ts";
-import { hasNative } from "../_tf/testdata/libraries.ts";
+import { hasNative, hasOpenBlas } from "../_tf/testdata/libraries.ts";
 import { nativeLstm } from "../_tf/native.ts";
-import { useNativeLstmLoops } from "../_tf/lstm_kernels.ts";
+import {
+  hasLstmSequenceKernels,
+  useLstmSequenceKernels,
+  useNativeLstmLoops,
+} from "../_tf/lstm_kernels.ts";
 
 await initBackend("cpu");
 
@@ -241,3 +245,46 @@ for (
     },
   });
 }
+
+Deno.test({
+  name:
+    "lstmSequence() on wasm-openblas: one kernel call per sequence equals the per-step kernels and the composite ops bit for bit (needs OpenBLAS and cc)",
+  ignore: !hasOpenBlas || !hasNative,
+  fn: async () => {
+    await initBackend("wasm-openblas");
+    try {
+      // Hidden 32: Wh and Whᵀ are packed into panels; hidden 9: neither is (4H = 36).
+      for (const hidden of [32, 9]) {
+        tf.tidy(() => {
+          const rng = createRng(22);
+          const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
+          const [time, batch, inDim] = [7, 5, 6];
+          const inputs = [
+            n([time, batch, inDim]),
+            n([inDim, 4 * hidden]),
+            n([hidden, 4 * hidden]),
+            n([4 * hidden]),
+          ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+          const weight = n([time, batch, hidden]);
+          const run = (fused: boolean, wholeSequence: boolean) => {
+            useLstmSequenceKernels(wholeSequence);
+            assert.equal(hasLstmSequenceKernels(), wholeSequence);
+            const f = (...t: tf.Tensor[]) =>
+              tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
+            const { value, grads } = tf.valueAndGrads(f)(inputs);
+            return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
+          };
+          const whole = run(true, true), perStep = run(true, false), composite = run(false, false);
+          const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
+          whole.forEach((values, i) => {
+            assert.deepEqual(values, perStep[i], `H ${hidden}: ${names[i]} differs from per step`);
+            assert.deepEqual(values, composite[i], `H ${hidden}: ${names[i]} differs from ops`);
+          });
+        });
+      }
+    } finally {
+      useLstmSequenceKernels(true);
+      await initBackend("cpu");
+    }
+  },
+});
