@@ -10,9 +10,11 @@
  *   MAESTRO in 10 s or less on two cores.
  * - models: training and sampling tokens/s and peak memory for the
  *   configurations of the models issue, beside PyTorch running the same
- *   workloads (`bench/torch_reference.py`) on the same machine just before,
- *   when `--python` (default `python3`) imports torch; `--python none` skips
- *   it. Without PyTorch the ratios use recorded figures, and say so.
+ *   workloads (`bench/torch_reference.py`) on the same machine, when
+ *   `--python` (default `python3`) imports torch; `--python none` skips it.
+ *   `--rounds N` (default 2) rounds alternate PyTorch's script and ours, and
+ *   each side's figure is its best round (the machine's speed drifts by tens
+ *   of percent). Without PyTorch the ratios use recorded figures, and say so.
  * - backends: the default graph's own model work (its LSTM's training step
  *   and its rollout sampling) and a 1024² matMul, each in a fresh process
  *   (the wasm build is chosen once per process), on plain wasm with one
@@ -32,7 +34,7 @@ import { join } from "node:path";
 import { type BackendName, initBackend } from "../plugins/_tf/backend.ts";
 import { loadOpenBlas } from "../plugins/_tf/openblas.ts";
 import { type BenchResult, benchSample, benchTrain, type KernelSplit } from "./model_bench.ts";
-import { pytorchReference, RECORDED } from "./pytorch.ts";
+import { pytorchReference, RECORDED, type Reference, type Workload } from "./pytorch.ts";
 import type { ModelSpec } from "../plugins/_tf/model.ts";
 import lstm from "../plugins/model/lstm.ts";
 import transformer from "../plugins/model/transformer.ts";
@@ -49,6 +51,7 @@ const args = parseArgs({
     "wasm-threads": { type: "string", default: "0" },
     out: { type: "string", default: "bench/results.jsonl" },
     python: { type: "string", default: "python3" },
+    rounds: { type: "string", default: "2" },
   },
 });
 const sections = args.positionals.length > 0
@@ -139,24 +142,23 @@ function spec(
   return plugin.create(defaultParams(plugin, params) as never) as ModelSpec;
 }
 
+/** One workload of `models`: its figure's name, PyTorch's matching figure and its run. */
+interface ModelWorkload {
+  name: string;
+  torch: Workload;
+  run: () => Promise<BenchResult>;
+}
+
+/** The figure of the round with the most tokens per second. */
+function best(results: BenchResult[]): BenchResult {
+  return results.reduce((a, b) => b.tokensPerSec > a.tokensPerSec ? b : a);
+}
+
 async function benchModels(): Promise<void> {
-  let reference = RECORDED;
-  if (args.values.python === "none") {
-    console.log(`\nPyTorch not run (--python none): ratios use ${RECORDED.label}`);
-  } else {
-    console.log(
-      `\nPyTorch on the same workloads first (${args.values.python} bench/torch_reference.py)`,
-    );
-    const run = await pytorchReference(args.values.python!);
-    reference = run.reference;
-    console.log(
-      run.note === undefined
-        ? `  ${reference.label}`
-        : `  ${run.note}: ratios use ${reference.label}`,
-    );
+  const rounds = Number(args.values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new Error(`--rounds must be a whole number of at least 1, not "${args.values.rounds}"`);
   }
-  const TORCH = reference.tokensPerSec;
-  console.log(`\nModels on ${backendName} (vocab 388)`);
   const transformerSpec = spec(transformer, {
     dModel: 256,
     layers: 4,
@@ -166,49 +168,90 @@ async function benchModels(): Promise<void> {
   });
   const lstmSmall = spec(lstm, { embedDim: 256, hiddenDim: 512, layers: 2, dropout: 0 });
   const lstmSeed = spec(lstm, { embedDim: 512, hiddenDim: 768, layers: 3, dropout: 0.2 });
+  const workloads: ModelWorkload[] = [
+    {
+      name: "train/transformer-d256-l4-h4-ff1024/b16-t256",
+      torch: "transformerTrain",
+      run: () => benchTrain(transformerSpec, { batch: 16, seqLen: 256, steps: 3 }),
+    },
+    {
+      name: "train/lstm-e256-h512-l2/b16-t256",
+      torch: "lstmSmallTrain",
+      run: () => benchTrain(lstmSmall, { batch: 16, seqLen: 256, steps: 3 }),
+    },
+    {
+      name: "train/lstm-seed-e512-h768-l3/b8-t512",
+      torch: "lstmSeedTrain",
+      run: () => benchTrain(lstmSeed, { batch: 8, seqLen: 512, steps: 2 }),
+    },
+    {
+      name: "sample/lstm-e256-h512-l2/b16x512",
+      torch: "lstmSmallSample",
+      run: () => benchSample(lstmSmall, { batch: 16, length: 512 }),
+    },
+    {
+      name: "sample/lstm-seed-e512-h768-l3/b16x512",
+      torch: "lstmSeedSample",
+      run: () => benchSample(lstmSeed, { batch: 16, length: 512 }),
+    },
+    {
+      name: "sample/transformer-d256-l4-kv-cache/b16x512",
+      torch: "transformerSample",
+      run: () => benchSample(transformerSpec, { batch: 16, length: 512 }),
+    },
+  ];
   const peak = await matMulRate(2048, 3);
+  console.log(`\nModels on ${backendName} (vocab 388), ${rounds} round(s)`);
+  console.log(
+    "  Each round runs PyTorch's script (a fresh process, its sections in this order) and then\n" +
+      "  these workloads; each side's figure is its best round, and the rounds are listed.",
+  );
   await record("matmul/2048x2048", peak, "GFLOP/s");
+  // Rounds alternate between the two sides, so that a slow spell of the machine falls on both.
+  const torchRounds: Reference[] = [];
+  const ours: BenchResult[][] = workloads.map(() => []);
+  let torchNote: string | undefined;
+  for (let round = 1; round <= rounds; round++) {
+    if (args.values.python !== "none" && torchNote === undefined) {
+      console.log(`  round ${round}: PyTorch (${args.values.python} bench/torch_reference.py)`);
+      const run = await pytorchReference(args.values.python!);
+      if (run.note === undefined) torchRounds.push(run.reference);
+      else torchNote = run.note;
+    }
+    console.log(`  round ${round}: HarmonyRL`);
+    for (const [i, workload] of workloads.entries()) ours[i].push(await workload.run());
+  }
+  let reference = RECORDED;
+  if (args.values.python === "none") {
+    console.log(`  PyTorch not run (--python none): ratios use ${RECORDED.label}`);
+  } else if (torchRounds.length === 0) {
+    console.log(`  ${torchNote}: ratios use ${RECORDED.label}`);
+  } else {
+    reference = torchRounds[0];
+    console.log(`  ${reference.label}`);
+  }
+  console.log("");
   const splits: string[] = [];
-  const show = async (name: string, r: BenchResult, reference: number) => {
-    await record(`${name}/tokens-per-sec`, r.tokensPerSec, "tok/s", reference);
-    await record(`${name}/peak-tensor-memory`, r.peakBytes / 2 ** 20, "MiB");
-    if (r.split === undefined) return;
+  for (const [i, workload] of workloads.entries()) {
+    const r = best(ours[i]);
+    const torchFigures = torchRounds.map((t) => t.tokensPerSec[workload.torch]);
+    const torchBest = torchFigures.length > 0
+      ? Math.max(...torchFigures)
+      : reference.tokensPerSec[workload.torch];
+    await record(`${workload.name}/tokens-per-sec`, r.tokensPerSec, "tok/s", torchBest);
+    const each = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(" / ");
+    console.log(
+      `    rounds: ${each(ours[i].map((x) => x.tokensPerSec))} tok/s` +
+        (torchFigures.length > 0 ? `; PyTorch ${each(torchFigures)} tok/s` : ""),
+    );
+    await record(`${workload.name}/peak-tensor-memory`, r.peakBytes / 2 ** 20, "MiB");
+    if (r.split === undefined) continue;
     // Matrix-product FLOPs of a step over the step's median time.
     const rate = r.split.matMulFlops / r.medianSec / 1e9;
-    await record(`${name}/matmul-rate`, rate, "GFLOP/s");
-    await record(`${name}/share-of-2048-matmul`, (100 * rate) / peak, "%");
-    splits.push(formatSplit(name, r.split));
-  };
-  await show(
-    "train/transformer-d256-l4-h4-ff1024/b16-t256",
-    await benchTrain(transformerSpec, { batch: 16, seqLen: 256, steps: 3 }),
-    TORCH.transformerTrain,
-  );
-  await show(
-    "train/lstm-e256-h512-l2/b16-t256",
-    await benchTrain(lstmSmall, { batch: 16, seqLen: 256, steps: 3 }),
-    TORCH.lstmSmallTrain,
-  );
-  await show(
-    "train/lstm-seed-e512-h768-l3/b8-t512",
-    await benchTrain(lstmSeed, { batch: 8, seqLen: 512, steps: 2 }),
-    TORCH.lstmSeedTrain,
-  );
-  await show(
-    "sample/lstm-e256-h512-l2/b16x512",
-    await benchSample(lstmSmall, { batch: 16, length: 512 }),
-    TORCH.lstmSmallSample,
-  );
-  await show(
-    "sample/lstm-seed-e512-h768-l3/b16x512",
-    await benchSample(lstmSeed, { batch: 16, length: 512 }),
-    TORCH.lstmSeedSample,
-  );
-  await show(
-    "sample/transformer-d256-l4-kv-cache/b16x512",
-    await benchSample(transformerSpec, { batch: 16, length: 512 }),
-    TORCH.transformerSample,
-  );
+    await record(`${workload.name}/matmul-rate`, rate, "GFLOP/s");
+    await record(`${workload.name}/share-of-2048-matmul`, (100 * rate) / peak, "%");
+    splits.push(formatSplit(workload.name, r.split));
+  }
   console.log("\nWhere one training step's time goes (tf.profile, kernel time per kernel)");
   for (const split of splits) console.log(split);
 }

@@ -71,6 +71,8 @@ export interface KernelSplit {
 }
 
 const MATMUL_KERNELS = new Set(["BatchMatMul", "_FusedMatMul"]);
+/** Kernels that run an LSTM layer's recurrent products inside them (lstm_kernels.ts). */
+const RECURRENT_KERNELS = new Set(["HarmonyLstmSequence", "HarmonyLstmSequenceGrad"]);
 
 /**
  * Sums a profile's kernels by name. Leaves out the entries of composite ops
@@ -90,7 +92,12 @@ export async function kernelSplit(
     entry.ms += typeof ms === "number" ? ms : 0;
     entry.calls++;
     byName.set(k.name, entry);
-    if (MATMUL_KERNELS.has(k.name)) {
+    if (RECURRENT_KERNELS.has(k.name)) {
+      // The T − 1 recurrent products inside: [B, H] x [H, 4H] forward, [B, 4H] x [4H, H] back.
+      const [time, batch] = k.inputShapes.find((shape) => shape.length === 3)!; // [T, B, ...]
+      const weight = k.inputShapes.find((shape) => shape.length === 2)!; // Wh or Whᵀ
+      matMulFlops += 2 * (time - 1) * batch * weight[0] * weight[1];
+    } else if (MATMUL_KERNELS.has(k.name)) {
       // out [..., M, N]; a is [..., M, K] or [..., K, M]: K = size(a) / (batch(a) · M).
       const out = k.outputShapes[0], a = k.inputShapes[0];
       const m = out[out.length - 2];

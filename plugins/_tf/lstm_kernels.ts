@@ -459,7 +459,8 @@ export function lstmSequenceGradSteps(
   saved: { dy: tf.Tensor3D; a: tf.Tensor3D; c: tf.Tensor3D; tc: tf.Tensor3D },
   whT: tf.Tensor2D,
 ): tf.Tensor3D {
-  return tf.engine().runKernel(LSTM_SEQUENCE_GRAD, { ...saved, whT }, {}) as tf.Tensor3D;
+  const { dy, a, c, tc } = saved;
+  return tf.engine().runKernel(LSTM_SEQUENCE_GRAD, { dy, a, c, tc, whT }, {}) as tf.Tensor3D;
 }
 
 /** Whether the active backend runs the fused kernels. */
