@@ -40,17 +40,9 @@ import {
   type OpenBlasCoreChoice,
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
-  useBatchedProductKernel,
-  usePackedProductKernel,
-  useSmallProductKernel,
+  useNativeProducts,
 } from "./openblas.ts";
-import {
-  loadNativeKernels,
-  nativeBatchedProduct,
-  nativePackedProduct,
-  nativeSmallProduct,
-  SMALL_PRODUCT_MAX_ROWS,
-} from "./native.ts";
+import { loadNativeKernels, nativeProducts, SMALL_PRODUCT_MAX_ROWS } from "./native.ts";
 import { installWasmMatMul, uninstallWasmMatMul } from "./wasm_matmul.ts";
 
 // tfjs's own BatchMatMul gradient fails on broadcast batch dims (x [B, T, D] @ w [D, N]).
@@ -347,15 +339,11 @@ async function startWasmOpenBlas(options: InitBackendOptions): Promise<Started> 
  * part of the backend's detail that says so ("" without them; the log says why).
  */
 function startNativeKernels(options: InitBackendOptions): string {
-  useSmallProductKernel(null);
-  usePackedProductKernel(null);
-  useBatchedProductKernel(null);
+  useNativeProducts(null);
   if (options.nativeKernels === false) return "";
   try {
     const info = loadNativeKernels();
-    useSmallProductKernel(nativeSmallProduct());
-    usePackedProductKernel(nativePackedProduct());
-    useBatchedProductKernel(nativeBatchedProduct());
+    useNativeProducts(nativeProducts());
     const width = info.vectorFloats * 32;
     return `native kernels (${info.compiler}, ${width}-bit vectors, ${info.threads} threads) ` +
       `for products of up to ${SMALL_PRODUCT_MAX_ROWS} rows; `;

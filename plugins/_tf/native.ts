@@ -40,6 +40,11 @@ const SYMBOLS = {
     result: "void",
   },
   hrl_panel_columns: { parameters: [], result: "i32" },
+  hrl_add_rows: {
+    // rows, n, bias, c
+    parameters: ["i32", "i32", "buffer", "buffer"],
+    result: "void",
+  },
   hrl_set_threads: { parameters: ["i32"], result: "i32" },
   hrl_vector_floats: { parameters: [], result: "i32" },
   hrl_cpu_has_avx512: { parameters: [], result: "i32" },
@@ -383,27 +388,6 @@ export interface PackedProduct {
   product(m: number, n: number, k: number, a: Float32Array, p: Float32Array, c: Float32Array): void;
 }
 
-/** The native {@link PackedProduct}, or null before {@link loadNativeKernels} succeeded. */
-export function nativePackedProduct(): PackedProduct | null {
-  if (native === null) return null;
-  const s = native.lib.symbols;
-  return {
-    columns: s.hrl_panel_columns(),
-    pack: (k, n, b, p) => s.hrl_pack_panels(k, n, b, p),
-    product: (m, n, k, a, p, c) => s.hrl_sgemm_packed(m, n, k, a, p, c),
-  };
-}
-
-/**
- * The native `C = A B` for A with at most {@link SMALL_PRODUCT_MAX_ROWS} rows, or null before
- * {@link loadNativeKernels} succeeded.
- */
-export function nativeSmallProduct(): SmallProduct | null {
-  if (native === null) return null;
-  const product = native.lib.symbols.hrl_sgemm_small;
-  return (m, n, k, a, b, c) => product(m, n, k, a, b, c);
-}
-
 /**
  * The native attention of one query per head against a key/value cache, or null before
  * {@link loadNativeKernels} succeeded: `y[h] = Σ_j softmax_j(q[h]·k[h][j]) v[h][j]` over
@@ -586,6 +570,34 @@ export function nativeLayerNorm(): NativeLayerNorm | null {
   };
 }
 
+/** `c[r][j] += bias[j]` for c `[rows, n]` in place (rows = c.length / bias.length). */
+export type AddRows = (bias: Float32Array, c: Float32Array) => void;
+
+/** The native products that OpenBLAS's matMul kernels hand work to (openblas.ts). */
+export interface NativeProducts {
+  small: SmallProduct;
+  packed: PackedProduct;
+  batched: BatchedProduct;
+  addRows: AddRows;
+}
+
+/** The native products, or null before {@link loadNativeKernels} succeeded. */
+export function nativeProducts(): NativeProducts | null {
+  if (native === null) return null;
+  const s = native.lib.symbols;
+  return {
+    small: (m, n, k, a, b, c) => s.hrl_sgemm_small(m, n, k, a, b, c),
+    packed: {
+      columns: s.hrl_panel_columns(),
+      pack: (k, n, b, p) => s.hrl_pack_panels(k, n, b, p),
+      product: (m, n, k, a, p, c) => s.hrl_sgemm_packed(m, n, k, a, p, c),
+    },
+    batched: (batch, m, n, k, transA, transB, a, b, c) =>
+      s.hrl_sgemm_batched(batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, a, b, c) === 0,
+    addRows: (bias, c) => s.hrl_add_rows(c.length / bias.length, bias.length, bias, c),
+  };
+}
+
 /** The shape of an attention's heads: `[batch, heads, time, headDim]` each of q, k and v. */
 export interface HeadsShape {
   batch: number;
@@ -630,12 +642,4 @@ export function nativeAttentionHeads(): NativeAttentionHeads | null {
     backward: ({ batch, time, heads, headDim }, scale, dq, dk, dv, cos, sin, dqkv) =>
       s.hrl_attention_heads_grad(batch, time, heads, headDim, scale, dq, dk, dv, cos, sin, dqkv),
   };
-}
-
-/** The native {@link BatchedProduct}, or null before {@link loadNativeKernels} succeeded. */
-export function nativeBatchedProduct(): BatchedProduct | null {
-  if (native === null) return null;
-  const product = native.lib.symbols.hrl_sgemm_batched;
-  return (batch, m, n, k, transA, transB, a, b, c) =>
-    product(batch, m, n, k, transA ? 1 : 0, transB ? 1 : 0, a, b, c) === 0;
 }

@@ -883,3 +883,20 @@ void hrl_attention_heads_grad(int batch, int time, int heads, int hd, float scal
                     .rope_sin = sin, .y = dqkv, .heads_grad = 1};
   run_job(job, batch * time >= 64 ? batch * time : 1);
 }
+
+/* Part `part` of hrl_add_rows: a share of the rows. */
+static void add_rows_part(const struct job *job, int part) {
+  int first = job->M * part / job->parts, last = job->M * (part + 1) / job->parts;
+  int n = job->N;
+  for (int r = first; r < last; r++) {
+    float *row = job->C + (size_t)r * n;
+    for (int j = 0; j < n; j++) row[j] += job->B[j];
+  }
+}
+
+/* c[r][j] += bias[j] for c [rows][n], in place: a dense layer's bias after its product. */
+void hrl_add_rows(int rows, int n, const float *bias, float *c) {
+  if (rows <= 0 || n <= 0) return;
+  struct job job = {.run = add_rows_part, .M = rows, .N = n, .B = bias, .C = c};
+  run_job(job, (size_t)rows * n >= 65536 ? rows : 1);
+}

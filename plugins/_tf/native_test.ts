@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { assertClose, lcg, runOn } from "./testdata/numeric.ts";
-import { loadNativeKernels, nativeBatchedProduct, nativeSmallProduct } from "./native.ts";
+import { loadNativeKernels, nativeProducts } from "./native.ts";
 import { hasNative, hasOpenBlas } from "./testdata/libraries.ts";
 
 /** C = A B in float64, A [m, k], B [k, n] row-major. */
@@ -21,7 +21,7 @@ Deno.test({
   name: "the native small product equals a float64 product, for full and partial blocks (needs cc)",
   ignore: !hasNative,
   fn: () => {
-    const product = nativeSmallProduct()!;
+    const product = nativeProducts()!.small;
     // Rows around the 8-row (4 without AVX-512) block, columns around the 32-column block.
     for (const m of [1, 3, 5, 8, 13, 16]) {
       for (const n of [1, 31, 32, 33, 100]) {
@@ -47,7 +47,7 @@ Deno.test({
     const results = [1, 2, 3].map((threads) => {
       assert.equal(loadNativeKernels({ threads }).threads, threads);
       const c = new Float32Array(m * n);
-      nativeSmallProduct()!(m, n, k, a, b, c);
+      nativeProducts()!.small(m, n, k, a, b, c);
       return c;
     });
     loadNativeKernels({ threads: navigator.hardwareConcurrency });
@@ -121,7 +121,7 @@ Deno.test({
     "the native batched product equals a float64 product for every transpose, on any thread count (needs cc)",
   ignore: !hasNative,
   fn: () => {
-    const product = nativeBatchedProduct()!;
+    const product = nativeProducts()!.batched;
     const [batch, m, n, k] = [5, 19, 37, 11];
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {

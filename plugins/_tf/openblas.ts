@@ -28,13 +28,7 @@ import {
   type WasmKernelArgs,
 } from "./wasm_kernels.ts";
 import { errorFirstLine } from "../../mod.ts";
-import {
-  type BatchedProduct,
-  nativeCpuHasAvx512,
-  type PackedProduct,
-  SMALL_PRODUCT_MAX_ROWS,
-  type SmallProduct,
-} from "./native.ts";
+import { nativeCpuHasAvx512, type NativeProducts, SMALL_PRODUCT_MAX_ROWS } from "./native.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -259,35 +253,34 @@ export function setOpenBlasThreads(threads: number): boolean {
  */
 const SMALL_PRODUCT_MAX_RIGHT = 4 * 2 ** 20;
 
-/** A kernel for products whose A has at most {@link SMALL_PRODUCT_MAX_ROWS} rows. */
-let small: SmallProduct | null = null;
+/** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
+const BATCHED_PRODUCT_MAX_OPERAND = 2 ** 18;
+
+/** The native products in use, or null (then `cblas_sgemm` and wasm kernels do all). */
+let products: NativeProducts | null = null;
 
 /**
- * Routes untransposed products whose A has at most {@link SMALL_PRODUCT_MAX_ROWS} rows and
- * whose B fits in cache (an LSTM's recurrent product) to `product` instead of `cblas_sgemm`,
- * which packs all of B on every call; null goes back to `cblas_sgemm` for all. See
- * `native.ts`.
+ * Hands work to the native products (`nativeProducts()` of native.ts), or takes it back (null):
+ * - untransposed products whose A has at most {@link SMALL_PRODUCT_MAX_ROWS} rows and whose B
+ *   fits in cache (an LSTM's recurrent product) go to `small`, where `cblas_sgemm` packed all
+ *   of B on every call;
+ * - {@link repeatedProduct} packs its B once for `packed`;
+ * - batched products without broadcasting whose operands are small (an attention's per-head
+ *   products) go to `batched`, one call for the whole batch instead of one `cblas_sgemm` call
+ *   per item;
+ * - a fused matMul's bias is added in place by `addRows`, instead of by the wasm `Add` kernel
+ *   into a new tensor.
  *
- * @param product the kernel, e.g. `nativeSmallProduct()`, or null
+ * @param native the kernels, or null
  */
-export function useSmallProductKernel(product: SmallProduct | null): void {
-  small = product;
-}
-
-let packed: PackedProduct | null = null;
-
-/**
- * Lets {@link repeatedProduct} pack its right operand once for the small-product kernel
- * (`nativePackedProduct()`), or not (null).
- */
-export function usePackedProductKernel(product: PackedProduct | null): void {
-  packed = product;
+export function useNativeProducts(native: NativeProducts | null): void {
+  products = native;
 }
 
 /**
  * `out [m][n] = a [m][k] b [k][n]` for many `a` and one `b`, with the bits of
- * {@link rowMajorProduct}: where the small-product kernel takes the product and a packed
- * kernel is set, `b` is packed once here and each product streams the packed copy.
+ * {@link rowMajorProduct}: where the small-product kernel takes the product, `b` is packed
+ * once here and each product streams the packed copy.
  *
  * @param b reads b's values (a view of the wasm heap must be taken anew after it grows)
  * @returns the product of one `a`
@@ -298,32 +291,18 @@ export function repeatedProduct(
   k: number,
   b: () => Float32Array,
 ): (a: Float32Array, out: Float32Array) => void {
-  const kernel = packed;
-  if (
-    kernel !== null && small !== null && m <= SMALL_PRODUCT_MAX_ROWS &&
-    k * n <= SMALL_PRODUCT_MAX_RIGHT && n % kernel.columns === 0
-  ) {
+  const packed = products?.packed;
+  if (packed !== undefined && smallProductTakes(m, n, k) && n % packed.columns === 0) {
     const panels = new Float32Array(k * n);
-    kernel.pack(k, n, b(), panels);
-    return (a, out) => kernel.product(m, n, k, a, panels, out);
+    packed.pack(k, n, b(), panels);
+    return (a, out) => packed.product(m, n, k, a, panels, out);
   }
   return (a, out) => rowMajorProduct(m, n, k, a, b(), out);
 }
 
-/** The most elements of one product's operand for the batched kernel (1 MiB of floats). */
-const BATCHED_PRODUCT_MAX_OPERAND = 2 ** 18;
-
-let batched: BatchedProduct | null = null;
-
-/**
- * Routes batched products without broadcasting whose operands are small (an attention's
- * per-head products) to `product`, one call for the whole batch, instead of one
- * `cblas_sgemm` call per item; null goes back to `cblas_sgemm`.
- *
- * @param product the kernel, e.g. `nativeBatchedProduct()`, or null
- */
-export function useBatchedProductKernel(product: BatchedProduct | null): void {
-  batched = product;
+/** Whether the small-product kernel takes an untransposed `[m, k] x [k, n]` product. */
+function smallProductTakes(m: number, n: number, k: number): boolean {
+  return products !== null && m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT;
 }
 
 /** The stock wasm kernels, kept while ours are installed. */
@@ -429,8 +408,8 @@ export function rowMajorProduct(
   out: Float32Array,
 ): void {
   if (blas === null) throw new Error("rowMajorProduct() needs OpenBLAS: call loadOpenBlas() first");
-  if (small !== null && m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT) {
-    small(m, n, k, a, b, out);
+  if (smallProductTakes(m, n, k)) {
+    products!.small(m, n, k, a, b, out);
     return;
   }
   blas.lib.symbols.cblas_sgemm(
@@ -524,9 +503,9 @@ function sgemmProduct(
     return out;
   }
   if (
-    batched !== null && batch > 1 && batchA === batch && batchB === batch &&
+    products !== null && batch > 1 && batchA === batch && batchB === batch &&
     m * k <= BATCHED_PRODUCT_MAX_OPERAND && k * n <= BATCHED_PRODUCT_MAX_OPERAND &&
-    batched(batch, m, n, k, transposeA, transposeB, aVals, bVals, outVals)
+    products.batched(batch, m, n, k, transposeA, transposeB, aVals, bVals, outVals)
   ) {
     return out;
   }
@@ -596,7 +575,18 @@ function blasFusedMatMul(args: WasmKernelArgs): tf.TensorInfo {
   }
   const backend = args.backend;
   let out = sgemmProduct(a, b, transposeA, transposeB, backend); // [...batch, M, N]
-  if (bias !== undefined && bias !== null) {
+  const n = out.shape[out.shape.length - 1];
+  if (
+    bias != null && products !== null && bias.dtype === "float32" &&
+    tf.util.sizeFromShape(bias.shape) === n &&
+    bias.shape.every((d, i) => i === bias.shape.length - 1 || d === 1)
+  ) {
+    // A bias of one row: added in place, the same float32 sums as the Add kernel's.
+    products.addRows(
+      backend.typedArrayFromHeap(bias) as Float32Array,
+      backend.typedArrayFromHeap(out) as Float32Array,
+    );
+  } else if (bias != null) {
     const withBias = runWasmKernel("Add", { a: out, b: bias }, backend);
     backend.disposeData(out.dataId);
     out = withBias;

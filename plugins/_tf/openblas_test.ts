@@ -10,7 +10,7 @@ import {
   setOpenBlasThreads,
   uninstallOpenBlasMatMul,
 } from "./openblas.ts";
-import { hasOpenBlas } from "./testdata/libraries.ts";
+import { hasNative, hasOpenBlas } from "./testdata/libraries.ts";
 
 Deno.test({
   name:
@@ -136,5 +136,38 @@ Deno.test({
           hasOpenBlas ? 'Cannot load "/nonexistent/libopenblas.so"' : "Cannot load OpenBLAS",
         ) && e.message.includes("/nonexistent/libopenblas.so"),
     );
+  },
+});
+
+Deno.test({
+  name:
+    "fused matMul's bias on OpenBLAS: added in place by the native kernels, the same bits as matMul then add; a batched bias too (needs OpenBLAS and cc)",
+  ignore: !hasOpenBlas || !hasNative,
+  fn: async () => {
+    // 70 x 1000 outputs: enough to split the bias addition over the threads.
+    const a = lcg(70 * 9, 11), b = lcg(9 * 1000, 12), bias = lcg(1000, 13);
+    const fused = (biasShape: number[]) => () =>
+      tf.fused.matMul({
+        a: tf.tensor2d(a, [70, 9]),
+        b: tf.tensor2d(b, [9, 1000]),
+        bias: tf.tensor(bias, biasShape),
+      });
+    const separate = () =>
+      tf.add(tf.matMul(tf.tensor2d(a, [70, 9]), tf.tensor2d(b, [9, 1000])), tf.tensor1d(bias));
+    const [inPlace] = await runOn("wasm-openblas", fused([1000]));
+    const [rowShaped] = await runOn("wasm-openblas", fused([1, 1000]));
+    const [added] = await runOn("wasm-openblas", separate);
+    assert.deepEqual(inPlace, added);
+    assert.deepEqual(rowShaped, added);
+    // A bias per batch item ([2, 1, 3]) is not one row: the wasm Add kernel broadcasts it.
+    const batched = () =>
+      tf.fused.matMul({
+        a: tf.tensor3d(lcg(2 * 4 * 5, 14), [2, 4, 5]),
+        b: tf.tensor3d(lcg(2 * 5 * 3, 15), [2, 5, 3]),
+        bias: tf.tensor3d(lcg(6, 16), [2, 1, 3]),
+      });
+    const [blas] = await runOn("wasm-openblas", batched);
+    const [cpu] = await runOn("cpu", batched);
+    assertClose(blas, cpu, 1e-5, "batched bias");
   },
 });
