@@ -44,8 +44,8 @@ function buffer(
   rows: number,
 ): tf.Tensor4D {
   const [batch, heads, hd] = shape;
+  // Rows from `rows` on are left as the heap had them: nothing reads a row before it is written.
   const out = heapTensor([batch, heads, capacity, hd], [from], (values, src) => {
-    values.fill(0);
     if (src === null || rows === 0) return;
     const srcCapacity = from!.shape[2];
     for (let bh = 0; bh < batch * heads; bh++) {

@@ -313,10 +313,33 @@ void hrl_sgemm_small(int M, int N, int K, const float *A, const float *B, float 
 }
 
 /* Part `part` of an attention: a share of the heads. */
+static inline vf exp_vf(vf x);
+static inline float exp_scalar(float x);
+
+/* The sum of a vector's lanes, halving the vector at each step. */
+static inline float sum_lanes(vf v) {
+#if VL == 16
+  typedef float half __attribute__((vector_size(32)));
+  half lo, hi;
+  memcpy(&lo, &v, sizeof lo);
+  memcpy(&hi, (char *)&v + sizeof lo, sizeof hi);
+  half s8 = lo + hi;
+#else
+  vf s8 = v;
+#endif
+  typedef float quarter __attribute__((vector_size(16)));
+  quarter a, b;
+  memcpy(&a, &s8, sizeof a);
+  memcpy(&b, (char *)&s8 + sizeof a, sizeof b);
+  quarter s4 = a + b;
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 static void attention_part(const struct job *job, int part) {
   int first = job->heads * part / job->parts;
   int last = job->heads * (part + 1) / job->parts;
   int len = job->len, hd = job->hd;
+  int vectors = hd / VL; /* whole vectors per head row; the rest one float at a time */
   float scores[len];
   float acc[hd];
   for (int h = first; h < last; h++) {
@@ -327,23 +350,33 @@ static void attention_part(const struct job *job, int part) {
     for (int j = 0; j < len; j++) {
       const float *kj = k + (size_t)j * hd;
       vf partial = (vf){0};
-      int d = 0;
-      for (; d + VL <= hd; d += VL) partial += load_vf(q + d) * load_vf(kj + d);
-      float dot = 0;
-      for (int lane = 0; lane < VL; lane++) dot += partial[lane];
-      for (; d < hd; d++) dot += q[d] * kj[d];
+      for (int i = 0; i < vectors; i++) partial += load_vf(q + i * VL) * load_vf(kj + i * VL);
+      float dot = sum_lanes(partial);
+      for (int d = vectors * VL; d < hd; d++) dot += q[d] * kj[d];
       scores[j] = dot;
       if (dot > top) top = dot;
     }
     float sum = 0;
-    for (int j = 0; j < len; j++) {
-      scores[j] = expf(scores[j] - top);
+    int j = 0;
+    vf sums = (vf){0};
+    for (; j + VL <= len; j += VL) {
+      vf e = exp_vf(load_vf(scores + j) - top);
+      store_vf(scores + j, e);
+      sums += e;
+    }
+    sum = sum_lanes(sums);
+    for (; j < len; j++) {
+      scores[j] = exp_scalar(scores[j] - top);
       sum += scores[j];
     }
     for (int d = 0; d < hd; d++) acc[d] = 0;
     for (int j = 0; j < len; j++) {
       float w = scores[j] / sum;
-      for (int d = 0; d < hd; d++) acc[d] += w * v[(size_t)j * hd + d];
+      const float *vj = v + (size_t)j * hd;
+      for (int i = 0; i < vectors; i++) {
+        store_vf(acc + i * VL, load_vf(acc + i * VL) + w * load_vf(vj + i * VL));
+      }
+      for (int d = vectors * VL; d < hd; d++) acc[d] += w * vj[d];
     }
     memcpy(job->y + (size_t)h * hd, acc, sizeof(float) * hd);
   }

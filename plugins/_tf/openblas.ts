@@ -300,6 +300,60 @@ export function repeatedProduct(
   return (a, out) => rowMajorProduct(m, n, k, a, b(), out);
 }
 
+/**
+ * While {@link withPackedWeights} runs: the weights it named (their data ids) and, once the
+ * small-product kernel has met one as a right operand, its packed panels.
+ */
+let packing: { weights: Set<object>; panels: Map<object, Float32Array> } | null = null;
+
+/**
+ * Runs `work` with `weights` packed for the small-product kernel the first time one is the
+ * right operand of a small product, and that packed copy used after: a sampler's per-token
+ * products by the same weights then stream them as contiguous panels (the same sums, the same
+ * bits). The weights must not change while `work` runs (an optimizer's update gives a weight
+ * new data, which is then simply not packed).
+ *
+ * @param weights e.g. a model's variables
+ * @param work the sampling
+ * @returns what `work` returns
+ */
+export async function withPackedWeights<T>(
+  weights: Iterable<tf.Tensor>,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (products === null || packing !== null) return await work(); // an outer call packs
+  packing = { weights: new Set([...weights].map((w) => w.dataId)), panels: new Map() };
+  try {
+    return await work();
+  } finally {
+    packing = null;
+  }
+}
+
+/** The packed panels of right operand `b` inside {@link withPackedWeights}, else null. */
+function packedPanels(
+  b: tf.TensorInfo,
+  m: number,
+  n: number,
+  k: number,
+  values: Float32Array,
+): Float32Array | null {
+  const packed = products?.packed;
+  if (
+    packing === null || packed === undefined || !packing.weights.has(b.dataId) ||
+    !smallProductTakes(m, n, k) || n % packed.columns !== 0
+  ) {
+    return null;
+  }
+  let panels = packing.panels.get(b.dataId);
+  if (panels === undefined) {
+    panels = new Float32Array(k * n);
+    packed.pack(k, n, values, panels);
+    packing.panels.set(b.dataId, panels);
+  }
+  return panels;
+}
+
 /** Whether the small-product kernel takes an untransposed `[m, k] x [k, n]` product. */
 function smallProductTakes(m: number, n: number, k: number): boolean {
   return products !== null && m <= SMALL_PRODUCT_MAX_ROWS && k * n <= SMALL_PRODUCT_MAX_RIGHT;
@@ -478,7 +532,9 @@ function sgemmProduct(
   const ldb = transposeB ? k : n;
 
   if (batchB === 1 && batchA === batch && !transposeA && !transposeB) {
-    rowMajorProduct(batch * m, n, k, aVals, bVals, outVals);
+    const panels = packedPanels(b, batch * m, n, k, bVals);
+    if (panels !== null) products!.packed.product(batch * m, n, k, aVals, panels, outVals);
+    else rowMajorProduct(batch * m, n, k, aVals, bVals, outVals);
     return out;
   }
   if (batchB === 1 && !transposeA && batchA === batch) {

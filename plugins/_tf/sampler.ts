@@ -16,6 +16,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../../mod.ts";
 import type { SequenceModel } from "./model.ts";
+import { withPackedWeights } from "./openblas.ts";
 
 /** Settings of {@link samplePolicy}. */
 export interface SampleOptions {
@@ -77,16 +78,38 @@ export function chooseToken(
       argmax = i;
     }
   }
+  const exps = new Float64Array(vocab);
   let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[i] - max);
+  for (let i = 0; i < vocab; i++) {
+    exps[i] = Math.exp(logits[i] - max);
+    sum += exps[i];
+  }
   const logZ = max + Math.log(sum);
   const { temperature, topK, topP } = options;
   if (temperature === 0 || topK === 1) {
     return { token: argmax, logProb: logits[argmax] - logZ, samplingLogProb: 0 };
   }
+  const truncated = (topK > 0 && topK < vocab) || topP < 1;
+  if (!truncated && temperature === 1) {
+    // The whole distribution as it is: the weights are the exponentials above, and their total
+    // is `sum` (the same additions in the same order).
+    let target = options.u * sum;
+    let token = vocab - 1;
+    for (let i = 0; i < vocab; i++) {
+      target -= exps[i];
+      if (target < 0) {
+        token = i;
+        break;
+      }
+    }
+    return {
+      token,
+      logProb: logits[token] - logZ,
+      samplingLogProb: Math.log(exps[token] / sum),
+    };
+  }
   // Candidates in descending order of logit (ties: lower id first).
   let ids = Array.from({ length: vocab }, (_, i) => i);
-  const truncated = (topK > 0 && topK < vocab) || topP < 1;
   if (truncated) ids.sort((a, b) => logits[b] - logits[a] || a - b);
   if (topK > 0 && topK < vocab) ids = ids.slice(0, topK);
   const weights = ids.map((i) => Math.exp((logits[i] - max) / temperature));
@@ -125,10 +148,12 @@ export function chooseToken(
  * @returns tokens and per-token log-probabilities
  * @throws Error when prompts are missing, empty or of unequal lengths, or when aborted
  */
-export async function samplePolicy(
-  model: SequenceModel,
-  options: SampleOptions,
-): Promise<PolicySample> {
+export function samplePolicy(model: SequenceModel, options: SampleOptions): Promise<PolicySample> {
+  // Per-token products by the same weights: packed once for the native small product.
+  return withPackedWeights(model.variables.values(), () => sampleBatches(model, options));
+}
+
+async function sampleBatches(model: SequenceModel, options: SampleOptions): Promise<PolicySample> {
   const { count, length, rng } = options;
   const temperature = options.temperature ?? 1;
   const topK = options.topK ?? 0;

@@ -71,6 +71,39 @@ Deno.test("chooseToken() follows temperature, top-k and top-p (hand-computed)", 
   }
 });
 
+Deno.test("chooseToken() at temperature 1 without truncation draws by the cumulative exponentials, exactly", () => {
+  // The plain draw: weights exp(logit - max) in id order, the first whose running total
+  // passes u·total; the same float64 operations as chooseToken's own, so exactly equal.
+  const reference = (logits: Float32Array, u: number) => {
+    const max = Math.max(...logits);
+    const weights = Array.from(logits, (l) => Math.exp(l - max));
+    const total = weights.reduce((a, b) => a + b, 0);
+    let target = u * total, token = logits.length - 1;
+    for (let i = 0; i < weights.length; i++) {
+      target -= weights[i];
+      if (target < 0) {
+        token = i;
+        break;
+      }
+    }
+    const logZ = max + Math.log(total);
+    return {
+      token,
+      logProb: logits[token] - logZ,
+      samplingLogProb: Math.log(weights[token] / total),
+    };
+  };
+  const rng = createRng(5);
+  for (let trial = 0; trial < 200; trial++) {
+    const logits = Float32Array.from({ length: 388 }, () => 6 * rng.next() - 3);
+    const u = trial === 0 ? 0 : trial === 1 ? 1 - 2 ** -53 : rng.next();
+    assert.deepEqual(
+      chooseToken(logits, { temperature: 1, topK: 0, topP: 1, u }),
+      reference(logits, u),
+    );
+  }
+});
+
 for (const [name, model] of tinyModels()) {
   Deno.test(`samplePolicy(${name}): same seed, same tokens; other seed, other tokens`, async () => {
     const run = (seed: number) =>
