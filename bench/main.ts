@@ -172,32 +172,32 @@ async function benchModels(): Promise<void> {
     {
       name: "train/transformer-d256-l4-h4-ff1024/b16-t256",
       torch: "transformerTrain",
-      run: () => benchTrain(transformerSpec, { batch: 16, seqLen: 256, steps: 3 }),
+      run: () => benchTrain(transformerSpec, { batch: 16, seqLen: 256, steps: 4, warmup: 3 }),
     },
     {
       name: "train/lstm-e256-h512-l2/b16-t256",
       torch: "lstmSmallTrain",
-      run: () => benchTrain(lstmSmall, { batch: 16, seqLen: 256, steps: 3 }),
+      run: () => benchTrain(lstmSmall, { batch: 16, seqLen: 256, steps: 4, warmup: 3 }),
     },
     {
       name: "train/lstm-seed-e512-h768-l3/b8-t512",
       torch: "lstmSeedTrain",
-      run: () => benchTrain(lstmSeed, { batch: 8, seqLen: 512, steps: 2 }),
+      run: () => benchTrain(lstmSeed, { batch: 8, seqLen: 512, steps: 3, warmup: 2 }),
     },
     {
       name: "sample/lstm-e256-h512-l2/b16x512",
       torch: "lstmSmallSample",
-      run: () => benchSample(lstmSmall, { batch: 16, length: 512 }),
+      run: () => benchSample(lstmSmall, { batch: 16, length: 512, reps: 3 }),
     },
     {
       name: "sample/lstm-seed-e512-h768-l3/b16x512",
       torch: "lstmSeedSample",
-      run: () => benchSample(lstmSeed, { batch: 16, length: 512 }),
+      run: () => benchSample(lstmSeed, { batch: 16, length: 512, reps: 3 }),
     },
     {
       name: "sample/transformer-d256-l4-kv-cache/b16x512",
       torch: "transformerSample",
-      run: () => benchSample(transformerSpec, { batch: 16, length: 512 }),
+      run: () => benchSample(transformerSpec, { batch: 16, length: 512, reps: 3 }),
     },
   ];
   const peak = await matMulRate(2048, 3);

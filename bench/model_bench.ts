@@ -34,7 +34,7 @@ export interface BenchSampleOptions {
   batch: number;
   /** Tokens sampled per sequence. */
   length: number;
-  /** Timed runs (after one untimed warmup run of 8 tokens). Default 1. */
+  /** Timed runs (after one untimed warmup run of the same length). Default 1. */
   reps?: number;
   vocabSize?: number;
   seed?: number;
@@ -202,7 +202,7 @@ export async function benchSample(
   const run = (length: number) =>
     samplePolicy(model, { count: options.batch, length, rng, startToken: 0 });
   try {
-    await run(8);
+    await run(options.length); // a whole run to warm up, as the PyTorch reference does
     const runsSec: number[] = [];
     for (let i = 0; i < (options.reps ?? 1); i++) {
       const t0 = performance.now();

@@ -217,13 +217,13 @@ def main():
             bench_matmul(512)
             bench_matmul(1024)
         elif s == "lstm_small":
-            bench_train("lstm_E256_H512_L2", LSTMLM(VOCAB, 256, 512, 2), 16, 256, 1, 4)
+            bench_train("lstm_E256_H512_L2", LSTMLM(VOCAB, 256, 512, 2), 16, 256, 3, 4)
         elif s == "lstm_small_T64":
             bench_train("lstm_E256_H512_L2", LSTMLM(VOCAB, 256, 512, 2), 16, 64, 1, 4)
         elif s == "lstm_big":
-            bench_train("lstm_E512_H768_L3", LSTMLM(VOCAB, 512, 768, 3), 8, 512, 1, 3)
+            bench_train("lstm_E512_H768_L3", LSTMLM(VOCAB, 512, 768, 3), 8, 512, 2, 3)
         elif s == "tf_train":
-            bench_train("tf_d256_L4_H4_ff1024", TransformerLM(VOCAB, 256, 4, 4, 1024), 16, 256, 1, 4)
+            bench_train("tf_d256_L4_H4_ff1024", TransformerLM(VOCAB, 256, 4, 4, 1024), 16, 256, 3, 4)
         elif s == "lstm_sample":
             m = LSTMLM(VOCAB, 256, 512, 2).eval()
             bench_lstm_sample("lstm_E256_H512_L2", m)
