@@ -293,7 +293,11 @@ function formatSplit(name: string, split: KernelSplit): string {
   const restMs = rest.reduce((sum, k) => sum + k.ms, 0);
   row(`${rest.length} other kernels`, `${rest.reduce((sum, k) => sum + k.calls, 0)}`, restMs);
   const inKernels = split.kernels.reduce((sum, k) => sum + k.ms, 0);
-  row("outside kernels (JavaScript, tfjs engine)", "", Math.max(0, split.stepMs - inKernels));
+  row(
+    "outside kernels (JavaScript, tfjs engine, native ops)",
+    "",
+    Math.max(0, split.stepMs - inKernels),
+  );
   return lines.join("\n");
 }
 

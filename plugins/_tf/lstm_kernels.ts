@@ -291,18 +291,26 @@ function sequenceForward(memory: Memory, xp: tf.TensorInfo, wh: tf.TensorInfo): 
   const stateRows = (view: Float32Array, t: number) =>
     view.subarray(t * stateSize, (t + 1) * stateSize);
   for (let t = 0; t < time; t++) {
-    // Views again after every allocation (the sigmoids allocate): the heap may have grown.
-    let [as, cs, hs, tcs, zhs, zs, c2] = [...outputs, zh, scaled, doubled].map(memory.view);
-    if (t > 0) recurrent(stateRows(hs, t - 1), zhs);
+    // Views are taken anew after each allocation (the sigmoids allocate): the heap may grow.
+    const [zhs, zs] = [zh, scaled].map(memory.view);
+    if (t > 0) recurrent(stateRows(memory.view(outputs[2]), t - 1), zhs);
     run.gatesIn(batch, H, gateRows(memory.view(xp), t), t === 0 ? null : zhs, zs);
     const sig = memory.sigmoid(scaled);
-    [as, cs, c2] = [outputs[0], outputs[1], doubled].map(memory.view);
+    const [as, cs] = outputs.map(memory.view);
     const cPrev = t === 0 ? null : stateRows(cs, t - 1);
+    const c2 = memory.view(doubled);
     run.combine(batch, H, memory.view(sig), cPrev, gateRows(as, t), stateRows(cs, t), c2);
     memory.free(sig);
     const sigC = memory.sigmoid(doubled);
-    [as, cs, hs, tcs] = outputs.map(memory.view);
-    run.output(batch, H, memory.view(sigC), gateRows(as, t), stateRows(hs, t), stateRows(tcs, t));
+    const [asNow, , hs, tcs] = outputs.map(memory.view);
+    run.output(
+      batch,
+      H,
+      memory.view(sigC),
+      gateRows(asNow, t),
+      stateRows(hs, t),
+      stateRows(tcs, t),
+    );
     memory.free(sigC);
   }
   for (const info of [zh, scaled, doubled]) memory.free(info);
