@@ -193,6 +193,36 @@ Deno.test("model/lstm dropout without an rng fails with a clear message", () => 
   model.dispose();
 });
 
+/**
+ * An LSTM layer's output, loss and gradients (output, loss, dx, dWx, dWh, db) on random inputs
+ * (seeded: the same every call), computed by lstmSequence with `options`.
+ */
+function outputAndGradients(
+  seed: number,
+  [time, batch, inDim, hidden]: number[],
+  options: { fused: boolean },
+): Float32Array[] {
+  return tf.tidy(() => {
+    const rng = createRng(seed);
+    const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
+    const inputs = [
+      n([time, batch, inDim]),
+      n([inDim, 4 * hidden]),
+      n([hidden, 4 * hidden]),
+      n([4 * hidden]),
+    ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+    const weight = n([time, batch, hidden]);
+    const f = (...t: tf.Tensor[]) =>
+      tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), options), weight));
+    const { value, grads } = tf.valueAndGrads(f)(inputs);
+    return [lstmSequence(...inputs, options), value, ...grads].map((t) =>
+      t.dataSync() as Float32Array
+    );
+  });
+}
+
+const GRADIENT_NAMES = ["output", "loss", "dx", "dWx", "dWh", "db"];
+
 for (
   const [backend, native] of [["cpu", false], ["wasm", false], ["cpu", true], [
     "wasm",
@@ -211,33 +241,16 @@ for (
       useNativeLstmLoops(native);
       assert.equal(nativeLstm() !== null, native || hasNative, "the native loops are loaded");
       try {
-        tf.tidy(() => {
-          const rng = createRng(21);
-          const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
-          const [time, batch, inDim, hidden] = [7, 5, 6, 9];
-          const inputs = [
-            n([time, batch, inDim]),
-            n([inDim, 4 * hidden]),
-            n([hidden, 4 * hidden]),
-            n([4 * hidden]),
-          ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-          const weight = n([time, batch, hidden]);
-          const run = (fused: boolean) => {
-            const f = (...t: tf.Tensor[]) =>
-              tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
-            const { value, grads } = tf.valueAndGrads(f)(inputs);
-            return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
-          };
-          const fused = run(true), composite = run(false);
-          const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
-          fused.forEach((values, i) =>
-            assert.deepEqual(
-              values,
-              composite[i],
-              `${names[i]} differs between fused and composite`,
-            )
-          );
-        });
+        const shape = [7, 5, 6, 9]; // time, batch, in, hidden
+        const fused = outputAndGradients(21, shape, { fused: true });
+        const composite = outputAndGradients(21, shape, { fused: false });
+        fused.forEach((values, i) =>
+          assert.deepEqual(
+            values,
+            composite[i],
+            `${GRADIENT_NAMES[i]} differs between fused and composite`,
+          )
+        );
       } finally {
         useNativeLstmLoops(true);
         await initBackend("cpu");
@@ -255,31 +268,17 @@ Deno.test({
     try {
       // Hidden 32: Wh and Whᵀ are packed into panels; hidden 9: neither is (4H = 36).
       for (const hidden of [32, 9]) {
-        tf.tidy(() => {
-          const rng = createRng(22);
-          const n = (shape: number[]) => tf.randomNormal(shape, 0, 1.5, "float32", rng.seed());
-          const [time, batch, inDim] = [7, 5, 6];
-          const inputs = [
-            n([time, batch, inDim]),
-            n([inDim, 4 * hidden]),
-            n([hidden, 4 * hidden]),
-            n([4 * hidden]),
-          ] as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-          const weight = n([time, batch, hidden]);
-          const run = (fused: boolean, wholeSequence: boolean) => {
-            useLstmSequenceKernels(wholeSequence);
-            assert.equal(hasLstmSequenceKernels(), wholeSequence);
-            const f = (...t: tf.Tensor[]) =>
-              tf.sum(tf.mul(lstmSequence(...(t as typeof inputs), { fused }), weight));
-            const { value, grads } = tf.valueAndGrads(f)(inputs);
-            return [lstmSequence(...inputs, { fused }), value, ...grads].map((t) => t.dataSync());
-          };
-          const whole = run(true, true), perStep = run(true, false), composite = run(false, false);
-          const names = ["output", "loss", "dx", "dWx", "dWh", "db"];
-          whole.forEach((values, i) => {
-            assert.deepEqual(values, perStep[i], `H ${hidden}: ${names[i]} differs from per step`);
-            assert.deepEqual(values, composite[i], `H ${hidden}: ${names[i]} differs from ops`);
-          });
+        const shape = [7, 5, 6, hidden]; // time, batch, in, hidden
+        const run = (fused: boolean, wholeSequence: boolean) => {
+          useLstmSequenceKernels(wholeSequence);
+          assert.equal(hasLstmSequenceKernels(), wholeSequence);
+          return outputAndGradients(22, shape, { fused });
+        };
+        const whole = run(true, true), perStep = run(true, false), composite = run(false, false);
+        whole.forEach((values, i) => {
+          const name = `H ${hidden}: ${GRADIENT_NAMES[i]}`;
+          assert.deepEqual(values, perStep[i], `${name} differs from per step`);
+          assert.deepEqual(values, composite[i], `${name} differs from ops`);
         });
       }
     } finally {
