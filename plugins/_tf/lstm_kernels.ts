@@ -24,6 +24,13 @@
  * again, and `lstm_test.ts` checks that too). Other backends have no such
  * kernels; {@link hasLstmKernels} tells the model to use the composite ops there.
  *
+ * On wasm with OpenBLAS's matMul, `HarmonyLstmSequence` and `HarmonyLstmSequenceGrad`
+ * run all the steps of a layer in one call each way: each step's recurrent product
+ * (the weights packed once for the native small product: `repeatedProduct` in
+ * `openblas.ts`) and then the same loops and sigmoids as the per-step kernels,
+ * written straight into `[T, B, ...]` outputs. The same bits as one product and
+ * one kernel per step ({@link hasLstmSequenceKernels}; `lstm_test.ts`).
+ *
  * @module
  */
 
