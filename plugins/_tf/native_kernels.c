@@ -8,9 +8,19 @@
  *   step. BLAS libraries pack (copy) all of B on every call, which for a
  *   768 x 3072 B costs more than the product; this kernel streams B once, in
  *   place, and splits its columns over threads.
+ * - hrl_pack_panels / hrl_sgemm_packed: the same product with B copied once
+ *   into panels of NR columns, each a contiguous stream, for many products by
+ *   one B (an LSTM's recurrent weights over a sequence, a model's weights while
+ *   sampling): the same sums as hrl_sgemm_small, without reading K rows that lie
+ *   pages apart.
  * - hrl_sgemm_batched: a batch of small products (an attention's per-head
  *   products), each on one thread, the batch split over the threads, where
- *   BLAS ran one call (and one round of its threads) per product.
+ *   BLAS ran one call (and one round of its threads) per product. A transposed
+ *   A is read in place; a transposed B is transposed in tiles first.
+ * - hrl_add_rows: a dense layer's bias added to its product in place.
+ * - hrl_attention_heads / hrl_attention_heads_grad: an attention's q, k, v heads
+ *   from its fused projection, with the rotary embedding and q's scaling, and
+ *   the gradient back (the same float32 operations as the tfjs ops).
  * - hrl_decode_attention: one query per head against a key/value cache, the
  *   attention of a Transformer's sampling step, in one call instead of two
  *   batched products and a softmax, reading the cache in place.
