@@ -38,6 +38,34 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "the native product of a packed right operand gives the small product's bits, and the bias rows add in place (needs cc)",
+  ignore: !hasNative,
+  fn: () => {
+    const { small, packed, addRows } = nativeProducts()!;
+    for (const m of [1, 8, 13, 16]) {
+      for (const panels of [1, 3, 7]) {
+        const [n, k] = [panels * packed.columns, 37];
+        const a = Float32Array.from(lcg(m * k, m + 1));
+        const b = Float32Array.from(lcg(k * n, n + 2));
+        const p = new Float32Array(k * n);
+        packed.pack(k, n, b, p);
+        const expected = new Float32Array(m * n), c = new Float32Array(m * n).fill(Number.NaN);
+        small(m, n, k, a, b, expected);
+        packed.product(m, n, k, a, p, c);
+        assert.deepEqual(c, expected, `${m}x${k} times ${k}x${n}`);
+      }
+    }
+    // 300 rows of 400: enough to split over the threads.
+    const bias = Float32Array.from(lcg(400, 3));
+    const rows = Float32Array.from(lcg(300 * 400, 4));
+    const sums = rows.map((x, i) => Math.fround(x + bias[i % 400]));
+    addRows(bias, rows);
+    assert.deepEqual(rows, sums);
+  },
+});
+
+Deno.test({
   name: "the native small product gives the same bits on 1, 2 and 3 threads (needs cc)",
   ignore: !hasNative,
   fn: () => {
