@@ -54,6 +54,13 @@ const args = parseArgs({
     rounds: { type: "string", default: "2" },
   },
 });
+const rounds = Number(args.values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(
+    `bench: --rounds must be a whole number of at least 1, not "${args.values.rounds}"`,
+  );
+  Deno.exit(2);
+}
 const sections = args.positionals.length > 0
   ? args.positionals
   : ["tokenize", "models", "backends"];
@@ -155,10 +162,6 @@ function best(results: BenchResult[]): BenchResult {
 }
 
 async function benchModels(): Promise<void> {
-  const rounds = Number(args.values.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1) {
-    throw new Error(`--rounds must be a whole number of at least 1, not "${args.values.rounds}"`);
-  }
   const transformerSpec = spec(transformer, {
     dModel: 256,
     layers: 4,
