@@ -23,15 +23,33 @@ import { errorFirstLine } from "../../mod.ts";
 
 const SOURCE = new URL("./native_kernels.c", import.meta.url);
 
+/** The parameters of a product `C [M][N] = A [M][K] B [K][N]`: M, N, K, A, B, C. */
+const PRODUCT_PARAMETERS = ["i32", "i32", "i32", "buffer", "buffer", "buffer"] as const;
+
+/** The parameters of the attention heads and their gradient: 4 sizes, the scale, 6 arrays. */
+const HEADS_PARAMETERS = [
+  "i32",
+  "i32",
+  "i32",
+  "i32",
+  "f32",
+  "buffer",
+  "buffer",
+  "buffer",
+  "buffer",
+  "buffer",
+  "buffer",
+] as const;
+
 const SYMBOLS = {
   hrl_sgemm_small: {
     // M, N, K, A, B, C
-    parameters: ["i32", "i32", "i32", "buffer", "buffer", "buffer"],
+    parameters: PRODUCT_PARAMETERS,
     result: "void",
   },
   hrl_sgemm_packed: {
     // M, N, K, A, P (B packed by hrl_pack_panels), C
-    parameters: ["i32", "i32", "i32", "buffer", "buffer", "buffer"],
+    parameters: PRODUCT_PARAMETERS,
     result: "void",
   },
   hrl_pack_panels: {
@@ -129,36 +147,12 @@ const SYMBOLS = {
   },
   hrl_attention_heads: {
     // batch, time, heads, hd, scale, qkv, cos, sin, q, k, v
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-    ],
+    parameters: HEADS_PARAMETERS,
     result: "void",
   },
   hrl_attention_heads_grad: {
     // batch, time, heads, hd, scale, dq, dk, dv (each or null), cos, sin, dqkv
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-      "buffer",
-    ],
+    parameters: HEADS_PARAMETERS,
     result: "void",
   },
   hrl_decode_attention: {

@@ -134,16 +134,21 @@ static void block_edge(int rows, int cols, int K, const float *A, struct a_layou
   }
 }
 
+/* NR columns of C [M][ldc] = op(A) B, from the NR columns at B (rows ldb apart), MR rows at a
+ * time. */
+static void column_block(int M, int K, const float *A, struct a_layout a, const float *B, int ldb,
+                         float *C, int ldc) {
+  for (int m = 0; m < M; m += MR) {
+    int rows = M - m < MR ? M - m : MR;
+    block(rows, K, A + m * a.row, a, B, ldb, C + (size_t)m * ldc, ldc);
+  }
+}
+
 /* Columns [n0, n1) of C [M][N] = op(A) B [K][N]; n0 is a multiple of NR. */
 static void product_columns(int M, int n0, int n1, int K, const float *A, struct a_layout a,
                             const float *B, int N, float *C) {
   int full_end = n0 + (n1 - n0) / NR * NR;
-  for (int n = n0; n < full_end; n += NR) {
-    for (int m = 0; m < M; m += MR) {
-      int rows = M - m < MR ? M - m : MR;
-      block(rows, K, A + m * a.row, a, B + n, N, C + (size_t)m * N + n, N);
-    }
-  }
+  for (int n = n0; n < full_end; n += NR) column_block(M, K, A, a, B + n, N, C + n, N);
   if (full_end < n1) block_edge(M, n1 - full_end, K, A, a, B + full_end, N, C + full_end, N);
 }
 
@@ -288,11 +293,7 @@ static void packed_part(const struct job *job, int part) {
   struct a_layout a = {.row = (size_t)job->K, .col = 1};
   for (int p = first; p < last; p++) {
     const float *panel = job->B + (size_t)p * job->K * NR;
-    for (int m = 0; m < job->M; m += MR) {
-      int rows = job->M - m < MR ? job->M - m : MR;
-      block(rows, job->K, job->A + (size_t)m * job->K, a, panel, NR,
-            job->C + (size_t)m * job->N + (size_t)p * NR, job->N);
-    }
+    column_block(job->M, job->K, job->A, a, panel, NR, job->C + (size_t)p * NR, job->N);
   }
 }
 
@@ -853,24 +854,24 @@ int hrl_sgemm_batched(int batch, int M, int N, int K, int trans_a, int trans_b, 
  * transposes), no fused multiply-adds: the same bits. The gradient runs the chain back.
  */
 NO_FMA static void rotate_row(int hd, const float *x, const float *cs, const float *sn,
-                              float scale, int scaled, float *y) {
+                              float scale, float *y) {
   int half = hd / 2;
   for (int j = 0; j < hd; j++) {
     float r = j < half ? -x[j + half] : x[j - half];
     float a = x[j] * cs[j];
     float b = r * sn[j];
     float z = a + b;
-    y[j] = scaled ? z * scale : z;
+    y[j] = z * scale; /* k's scale is 1: z * 1 is z, bit for bit */
   }
 }
 
 /* dx of rotate_row from dy (then x cos + rotate_half(x) sin's gradient is dy cos +
  * rotate_half^T(dy sin), rotate_half^T([g1, g2]) = [g2, -g1]). */
 NO_FMA static void rotate_row_grad(int hd, const float *dy, const float *cs, const float *sn,
-                                   float scale, int scaled, float *dx) {
+                                   float scale, float *dx) {
   int half = hd / 2;
   float g[hd];
-  for (int j = 0; j < hd; j++) g[j] = scaled ? dy[j] * scale : dy[j];
+  for (int j = 0; j < hd; j++) g[j] = dy[j] * scale;
   for (int j = 0; j < hd; j++) {
     float a = g[j] * cs[j];
     float b = j < half ? g[j + half] * sn[j + half] : -(g[j - half] * sn[j - half]);
@@ -891,16 +892,16 @@ static void heads_part(const struct job *job, int part) {
       size_t packed = (size_t)row * 3 * D + (size_t)h * hd; /* q's in [B*T][3][NH][hd] */
       if (job->heads_grad) {
         float *dqkv = job->y + packed;
-        if (job->q) rotate_row_grad(hd, job->q + head, cs, sn, job->scale, 1, dqkv);
+        if (job->q) rotate_row_grad(hd, job->q + head, cs, sn, job->scale, dqkv);
         else memset(dqkv, 0, hd * sizeof(float));
-        if (job->k) rotate_row_grad(hd, job->k + head, cs, sn, 0, 0, dqkv + D);
+        if (job->k) rotate_row_grad(hd, job->k + head, cs, sn, 1.0f, dqkv + D);
         else memset(dqkv + D, 0, hd * sizeof(float));
         if (job->v) memcpy(dqkv + 2 * D, job->v + head, hd * sizeof(float));
         else memset(dqkv + 2 * D, 0, hd * sizeof(float));
       } else {
         const float *src = job->A + packed;
-        rotate_row(hd, src, cs, sn, job->scale, 1, job->heads_q + head);
-        rotate_row(hd, src + D, cs, sn, 0, 0, job->heads_k + head);
+        rotate_row(hd, src, cs, sn, job->scale, job->heads_q + head);
+        rotate_row(hd, src + D, cs, sn, 1.0f, job->heads_k + head);
         memcpy(job->heads_v + head, src + 2 * D, hd * sizeof(float));
       }
     }

@@ -291,13 +291,22 @@ export function repeatedProduct(
   k: number,
   b: () => Float32Array,
 ): (a: Float32Array, out: Float32Array) => void {
-  const packed = products?.packed;
-  if (packed !== undefined && smallProductTakes(m, n, k) && n % packed.columns === 0) {
-    const panels = new Float32Array(k * n);
-    packed.pack(k, n, b(), panels);
-    return (a, out) => packed.product(m, n, k, a, panels, out);
-  }
+  const panels = packForSmallProduct(m, n, k, b());
+  if (panels !== null) return (a, out) => products!.packed.product(m, n, k, a, panels, out);
   return (a, out) => rowMajorProduct(m, n, k, a, b(), out);
+}
+
+/** `b` `[k, n]` packed into panels when the small-product kernel takes the product, else null. */
+function packForSmallProduct(
+  m: number,
+  n: number,
+  k: number,
+  b: Float32Array,
+): Float32Array | null {
+  if (!smallProductTakes(m, n, k) || n % products!.packed.columns !== 0) return null;
+  const panels = new Float32Array(k * n);
+  products!.packed.pack(k, n, b, panels);
+  return panels;
 }
 
 /**
@@ -338,19 +347,13 @@ function packedPanels(
   k: number,
   values: Float32Array,
 ): Float32Array | null {
-  const packed = products?.packed;
-  if (
-    packing === null || packed === undefined || !packing.weights.has(b.dataId) ||
-    !smallProductTakes(m, n, k) || n % packed.columns !== 0
-  ) {
+  if (packing === null || !packing.weights.has(b.dataId) || !smallProductTakes(m, n, k)) {
     return null;
   }
-  let panels = packing.panels.get(b.dataId);
-  if (panels === undefined) {
-    panels = new Float32Array(k * n);
-    packed.pack(k, n, values, panels);
-    packing.panels.set(b.dataId, panels);
-  }
+  const known = packing.panels.get(b.dataId);
+  if (known !== undefined) return known;
+  const panels = packForSmallProduct(m, n, k, values);
+  if (panels !== null) packing.panels.set(b.dataId, panels);
   return panels;
 }
 
